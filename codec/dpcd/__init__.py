@@ -1,0 +1,1 @@
+"""DPCD: Dual-Path Conditioned Diffusion decoder (diffusers UNet + ControlNet)."""

@@ -1,0 +1,173 @@
+"""DPCD stage 1: the caption-conditioned UNet prior (``sdgic train prior``).
+
+Trains ``UNet2DConditionModel`` on endless procedural scenes (data set seed 3003, never used
+for evaluation) with v-prediction, Min-SNR-5 loss weighting, caption dropout (the null caption
+teaches the unconditional model that classifier-free guidance and lost-caption decoding need)
+and an EMA of the weights.
+
+Resumable: ``RUN/checkpoint/`` holds the UNet, its EMA, the optimizer and the step;
+``--init DIR`` starts from shipped weights (e.g. an in-progress preset) when no checkpoint
+exists, so a run continues on a fresh machine. Sample grids go to ``RUN/samples/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DConditionModel
+from diffusers.training_utils import EMAModel, compute_snr
+from PIL import Image
+from tqdm import tqdm
+
+from codec.data.scenes import generate
+from codec.dpcd.configs import unet_config
+from codec.dpcd.decoder import DPCDSampler, to_model_space, training_scheduler
+from codec.text_encoder import TextEncoder
+
+TRAIN_SEED = 3003
+SAMPLE_SEED = 4004  # fixed scenes whose captions drive the sample grids
+
+
+def _batch(step: int, batch_size: int, size: int):
+    """Scenes for ``step``: deterministic, so a resumed run sees the data it would have seen."""
+    out = [generate(step * batch_size + i, seed=TRAIN_SEED, size=size) for i in range(batch_size)]
+    x = torch.from_numpy(np.stack([o[0] for o in out])).permute(0, 3, 1, 2).float() / 255.0
+    return x, [o[1].caption for o in out]
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 8, scale: int = 2) -> None:
+    """Save float (B, 3, H, W) images as one PNG grid, upscaled ``scale``× (nearest)."""
+    b, _, h, w = images.shape
+    ncol = math.ceil(b / nrow)
+    grid = torch.ones(3, ncol * h, nrow * w)
+    for i, im in enumerate(images):
+        r, c = divmod(i, nrow)
+        grid[:, r * h:(r + 1) * h, c * w:(c + 1) * w] = im
+    a = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+    Image.fromarray(a).resize((nrow * w * scale, ncol * h * scale), Image.NEAREST).save(path)
+
+
+def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: float = 2e-4,
+                config: str = "scenes-64", caption_dropout: float = 0.15,
+                ema_decay: float = 0.999, save_every: int = 250, sample_every: int = 1000,
+                init: str | Path | None = None, threads: int | None = None,
+                max_minutes: float | None = None) -> Path:
+    """Train (or resume) the prior in ``run``; returns the checkpoint folder."""
+    if threads:
+        torch.set_num_threads(threads)
+    run = Path(run)
+    ckpt = run / "checkpoint"
+    (run / "samples").mkdir(parents=True, exist_ok=True)
+    text = TextEncoder()
+    if (ckpt / "unet" / "config.json").is_file():
+        unet = UNet2DConditionModel.from_pretrained(ckpt / "unet")
+        state = json.loads((ckpt / "state.json").read_text())
+        start = state["step"]
+        src = f"resumed from {ckpt} at step {start}"
+    elif init is not None:
+        unet = UNet2DConditionModel.from_pretrained(Path(init))
+        card = Path(init).parent / "model_card.json"
+        start = json.loads(card.read_text()).get("stages", {}).get("prior", {}).get("steps", 0) \
+            if card.is_file() else 0
+        src = f"initialised from {init} (step {start})"
+    else:
+        unet = UNet2DConditionModel(**unet_config(config, cross_attention_dim=text.dim))
+        start = 0
+        src = "fresh"
+    size = unet.config.sample_size * 2
+    ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True,
+                   model_cls=UNet2DConditionModel, model_config=unet.config)
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-2)
+    if (ckpt / "optimizer.pt").is_file():
+        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+        ema_unet = UNet2DConditionModel.from_pretrained(ckpt / "unet_ema")
+        ema.load_state_dict({**torch.load(ckpt / "ema_state.pt", weights_only=True),
+                             "shadow_params": [p.detach().clone() for p in ema_unet.parameters()]})
+    elif start > 0:  # shipped weights are the EMA: keep them as the EMA's start too
+        ema.optimization_step = start
+    sched = training_scheduler()
+    log = open(run / "train.log", "a")
+    print(f"prior: {src}; {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M params, "
+          f"{size}×{size}, batch {batch_size}", file=log, flush=True)
+    sample_scenes = [generate(i, seed=SAMPLE_SEED, size=size) for i in range(16)]
+    sample_captions = [s[1].caption for s in sample_scenes]
+    g = torch.Generator().manual_seed(start)
+    t_start = time.time()
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc="prior", unit="step")
+    unet.train()
+    losses = []
+    for step in bar:
+        warm = min(1.0, (step + 1) / 500)
+        for group in opt.param_groups:
+            group["lr"] = lr * warm
+        x, captions = _batch(step, batch_size, size)
+        drop = torch.rand(batch_size, generator=g) < caption_dropout
+        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+        cond, mask = text.tokens(captions)
+        x0 = to_model_space(x)
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, sched.config.num_train_timesteps, (batch_size,), generator=g)
+        xt = sched.add_noise(x0, noise, t)
+        target = sched.get_velocity(x0, noise, t)
+        pred = unet(xt, t, encoder_hidden_states=cond, encoder_attention_mask=mask).sample
+        snr = compute_snr(sched, t)
+        weight = torch.minimum(snr, torch.full_like(snr, 5.0)) / (snr + 1)  # Min-SNR-5, v-pred
+        loss = (weight * F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        ema.step(unet.parameters())
+        losses.append(loss.item())
+        done = step + 1
+        if done % 25 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-25:]):.4f}")
+            print(f"step {done} loss {np.mean(losses[-25:]):.5f} "
+                  f"{(time.time() - t_start) / len(losses):.2f}s/step", file=log, flush=True)
+        out_of_time = max_minutes is not None and time.time() - t_start > 60 * max_minutes
+        if done % save_every == 0 or done == steps or out_of_time:
+            _save(unet, ema, opt, ckpt, done, np.mean(losses[-100:]))
+        if done % sample_every == 0 or done == steps or out_of_time:
+            ema_unet = ema_copy(unet, ema)
+            imgs = DPCDSampler(ema_unet.eval(), text).sample(
+                sample_captions, steps=20, generator=torch.Generator().manual_seed(0))
+            ref = torch.from_numpy(np.stack([s[0] for s in sample_scenes])).permute(0, 3, 1, 2) / 255.0
+            save_grid(torch.cat([ref[:8], imgs[:8], ref[8:], imgs[8:]]), run / "samples" / f"step{done:06d}.png")
+        if out_of_time:
+            print(f"stopping at step {done}: --max-minutes reached", file=log, flush=True)
+            break
+    log.close()
+    return ckpt
+
+
+def ema_copy(unet: UNet2DConditionModel, ema: EMAModel) -> UNet2DConditionModel:
+    """A new UNet holding the EMA weights."""
+    m = UNet2DConditionModel.from_config(unet.config)
+    ema.copy_to(m.parameters())
+    return m
+
+
+def _save(unet, ema, opt, ckpt: Path, step: int, loss: float) -> None:
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    unet.save_pretrained(tmp / "unet")
+    ema_copy(unet, ema).save_pretrained(tmp / "unet_ema")
+    torch.save(opt.state_dict(), tmp / "optimizer.pt")
+    st = ema.state_dict()
+    st.pop("shadow_params", None)
+    torch.save(st, tmp / "ema_state.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "loss": float(loss)}) + "\n")
+    # swap atomically enough: a crash leaves either the old or the new checkpoint whole
+    old = ckpt.with_name(ckpt.name + ".old")
+    if ckpt.exists():
+        ckpt.rename(old)
+    tmp.rename(ckpt)
+    if old.exists():
+        import shutil
+        shutil.rmtree(old)

@@ -1,0 +1,142 @@
+"""The ``sdgic`` command line.
+
+Subcommands: ``data scenes``, ``data photos``, ``train judge``, ``train prior``, ``eval``,
+``demo``. Errors the user can fix print one line and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _positive(kind):
+    def parse(v):
+        x = kind(v)
+        if x <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+        return x
+    return parse
+
+
+def cmd_data_scenes(a):
+    from codec.data.scene_dataset import write_scene_folder
+
+    if a.size < 16:
+        raise ValueError(f"--size {a.size} is too small; use 16 or more pixels")
+    out = write_scene_folder(a.out, a.n, seed=a.seed, size=a.size, workers=a.workers)
+    print(f"wrote {a.n} scenes ({a.size}×{a.size}) and scenes.jsonl to {out}")
+
+
+def cmd_data_photos(a):
+    from codec.data.photos import build_photo_set
+
+    m = build_photo_set(a.out, workdir=a.workdir)
+    print(f"wrote {m['tiles']['train']} train and {m['tiles']['val']} val tiles from "
+          f"{len(m['photos'])} photographs to {a.out} (manifest.json lists them)")
+
+
+def cmd_train_judge(a):
+    from codec.train_judge import train_judge
+
+    card = train_judge(a.out, steps=a.steps, batch_size=a.batch_size, workers=a.workers)
+    print(json.dumps(card["metrics"], indent=2))
+
+
+def cmd_train_prior(a):
+    from codec.dpcd.train_prior import train_prior
+
+    ckpt = train_prior(a.run, steps=a.steps, batch_size=a.batch_size, lr=a.lr, init=a.init,
+                       threads=a.threads, max_minutes=a.max_minutes)
+    print(f"checkpoint: {ckpt}")
+
+
+def cmd_eval(a):
+    from codec.evaluate import evaluate_folders
+
+    df, summary, notes = evaluate_folders(a.ref, a.rec, streams=a.streams, judge_path=a.judge,
+                                          inception=not a.no_inception)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "per_image.csv", index=False)
+    summary.to_csv(out / "summary.csv")
+    for n in notes:
+        print(f"note: {n}")
+    print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {out / 'per_image.csv'} and {out / 'summary.csv'}")
+
+
+def cmd_demo(a):
+    from experiments.demo import run_demo
+
+    run_demo(a.out, n=a.n)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sdgic", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="make data sets").add_subparsers(dest="what", required=True)
+    s = data.add_parser("scenes", help="procedural scenes: PNGs + scenes.jsonl")
+    s.add_argument("--n", type=_positive(int), default=100)
+    s.add_argument("--size", type=int, default=128)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=_positive(int), default=1)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_data_scenes)
+    s = data.add_parser("photos", help="128² crops of the Debian wallpaper photographs")
+    s.add_argument("--out", required=True)
+    s.add_argument("--workdir", help="keep downloaded .deb files here (default: a temp folder)")
+    s.set_defaults(func=cmd_data_photos)
+
+    train = sub.add_parser("train", help="train models").add_subparsers(dest="what", required=True)
+    s = train.add_parser("judge", help="the scene judge (referee of semantic consistency)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--steps", type=_positive(int), default=3000)
+    s.add_argument("--batch-size", type=_positive(int), default=32)
+    s.add_argument("--workers", type=_positive(int), default=2)
+    s.set_defaults(func=cmd_train_judge)
+    s = train.add_parser("prior", help="DPCD stage 1: caption-conditioned UNet prior (resumable)")
+    s.add_argument("--run", required=True, help="run folder (checkpoint/, samples/, train.log)")
+    s.add_argument("--steps", type=_positive(int), default=30000)
+    s.add_argument("--batch-size", type=_positive(int), default=16)
+    s.add_argument("--lr", type=_positive(float), default=2e-4)
+    s.add_argument("--init", help="start from this UNet folder when the run has no checkpoint")
+    s.add_argument("--threads", type=_positive(int), help="torch threads (default: all cores)")
+    s.add_argument("--max-minutes", type=_positive(float), help="save and stop after this long")
+    s.set_defaults(func=cmd_train_prior)
+
+    s = sub.add_parser("eval", help="metrics of reconstructions against references")
+    s.add_argument("--ref", required=True, help="reference images (scenes.jsonl optional)")
+    s.add_argument("--rec", required=True, help="reconstructions, same file stems")
+    s.add_argument("--streams", help="folder of each image's compressed files NAME.* (for bpp)")
+    s.add_argument("--judge", help="scene judge folder (default: the shipped one)")
+    s.add_argument("--no-inception", action="store_true", help="skip Inception similarity/FID")
+    s.add_argument("--out", default="eval", help="where per_image.csv and summary.csv go")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("demo", help="data-and-metrics demo: what a thumbnail or JPEG keeps")
+    s.add_argument("--out", default="results/demo")
+    s.add_argument("--n", type=_positive(int), default=64)
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError, OSError) as e:
+        if os.environ.get("SDGIC_DEBUG"):
+            raise
+        print(f"sdgic {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

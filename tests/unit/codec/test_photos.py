@@ -1,0 +1,39 @@
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from codec.data.photos import PHOTOS, build_photo_set, photo_name, tiles_of, val_photos
+
+
+def test_photo_list_matches_design():
+    names = [photo_name(r) for rels in PHOTOS.values() for r in rels]
+    assert len(names) == len(set(names)) == 37
+
+
+def test_split_is_by_photo_and_both_sides_nonempty():
+    names = {photo_name(r) for rels in PHOTOS.values() for r in rels}
+    val = val_photos()
+    assert val and val < names and len(val) <= len(names) // 4
+
+
+def test_tiles_skip_flat_regions():
+    a = np.zeros((600, 800, 3), np.uint8)
+    a[:, 400:] = np.random.default_rng(0).integers(0, 255, (600, 400, 3))
+    tiles = list(tiles_of(Image.fromarray(a), scales=(512,)))
+    assert tiles and all(t.shape == (128, 128, 3) and t.std() >= 6 for *_, t in tiles)
+    # the flat left half gives nothing: every kept tile lies right of it
+    assert all(x + 128 > 512 * 800 / 600 / 2 for _, _, x, _ in tiles)
+
+
+@pytest.mark.slow
+def test_build_from_debian_packages_no_leakage(tmp_path):
+    m = build_photo_set(tmp_path / "photos", workdir=tmp_path / "work", progress=False)
+    def sources(split):
+        return {re.sub(r"_s\d+_\d+_\d+$", "", p.stem)
+                for p in (tmp_path / "photos" / split).glob("*.png")}
+
+    train, val = sources("train"), sources("val")
+    assert train and val and not (train & val)
+    assert m["tiles"]["train"] + m["tiles"]["val"] > 8000
