@@ -24,6 +24,22 @@ from codec.metrics import (OptionalIQA, bpp, fid_from_features, inception_featur
                            psnr, resize_to)
 
 
+# Inception features of reference files, keyed by (path, mtime, size): a sweep that scores
+# many reconstructions of the same references extracts the reference features once.
+_REF_FEATURES: dict[tuple, np.ndarray] = {}
+
+
+def _cached_features(feats, paths: list[Path], images: list[np.ndarray], same_size: bool) -> np.ndarray:
+    keys = [(str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in paths]
+    todo = [i for i, k in enumerate(keys) if k not in _REF_FEATURES]
+    if todo:
+        new = feats(np.stack([images[i] for i in todo])) if same_size else \
+            np.concatenate([feats(images[i]) for i in todo])
+        for i, f in zip(todo, new):
+            _REF_FEATURES[keys[i]] = f
+    return np.stack([_REF_FEATURES[k] for k in keys])
+
+
 def _captions(folder: Path, stems: list[str], scene_captions: dict[str, str]) -> list[str | None]:
     out = []
     for s in stems:
@@ -102,10 +118,8 @@ def evaluate_folders(ref: str | Path, rec: str | Path, streams: str | Path | Non
     fid = None
     if inception:
         feats = inception_features()
-        def features(images):
-            return feats(np.stack(images)) if same_size else np.concatenate([feats(i) for i in images])
-
-        fa, fb = features(refs), features(recs)
+        fa = _cached_features(feats, [a for a, _ in pairs], refs, same_size)
+        fb = feats(np.stack(recs)) if same_size else np.concatenate([feats(r) for r in recs])
         cos = (fa * fb).sum(1) / (np.linalg.norm(fa, axis=1) * np.linalg.norm(fb, axis=1) + 1e-12)
         for s, v in zip(stems, cos):
             rows[s]["inception_similarity"] = float(v)

@@ -124,7 +124,7 @@ def fid_from_features(a: np.ndarray, b: np.ndarray) -> float:
         raise ValueError(f"FID needs at least 2 images per set; got {len(a)} and {len(b)}")
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = scipy.linalg.sqrtm(s1 @ s2, disp=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2)
     covmean = np.real(covmean)
     fid = float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2.0 * covmean))
     return max(fid, 0.0)

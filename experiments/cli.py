@@ -50,7 +50,7 @@ def cmd_train_prior(a):
     from codec.dpcd.train_prior import train_prior
 
     ckpt = train_prior(a.run, steps=a.steps, batch_size=a.batch_size, lr=a.lr, init=a.init,
-                       threads=a.threads, max_minutes=a.max_minutes)
+                       threads=a.threads, max_minutes=a.max_minutes, export=a.export)
     print(f"checkpoint: {ckpt}")
 
 
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--init", help="start from this UNet folder when the run has no checkpoint")
     s.add_argument("--threads", type=_positive(int), help="torch threads (default: all cores)")
     s.add_argument("--max-minutes", type=_positive(float), help="save and stop after this long")
+    s.add_argument("--export", help="preset folder to refresh (fp16 EMA UNet + model card) at every checkpoint")
     s.set_defaults(func=cmd_train_prior)
 
     s = sub.add_parser("eval", help="metrics of reconstructions against references")
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="data-and-metrics demo: what a thumbnail or JPEG keeps")
     s.add_argument("--out", default="results/demo")
-    s.add_argument("--n", type=_positive(int), default=64)
+    s.add_argument("--n", type=_positive(int), default=48)
     s.set_defaults(func=cmd_demo)
     return p
 
