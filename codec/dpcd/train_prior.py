@@ -57,8 +57,12 @@ def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: f
                 config: str = "scenes-64", caption_dropout: float = 0.15,
                 ema_decay: float = 0.999, save_every: int = 250, sample_every: int = 1000,
                 init: str | Path | None = None, threads: int | None = None,
-                max_minutes: float | None = None) -> Path:
-    """Train (or resume) the prior in ``run``; returns the checkpoint folder."""
+                max_minutes: float | None = None, export: str | Path | None = None) -> Path:
+    """Train (or resume) the prior in ``run``; returns the checkpoint folder.
+
+    ``export``: a preset folder that receives the EMA UNet (fp16 safetensors) and an
+    in-progress model card at every checkpoint, ready to commit.
+    """
     if threads:
         torch.set_num_threads(threads)
     run = Path(run)
@@ -71,7 +75,7 @@ def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: f
         start = state["step"]
         src = f"resumed from {ckpt} at step {start}"
     elif init is not None:
-        unet = UNet2DConditionModel.from_pretrained(Path(init))
+        unet = UNet2DConditionModel.from_pretrained(Path(init), torch_dtype=torch.float32)
         card = Path(init).parent / "model_card.json"
         start = json.loads(card.read_text()).get("stages", {}).get("prior", {}).get("steps", 0) \
             if card.is_file() else 0
@@ -133,6 +137,9 @@ def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: f
         out_of_time = max_minutes is not None and time.time() - t_start > 60 * max_minutes
         if done % save_every == 0 or done == steps or out_of_time:
             _save(unet, ema, opt, ckpt, done, np.mean(losses[-100:]))
+            if export is not None:
+                export_prior(run, export, batch_size=batch_size, lr=lr,
+                             complete=done >= steps)
         if done % sample_every == 0 or done == steps or out_of_time:
             ema_unet = ema_copy(unet, ema)
             imgs = DPCDSampler(ema_unet.eval(), text).sample(
@@ -144,6 +151,48 @@ def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: f
             break
     log.close()
     return ckpt
+
+
+def export_prior(run: str | Path, out: str | Path, batch_size: int = 16, lr: float = 2e-4,
+                 complete: bool = False) -> Path:
+    """Write ``run``'s EMA UNet to ``out/unet`` as fp16 safetensors with ``out/model_card.json``.
+
+    fp16 halves the file (a 10 M-parameter UNet is 20 MB instead of 41 MB, under the 40 MB
+    preset limit); weights are cast back to fp32 on load.
+    """
+    from codec.train_judge import _git_commit
+
+    run, out = Path(run), Path(out)
+    ckpt = run / "checkpoint"
+    state = json.loads((ckpt / "state.json").read_text())
+    unet = UNet2DConditionModel.from_pretrained(ckpt / "unet_ema")
+    unet.to(torch.float16).save_pretrained(out / "unet")
+    card_path = out / "model_card.json"
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    log = (run / "train.log").read_text().splitlines() if (run / "train.log").is_file() else []
+    secs = [float(l.split()[-1].rstrip("s/step")) for l in log if l.startswith("step ")]
+    card.update({
+        "preset": out.name,
+        "status": "complete" if complete else "in-progress",
+        "resolution": unet.config.sample_size * 2,
+    })
+    card.setdefault("stages", {})["prior"] = {
+        "what": "caption-conditioned UNet2DConditionModel prior (EMA weights, fp16)",
+        "training_command": f"sdgic train prior --run {run} --init {out / 'unet'} "
+                            f"--export {out}",
+        "commit": _git_commit(),
+        "data": f"endless procedural scenes, data set seed {TRAIN_SEED}, "
+                f"{unet.config.sample_size * 2} px, caption dropout 0.15",
+        "steps": state["step"], "batch_size": batch_size, "lr": lr,
+        "images_seen": state["step"] * batch_size,
+        "loss_last_100_steps": round(state["loss"], 5),
+        "parameters": sum(p.numel() for p in unet.parameters()),
+        "seconds_per_step_logged": round(secs[-1], 2) if secs else None,
+        "samples": "runs/<run>/samples/stepNNNNNN.png (rows: source scene, prior sample "
+                   "from its caption)",
+    }
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return out
 
 
 def ema_copy(unet: UNet2DConditionModel, ema: EMAModel) -> UNet2DConditionModel:
