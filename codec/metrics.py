@@ -36,7 +36,7 @@ def as_float(images) -> torch.Tensor:
         a = a[None]
     if a.ndim != 4 or a.shape[-1] != 3:
         raise ValueError(f"images must be (B, H, W, 3) or (H, W, 3) RGB; got shape {a.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float()
+    x = torch.from_numpy(np.array(a, copy=True)).permute(0, 3, 1, 2).float()
     return x / 255.0 if a.dtype == np.uint8 else x
 
 
