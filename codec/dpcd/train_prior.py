@@ -1,7 +1,7 @@
 """DPCD stage 1: the caption-conditioned UNet prior (``sdgic train prior``).
 
 Trains ``UNet2DConditionModel`` on endless procedural scenes (data set seed 3003, never used
-for evaluation) with v-prediction, Min-SNR-5 loss weighting, caption dropout (the null caption
+for evaluation) with v-prediction, Min-SNR-5 loss weighting (floored at the plain v-loss), caption dropout (the null caption
 teaches the unconditional model that classifier-free guidance and lost-caption decoding need)
 and an EMA of the weights.
 
@@ -121,7 +121,11 @@ def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: f
         target = sched.get_velocity(x0, noise, t)
         pred = unet(xt, t, encoder_hidden_states=cond, encoder_attention_mask=mask).sample
         snr = compute_snr(sched, t)
-        weight = torch.minimum(snr, torch.full_like(snr, 5.0)) / (snr + 1)  # Min-SNR-5, v-pred
+        # Min-SNR-5 in its v-prediction form, floored at the plain v-loss: weight 1 while
+        # SNR + 1 <= 5 (every high-noise step keeps its full signal), 5 / (SNR + 1) below.
+        # The unfloored min(SNR, 5) / (SNR + 1) goes to 0 at high noise; trained with it, the
+        # model never learnt the first sampling steps and drew pure noise at step 250.
+        weight = torch.clamp(5.0 / (snr + 1), max=1.0)
         loss = (weight * F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
