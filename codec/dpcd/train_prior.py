@@ -102,6 +102,7 @@ def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: f
     sample_scenes = [generate(i, seed=SAMPLE_SEED, size=size) for i in range(16)]
     sample_captions = [s[1].caption for s in sample_scenes]
     g = torch.Generator().manual_seed(start)
+    stop = _StopFlag()
     t_start = time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="prior", unit="step")
     unet.train()
@@ -138,7 +139,8 @@ def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: f
             bar.set_postfix(loss=f"{np.mean(losses[-25:]):.4f}")
             print(f"step {done} loss {np.mean(losses[-25:]):.5f} "
                   f"{(time.time() - t_start) / len(losses):.2f}s/step", file=log, flush=True)
-        out_of_time = max_minutes is not None and time.time() - t_start > 60 * max_minutes
+        out_of_time = (max_minutes is not None and time.time() - t_start > 60 * max_minutes) \
+            or stop.requested
         if done % save_every == 0 or done == steps or out_of_time:
             _save(unet, ema, opt, ckpt, done, np.mean(losses[-100:]))
             if export is not None:
@@ -151,8 +153,10 @@ def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: f
             ref = torch.from_numpy(np.stack([s[0] for s in sample_scenes])).permute(0, 3, 1, 2) / 255.0
             save_grid(torch.cat([ref[:8], imgs[:8], ref[8:], imgs[8:]]), run / "samples" / f"step{done:06d}.png")
         if out_of_time:
-            print(f"stopping at step {done}: --max-minutes reached", file=log, flush=True)
+            why = "SIGTERM/SIGINT" if stop.requested else "--max-minutes reached"
+            print(f"stopping at step {done}: {why}; checkpoint saved", file=log, flush=True)
             break
+    stop.restore()
     log.close()
     return ckpt
 
@@ -197,6 +201,25 @@ def export_prior(run: str | Path, out: str | Path, batch_size: int = 16, lr: flo
     }
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return out
+
+
+class _StopFlag:
+    """SIGTERM / SIGINT ask the loop to save a checkpoint after the current step and stop."""
+
+    def __init__(self):
+        import signal
+
+        self.requested = False
+        self._old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def restore(self):
+        import signal
+
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
 
 
 def ema_copy(unet: UNet2DConditionModel, ema: EMAModel) -> UNet2DConditionModel:
