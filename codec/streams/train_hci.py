@@ -1,0 +1,213 @@
+"""Train one HCI rate point on procedural scenes (resumable).
+
+    python -m codec.streams.train_hci --out codec/weights/hci-64/r40 --lmbda 3e-5 --steps 3000
+
+Loss = ``lmbda · 255² · MSE + bits/pixel`` (CompressAI's rate–distortion convention) plus the
+entropy bottleneck's auxiliary quantile loss on its own optimizer. Training images are scenes
+``0 … n_train-1`` of seed 6006 at the working size (rendered once, cached as ``.npy`` under
+``runs/hci-data/``) with random flips; evaluation uses 500 scenes of seed 6007.
+
+The run folder (``runs/hci/<name>/``, ignored by git) holds ``checkpoint.pt`` with the model and
+both optimizers' state: re-running the same command resumes from it. The shipped folder
+(``--out``) receives ``config.json``, ``model.safetensors`` and ``model_card.json`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from codec.streams.hci import HCICodec, build_model
+
+TRAIN_SEED = 6006
+EVAL_SEED = 6007
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def scene_array(n: int, seed: int, size: int, cache: Path | None = None) -> np.ndarray:
+    """uint8 (n, size, size, 3) scenes 0…n-1 of ``seed``, cached as .npy."""
+    from codec.data.scene_dataset import render_scenes
+
+    if cache is not None:
+        path = cache / f"scenes_s{seed}_{size}px_{n}.npy"
+        if path.is_file():
+            return np.load(path)
+    images, _ = render_scenes(n, seed=seed, size=size, workers=1, progress=True)
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        np.save(path, images)
+    return images
+
+
+@torch.no_grad()
+def evaluate(codec: HCICodec, images: np.ndarray) -> dict:
+    """Real bitstreams: mean bits/image, bpp, PSNR (dB) over ``images`` uint8 (B, H, W, 3)."""
+    from codec.metrics import psnr
+
+    bits, recs = [], []
+    for img in images:
+        data = codec.encode(img)
+        bits.append(8 * len(data))
+        recs.append(codec.decode(data))
+    recs = np.stack(recs)
+    h, w = images.shape[1:3]
+    p = psnr(images, recs)
+    return {"bits_per_image": float(np.mean(bits)), "bits_median": float(np.median(bits)),
+            "bits_max": int(np.max(bits)), "bpp": float(np.mean(bits) / (h * w)),
+            "psnr_db": float(np.mean(p)), "n_images": int(len(images))}
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT,
+                                       stderr=subprocess.DEVNULL, text=True).strip()
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def train(out: str | Path, lmbda: float, steps: int, arch: str = "factorized", N: int = 48,
+          M: int = 16, depth: int = 4, size: int = 64, batch_size: int = 16, lr: float = 1e-3,
+          n_train: int = 16000, n_eval: int = 500, run_dir: str | Path | None = None,
+          threads: int = 1, seed: int = 0, checkpoint_every: int = 250,
+          init_from: str | Path | None = None) -> dict:
+    torch.set_num_threads(threads)
+    out = Path(out)
+    run_dir = Path(run_dir) if run_dir else ROOT / "runs" / "hci" / out.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cache = ROOT / "runs" / "hci-data"
+    train_images = torch.from_numpy(scene_array(n_train, TRAIN_SEED, size, cache))
+    train_images = train_images.permute(0, 3, 1, 2).contiguous()  # uint8 (n, 3, H, W)
+
+    model_cfg = {"arch": arch, "N": N, "M": M, "depth": depth}
+    torch.manual_seed(seed)
+    model = build_model(model_cfg)
+    aux_params = {n for n, _ in model.named_parameters() if n.endswith(".quantiles")}
+    opt = torch.optim.Adam([p for n, p in model.named_parameters() if n not in aux_params], lr=lr)
+    aux_opt = torch.optim.Adam([p for n, p in model.named_parameters() if n in aux_params], lr=1e-3)
+    step = 0
+    ckpt_path = run_dir / "checkpoint.pt"
+    start = ckpt_path if ckpt_path.is_file() else (Path(init_from) if init_from else None)
+    if start is not None:
+        ckpt = torch.load(start, weights_only=False)
+        if ckpt["model_config"] != model_cfg:
+            raise ValueError(f"{ckpt_path} was trained with {ckpt['model_config']}, not "
+                             f"{model_cfg}; use another --run-dir")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["opt"])
+        aux_opt.load_state_dict(ckpt["aux_opt"])
+        step = ckpt["step"]
+        torch.set_rng_state(ckpt["rng"])
+        if start == ckpt_path:  # own run: keep where it was first initialized from
+            init_from, init_step = ckpt.get("init_from"), ckpt.get("init_step", 0)
+        else:
+            init_from, init_step = str(start), step
+        print(f"resumed from {start} at step {step}", flush=True)
+    else:
+        init_step = 0
+
+    def save_ckpt():
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
+                    "aux_opt": aux_opt.state_dict(), "step": step, "rng": torch.get_rng_state(),
+                    "model_config": model_cfg, "lmbda": lmbda, "init_from": init_from,
+                    "init_step": init_step}, ckpt_path)
+
+    num_pixels = size * size
+    model.train()
+    t0 = time.time()
+    log = open(run_dir / "train.log", "a")
+    while step < steps:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        idx = torch.randint(0, len(train_images), (batch_size,), generator=g)
+        x = train_images[idx].float() / 255.0
+        flip = torch.rand(batch_size, generator=g) < 0.5
+        x[flip] = x[flip].flip(-1)
+        for group in opt.param_groups:  # step decay: ×0.1 for the last 15 %
+            group["lr"] = lr * (0.1 if step >= 0.85 * steps else 1.0)
+        out_ = model(x)
+        mse = F.mse_loss(out_["x_hat"], x)
+        bits = sum(-torch.log2(v).sum() for v in out_["likelihoods"].values()) / batch_size
+        loss = lmbda * 255 ** 2 * mse + bits / num_pixels
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        aux = model.aux_loss()
+        aux_opt.zero_grad()
+        aux.backward()
+        aux_opt.step()
+        step += 1
+        if step % 50 == 0 or step == steps:
+            msg = (f"step {step} loss {loss.item():.4f} bits/img {bits.item():.1f} "
+                   f"psnr {10 * math.log10(1 / max(mse.item(), 1e-10)):.2f} aux {aux.item():.1f} "
+                   f"{(time.time() - t0):.0f}s")
+            print(msg, flush=True)
+            log.write(msg + "\n")
+            log.flush()
+        if step % checkpoint_every == 0 or step == steps:
+            save_ckpt()
+
+    model.eval()
+    model.update(force=True)
+    codec = HCICodec(model, working_size=size, fit="resize", check_bits=0)
+    eval_images = scene_array(n_eval, EVAL_SEED, size, cache)
+    metrics = evaluate(codec, eval_images)
+    codec.save_pretrained(out)
+    card = {
+        "name": out.name,
+        "stream": "HCI (highly compressed image) of SDGIC",
+        "command": "python -m codec.streams.train_hci " + " ".join(sys.argv[1:]),
+        "commit": _git_commit(),
+        "model": model_cfg,
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "lmbda": lmbda, "steps": steps,
+        "initialized_from": None if not init_from else
+        f"{init_from} at step {init_step} (steps count from it)",
+        "batch_size": batch_size, "lr": lr,
+        "train_data": f"procedural scenes 0..{n_train - 1} of seed {TRAIN_SEED} at {size}x{size}, "
+                      "random horizontal flips",
+        "eval_data": f"procedural scenes 0..{n_eval - 1} of seed {EVAL_SEED} at {size}x{size}",
+        "eval": metrics,
+        "entropy_coder": codec.config()["entropy_coder"],
+        "note": "bits are real HCI bytes ×8 (1-bit size flag included); trained on CPU",
+    }
+    (out / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    print(json.dumps(card["eval"]), flush=True)
+    return card
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="folder for config.json/model.safetensors/card")
+    p.add_argument("--lmbda", type=float, required=True, help="rate–distortion trade-off")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--arch", choices=["factorized", "hyperprior"], default="factorized")
+    p.add_argument("--N", type=int, default=48)
+    p.add_argument("--M", type=int, default=16)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--n-train", type=int, default=16000)
+    p.add_argument("--n-eval", type=int, default=500)
+    p.add_argument("--run-dir", default=None, help="checkpoint folder (default runs/hci/<name>)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init-from", default=None,
+                   help="checkpoint.pt of another run to start from (model, optimizers, step)")
+    a = p.parse_args(argv)
+    train(a.out, a.lmbda, a.steps, arch=a.arch, N=a.N, M=a.M, depth=a.depth, size=a.size,
+          batch_size=a.batch_size, lr=a.lr, n_train=a.n_train, n_eval=a.n_eval,
+          run_dir=a.run_dir, threads=a.threads, seed=a.seed, init_from=a.init_from)
+
+
+if __name__ == "__main__":
+    main()
