@@ -64,23 +64,30 @@ def psnr(ref, rec, data_range: float = 1.0) -> np.ndarray:
 
 
 def ms_ssim(ref, rec) -> np.ndarray:
-    """MS-SSIM per image (B,) in [0, 1]; uses as many scales (≤ 5) as the image size allows,
-    falling back to single-scale SSIM below 48 pixels."""
-    from pytorch_msssim import ms_ssim as _ms_ssim, ssim as _ssim
+    """MS-SSIM per image (B,) in [0, 1].
+
+    Images with a side above 96 px use the standard 5 scales (pytorch-msssim, 7- or 11-pixel
+    window). Smaller ones (the 64×64 preset) keep as many scales as fit, with the standard
+    weights truncated and renormalized (torchmetrics takes any number of scales; pytorch-msssim
+    always downsamples 4 times and refuses sides of 96 px or less).
+    """
+    from pytorch_msssim import ms_ssim as _ms_ssim
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
     x, y = _pair(ref, rec)
     side = min(x.shape[-2:])
-    # pytorch-msssim needs side > (win_size - 1) * 2 ** (levels - 1)
     win = 7 if side < 176 else 11
-    levels = 5
+    if side > (win - 1) * 2 ** 4:
+        return _ms_ssim(x, y, data_range=1.0, size_average=False, win_size=win).clamp(0, 1).numpy()
+    win = 7 if side > 24 else 5 if side > 8 else 3
+    levels = 4
     while levels > 1 and side <= (win - 1) * 2 ** (levels - 1):
         levels -= 1
-    if levels < 2:
-        return _ssim(x, y, data_range=1.0, size_average=False, win_size=min(win, side // 2 * 2 - 1)).numpy()
-    weights = torch.tensor([0.0448, 0.2856, 0.3001, 0.2363, 0.1333][:levels])
-    weights = weights / weights.sum()
-    return _ms_ssim(x, y, data_range=1.0, size_average=False, win_size=win,
-                    weights=weights.tolist()).clamp(0, 1).numpy()
+    betas = np.array([0.0448, 0.2856, 0.3001, 0.2363, 0.1333][:levels])
+    betas = tuple((betas / betas.sum()).tolist())
+    v = multiscale_structural_similarity_index_measure(
+        y, x, data_range=1.0, kernel_size=win, betas=betas, reduction="none")
+    return v.clamp(0, 1).numpy()
 
 
 class InceptionFeatures:

@@ -36,6 +36,14 @@ def test_known_perturbation_gives_known_psnr():
     np.testing.assert_allclose(psnr(x, x + n).mean(), expected, atol=0.3)
 
 
+@pytest.mark.parametrize("size", [16, 64, 96])
+def test_ms_ssim_small_images(size):
+    x = torch.from_numpy(render_scenes(2, seed=23, size=size)[0]).permute(0, 3, 1, 2) / 255.0
+    np.testing.assert_allclose(ms_ssim(x, x), 1.0, atol=1e-4)  # float32 rounding on flat areas
+    v = ms_ssim(x, (x + 0.2 * torch.rand(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1))
+    assert np.all(v < 0.99) and np.all(v > 0.1)
+
+
 def test_ms_ssim_falls_with_noise(scenes):
     noisy = np.clip(scenes + np.random.default_rng(0).normal(0, 25, scenes.shape), 0, 255).astype(np.uint8)
     v = ms_ssim(scenes, noisy)
