@@ -12,7 +12,6 @@ per scene the background kind and the object count (which penalises hallucinated
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +173,3 @@ def to_float_tensor(images) -> torch.Tensor:
         raise ValueError(f"images must be (B, H, W, 3) uint8; got shape {a.shape}")
     return torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255.0
 
-
-def write_model_card(path: Path, card: dict) -> None:
-    (Path(path) / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")

@@ -8,8 +8,6 @@ resolution, blur, noise) keep the judge reliable on reconstructions, not only on
 from __future__ import annotations
 
 import json
-import math
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,8 +17,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from codec.data.scene_dataset import render_scenes
-from codec.judge import ATTRIBUTES, JudgeNet, SceneJudge, judge_loss, scene_targets, score_scene, \
-    write_model_card
+from codec.judge import ATTRIBUTES, JudgeNet, SceneJudge, judge_loss, scene_targets, score_scene
+from codec.provenance import git_commit, write_model_card
 
 
 def corrupt(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -104,7 +102,7 @@ def train_judge(out: str | Path, steps: int = 3000, batch_size: int = 32, lr: fl
         "model": "JudgeNet (codec/judge.py)",
         "purpose": "referee of scene semantic consistency",
         "training_command": f"sdgic train judge --out {out} --steps {steps}",
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "data": f"{train_scenes} procedural scenes at 128 px, data set seed {train_seed}, "
                 "mirrored, down/up-sampled, blurred and noised at random",
         "steps": steps, "batch_size": batch_size, "lr": lr,
@@ -118,14 +116,6 @@ def train_judge(out: str | Path, steps: int = 3000, batch_size: int = 32, lr: fl
     }
     write_model_card(out, card)
     return card
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":

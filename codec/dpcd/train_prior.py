@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from codec.data.scenes import generate
 from codec.dpcd.configs import unet_config
+from codec.provenance import git_commit, write_model_card
 from codec.dpcd.decoder import DPCDSampler, to_model_space, training_scheduler
 from codec.text_encoder import TextEncoder
 
@@ -168,8 +169,6 @@ def export_prior(run: str | Path, out: str | Path, batch_size: int = 16, lr: flo
     fp16 halves the file (a 10 M-parameter UNet is 20 MB instead of 41 MB, under the 40 MB
     preset limit); weights are cast back to fp32 on load.
     """
-    from codec.train_judge import _git_commit
-
     run, out = Path(run), Path(out)
     ckpt = run / "checkpoint"
     state = json.loads((ckpt / "state.json").read_text())
@@ -188,7 +187,7 @@ def export_prior(run: str | Path, out: str | Path, batch_size: int = 16, lr: flo
         "what": "caption-conditioned UNet2DConditionModel prior (EMA weights, fp16)",
         "training_command": f"sdgic train prior --run {run} --init {out / 'unet'} "
                             f"--export {out}",
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "data": f"endless procedural scenes, data set seed {TRAIN_SEED}, "
                 f"{unet.config.sample_size * 2} px, caption dropout 0.15",
         "steps": state["step"], "batch_size": batch_size, "lr": lr,
@@ -199,7 +198,7 @@ def export_prior(run: str | Path, out: str | Path, batch_size: int = 16, lr: flo
         "samples": "runs/<run>/samples/stepNNNNNN.png (rows: source scene, prior sample "
                    "from its caption)",
     }
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    write_model_card(out, card)
     return out
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from codec.provenance import git_commit, write_model_card
 from codec.streams.hci import HCICodec, build_model
 
 TRAIN_SEED = 6006
@@ -64,14 +64,6 @@ def evaluate(codec: HCICodec, images: np.ndarray) -> dict:
     return {"bits_per_image": float(np.mean(bits)), "bits_median": float(np.median(bits)),
             "bits_max": int(np.max(bits)), "bpp": float(np.mean(bits) / (h * w)),
             "psnr_db": float(np.mean(p)), "n_images": int(len(images))}
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT,
-                                       stderr=subprocess.DEVNULL, text=True).strip()
-    except Exception:  # noqa: BLE001
-        return "unknown"
 
 
 def train(out: str | Path, lmbda: float, steps: int, arch: str = "factorized", N: int = 48,
@@ -165,7 +157,7 @@ def train(out: str | Path, lmbda: float, steps: int, arch: str = "factorized", N
         "name": out.name,
         "stream": "HCI (highly compressed image) of SDGIC",
         "command": "python -m codec.streams.train_hci " + " ".join(sys.argv[1:]),
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "model": model_cfg,
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "lmbda": lmbda, "steps": steps,
@@ -179,7 +171,7 @@ def train(out: str | Path, lmbda: float, steps: int, arch: str = "factorized", N
         "entropy_coder": codec.config()["entropy_coder"],
         "note": "bits are real HCI bytes ×8 (1-bit size flag included); trained on CPU",
     }
-    (out / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    write_model_card(out, card)
     print(json.dumps(card["eval"]), flush=True)
     return card
 
