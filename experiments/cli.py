@@ -1,6 +1,7 @@
 """The ``sdgic`` command line.
 
-Subcommands: ``data scenes``, ``data photos``, ``train judge``, ``train prior``, ``eval``,
+Subcommands: ``data scenes``, ``data photos``, ``train judge``, ``train prior``,
+``train dpcd``, ``eval``,
 ``demo``. Errors the user can fix print one line and exit with status 2; no traceback.
 """
 
@@ -51,6 +52,16 @@ def cmd_train_prior(a):
 
     ckpt = train_prior(a.run, steps=a.steps, batch_size=a.batch_size, lr=a.lr, init=a.init,
                        threads=a.threads, max_minutes=a.max_minutes, export=a.export)
+    print(f"checkpoint: {ckpt}")
+
+
+def cmd_train_dpcd(a):
+    from codec.dpcd.train_dpcd import train_dpcd
+
+    ckpt = train_dpcd(a.run, stage=a.stage, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+                      init=a.init, hci_root=a.hci, hci_dropout=a.hci_dropout,
+                      freeze_unet=a.freeze_unet, threads=a.threads,
+                      max_minutes=a.max_minutes, export=a.export)
     print(f"checkpoint: {ckpt}")
 
 
@@ -109,6 +120,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-minutes", type=_positive(float), help="save and stop after this long")
     s.add_argument("--export", help="preset folder to refresh (fp16 EMA UNet + model card) at every checkpoint")
     s.set_defaults(func=cmd_train_prior)
+    s = train.add_parser("dpcd", help="DPCD stage 2 (control: ControlNet on the HCI) or 3 "
+                                      "(rsrt: residual tokens), resumable")
+    s.add_argument("--stage", choices=("control", "rsrt"), required=True)
+    s.add_argument("--run", required=True, help="run folder (checkpoint/, samples/, train.log)")
+    s.add_argument("--init", help="preset folder to start from when the run has no checkpoint "
+                                  "(e.g. codec/weights/scenes-64)")
+    s.add_argument("--hci", default="codec/weights/hci-64", help="HCI rate-point folders")
+    s.add_argument("--steps", type=_positive(int), default=20000)
+    s.add_argument("--batch-size", type=_positive(int), default=16)
+    s.add_argument("--lr", type=_positive(float), default=1e-4)
+    s.add_argument("--hci-dropout", type=float, default=0.2, help="fraction of images trained "
+                                                                  "without their HCI")
+    s.add_argument("--freeze-unet", action="store_true", help="train the new modules only")
+    s.add_argument("--threads", type=_positive(int), help="torch threads (default: all cores)")
+    s.add_argument("--max-minutes", type=_positive(float), help="save and stop after this long")
+    s.add_argument("--export", help="preset folder to refresh (EMA modules + model card) at "
+                                    "every checkpoint")
+    s.set_defaults(func=cmd_train_dpcd)
 
     s = sub.add_parser("eval", help="metrics of reconstructions against references")
     s.add_argument("--ref", required=True, help="reference images (scenes.jsonl optional)")

@@ -6,6 +6,9 @@ cheaper. Attention (self and cross) sits only at 8×8 and in the mid block: on t
 attention at 16×16 cost ~50 % more per step (measured: 2.4 s vs 1.6 s per 4-image
 forward+backward on one thread), and bf16 autocast was ~15× slower than fp32 (no native bf16).
 ``tiny`` is for tests: the same classes with a few thousand weights.
+
+The ControlNet (HCI path) is ``ControlNetModel.from_unet`` of the preset's UNet (its encoder
+half, zero-initialised output convolutions), fed the decoded HCI in the same unshuffled space.
 """
 
 from __future__ import annotations
@@ -39,3 +42,10 @@ def scheduler_config() -> dict:
     """Training noise schedule (``DDPMScheduler`` kwargs); samplers are built from it."""
     return dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
                 prediction_type="v_prediction", clip_sample=False)
+
+
+def controlnet_kwargs() -> dict:
+    """``ControlNetModel.from_unet`` kwargs: the HCI enters pixel-unshuffled (3·PATCH² channels)
+    at the UNet's own resolution, so the conditioning embedding needs no down-sampling (one
+    block of 32 channels)."""
+    return dict(conditioning_channels=3 * PATCH ** 2, conditioning_embedding_out_channels=(32,))

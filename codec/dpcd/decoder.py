@@ -1,15 +1,23 @@
-"""DPCD sampler: the explicit denoising loop over the UNet (and ControlNet when present).
+"""DPCD sampler: the explicit denoising loop over the UNet and the ControlNet.
 
 Images live in [0, 1] (B, 3, H, W); the UNet sees them pixel-unshuffled by ``PATCH`` and
-scaled to [-1, 1]. Conditions: caption token embeddings (B, L, D) with a mask (B, L); a missing
-caption is the empty string's embedding (the null condition used in training dropout).
+scaled to [-1, 1]. The two condition paths:
+
+- **semantic** (cross-attention): caption token embeddings (B, L, D) with a mask (B, L),
+  followed by the K RSRT embeddings (B, K, D) when the decoder has an RSRT path. A missing
+  caption is the empty string's embedding (the null condition used in training dropout); lost
+  tokens are the learned mask embedding.
+- **visual** (ControlNet): the decoded HCI (B, 3, H, W), unshuffled like the image. Its
+  residuals are multiplied per image by ``hci_present`` (B,), so an image whose HCI was lost
+  is decoded by the UNet alone, exactly as in training with HCI dropout.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+from diffusers import ControlNetModel, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+from diffusers.models.attention_processor import AttnProcessor2_0
 
 from codec.dpcd.configs import PATCH, scheduler_config
 from codec.text_encoder import TextEncoder
@@ -29,46 +37,130 @@ def training_scheduler() -> DDPMScheduler:
     return DDPMScheduler(**scheduler_config())
 
 
+class MaskedCrossAttnProcessor(AttnProcessor2_0):
+    """Cross-attention that honours the caption padding mask inside a ``ControlNetModel``.
+
+    diffusers' ``ControlNetModel.forward`` has no ``encoder_attention_mask`` (the UNet has), so
+    padded caption tokens would be attended to and a caption's result would depend on the
+    longest caption in its batch. The mask travels in ``cross_attention_kwargs`` instead.
+    """
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
+                 temb=None, encoder_mask: torch.Tensor | None = None, **kwargs):
+        if encoder_hidden_states is not None and encoder_mask is not None and attention_mask is None:
+            attention_mask = ((1 - encoder_mask.to(hidden_states.dtype)) * -10000.0).unsqueeze(1)
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+
+def _masked(controlnet: ControlNetModel) -> ControlNetModel:
+    """Install ``MaskedCrossAttnProcessor`` once (processors are not part of saved weights)."""
+    if not getattr(controlnet, "_dpcd_masked", False):
+        controlnet.set_attn_processor(MaskedCrossAttnProcessor())
+        controlnet._dpcd_masked = True
+    return controlnet
+
+
+def denoise(unet: UNet2DConditionModel, z: torch.Tensor, t, cond: torch.Tensor,
+            mask: torch.Tensor, controlnet: ControlNetModel | None = None,
+            hci: torch.Tensor | None = None, hci_present: torch.Tensor | None = None
+            ) -> torch.Tensor:
+    """One DPCD network evaluation (training and sampling share it).
+
+    Input: ``z`` (B, C, h, w) noisy model-space sample; ``t`` timestep(s); ``cond`` (B, S, D)
+    and ``mask`` bool (B, S) the cross-attention sequence; ``hci`` (B, C, h, w) model-space HCI
+    or None; ``hci_present`` bool/float (B,) (default all present).
+    Output: the UNet's prediction (B, C, h, w) (v-prediction).
+    """
+    down = mid = None
+    if controlnet is not None and hci is not None:
+        down, mid = _masked(controlnet)(z, t, encoder_hidden_states=cond, controlnet_cond=hci,
+                                        cross_attention_kwargs={"encoder_mask": mask},
+                                        return_dict=False)
+        if hci_present is not None:
+            keep = hci_present.to(z.dtype).view(-1, 1, 1, 1)
+            down = [r * keep for r in down]
+            mid = mid * keep
+    return unet(z, t, encoder_hidden_states=cond, encoder_attention_mask=mask,
+                down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
+
+
 class DPCDSampler:
-    """Draws images from a caption-conditioned UNet.
+    """Draws images from DPCD given whatever streams arrived.
 
     Parameters
     ----------
     unet : ``UNet2DConditionModel`` whose ``cross_attention_dim`` equals the text encoder's.
     text_encoder : ``TextEncoder`` for captions.
+    controlnet : ``ControlNetModel`` for the HCI path, or None (prior only).
+    rsrt_embedding : ``RSRTEmbedding`` for the token path, or None.
     """
 
-    def __init__(self, unet: UNet2DConditionModel, text_encoder: TextEncoder):
+    def __init__(self, unet: UNet2DConditionModel, text_encoder: TextEncoder,
+                 controlnet: ControlNetModel | None = None, rsrt_embedding=None):
         if unet.config.cross_attention_dim != text_encoder.dim:
             raise ValueError(f"UNet cross_attention_dim={unet.config.cross_attention_dim} but the "
                              f"text encoder gives {text_encoder.dim}-d embeddings; they must match")
         self.unet, self.text_encoder = unet, text_encoder
+        self.controlnet, self.rsrt_embedding = controlnet, rsrt_embedding
         self.scheduler = DPMSolverMultistepScheduler.from_config(
             scheduler_config(), algorithm_type="dpmsolver++", solver_order=2)
 
-    def condition(self, captions: list[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Caption token embeddings (B, L, D) and mask (B, L); ``None`` → null caption."""
-        return self.text_encoder.tokens(["" if c is None else c for c in captions])
+    def condition(self, captions: list[str | None], rsrt_codes: torch.Tensor | None = None,
+                  rsrt_present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-attention sequence (B, L [+K], D) and mask; ``None`` caption → null caption.
+
+        With an RSRT path, ``rsrt_codes`` long (B, K) and ``rsrt_present`` bool (B, K) give the
+        tokens that arrived (no codes at all: every token is masked).
+        """
+        cond, mask = self.text_encoder.tokens(["" if c is None else c for c in captions])
+        if self.rsrt_embedding is None:
+            return cond, mask
+        b, k = len(captions), self.rsrt_embedding.config.num_tokens
+        if rsrt_codes is None:
+            rsrt_codes = torch.zeros(b, k, dtype=torch.long)
+            rsrt_present = torch.zeros(b, k, dtype=torch.bool)
+        elif rsrt_present is None:
+            rsrt_present = torch.ones(b, k, dtype=torch.bool)
+        e = self.rsrt_embedding(codes=rsrt_codes, present=rsrt_present)
+        return torch.cat([cond, e], 1), torch.cat([mask, torch.ones(b, k, dtype=torch.bool)], 1)
 
     @torch.no_grad()
     def sample(self, captions: list[str | None], steps: int = 20, guidance_scale: float = 1.0,
-               generator: torch.Generator | None = None, size: int | None = None) -> torch.Tensor:
-        """Images float (B, 3, size, size) in [0, 1]. ``guidance_scale`` > 1 applies
-        classifier-free guidance against the null caption."""
+               generator: torch.Generator | None = None, size: int | None = None,
+               hci: torch.Tensor | None = None, hci_present: torch.Tensor | None = None,
+               rsrt_codes: torch.Tensor | None = None, rsrt_present: torch.Tensor | None = None
+               ) -> torch.Tensor:
+        """Images float (B, 3, size, size) in [0, 1].
+
+        ``hci`` float (B, 3, size, size) in [0, 1] (decoded HCI at the decoder's resolution),
+        ``hci_present`` bool (B,); ``rsrt_codes``/``rsrt_present`` as in ``condition``.
+        ``guidance_scale`` > 1 applies classifier-free guidance against the null caption (HCI
+        and tokens stay in both branches).
+        """
         if steps < 1:
             raise ValueError(f"steps={steps} must be >= 1")
         b = len(captions)
         side = (size or self.unet.config.sample_size * PATCH) // PATCH
-        cond, mask = self.condition(captions)
+        cond, mask = self.condition(captions, rsrt_codes, rsrt_present)
+        hci_z = None
+        if hci is not None:
+            if self.controlnet is None:
+                raise ValueError("this decoder has no ControlNet (HCI path); pass hci=None")
+            if hci.shape != (b, 3, side * PATCH, side * PATCH):
+                raise ValueError(f"hci must be (B, 3, {side * PATCH}, {side * PATCH}) = "
+                                 f"{(b, 3, side * PATCH, side * PATCH)}; got {tuple(hci.shape)}")
+            hci_z = to_model_space(hci)
         if guidance_scale != 1.0:
-            null, null_mask = self.condition([None] * b)
+            null, null_mask = self.condition([None] * b, rsrt_codes, rsrt_present)
             cond, mask = _pad_cat(cond, mask, null, null_mask)
+            if hci_z is not None:
+                hci_z = torch.cat([hci_z, hci_z])
+                hci_present = None if hci_present is None else torch.cat([hci_present] * 2)
         z = torch.randn((b, self.unet.config.in_channels, side, side), generator=generator)
         self.scheduler.set_timesteps(steps)
         for t in self.scheduler.timesteps:
             inp = torch.cat([z, z]) if guidance_scale != 1.0 else z
-            out = self.unet(inp, t, encoder_hidden_states=cond,
-                            encoder_attention_mask=mask).sample
+            out = denoise(self.unet, inp, t, cond, mask, self.controlnet, hci_z, hci_present)
             if guidance_scale != 1.0:
                 c, u = out.chunk(2)
                 out = u + guidance_scale * (c - u)

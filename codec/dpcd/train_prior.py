@@ -13,45 +13,24 @@ exists, so a run continues on a fresh machine. Sample grids go to ``RUN/samples/
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
-from diffusers.training_utils import EMAModel, compute_snr
-from PIL import Image
+from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 from codec.data.scenes import generate
 from codec.dpcd.configs import unet_config
 from codec.provenance import git_commit, write_model_card
 from codec.dpcd.decoder import DPCDSampler, to_model_space, training_scheduler
+from codec.dpcd.training import StopFlag, save_grid, scene_batch, v_loss
 from codec.text_encoder import TextEncoder
 
 TRAIN_SEED = 3003
 SAMPLE_SEED = 4004  # fixed scenes whose captions drive the sample grids
-
-
-def _batch(step: int, batch_size: int, size: int):
-    """Scenes for ``step``: deterministic, so a resumed run sees the data it would have seen."""
-    out = [generate(step * batch_size + i, seed=TRAIN_SEED, size=size) for i in range(batch_size)]
-    x = torch.from_numpy(np.stack([o[0] for o in out])).permute(0, 3, 1, 2).float() / 255.0
-    return x, [o[1].caption for o in out]
-
-
-def save_grid(images: torch.Tensor, path: Path, nrow: int = 8, scale: int = 2) -> None:
-    """Save float (B, 3, H, W) images as one PNG grid, upscaled ``scale``× (nearest)."""
-    b, _, h, w = images.shape
-    ncol = math.ceil(b / nrow)
-    grid = torch.ones(3, ncol * h, nrow * w)
-    for i, im in enumerate(images):
-        r, c = divmod(i, nrow)
-        grid[:, r * h:(r + 1) * h, c * w:(c + 1) * w] = im
-    a = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
-    Image.fromarray(a).resize((nrow * w * scale, ncol * h * scale), Image.NEAREST).save(path)
 
 
 def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: float = 2e-4,
@@ -103,7 +82,7 @@ def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: f
     sample_scenes = [generate(i, seed=SAMPLE_SEED, size=size) for i in range(16)]
     sample_captions = [s[1].caption for s in sample_scenes]
     g = torch.Generator().manual_seed(start)
-    stop = _StopFlag()
+    stop = StopFlag()
     t_start = time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="prior", unit="step")
     unet.train()
@@ -112,7 +91,7 @@ def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: f
         warm = min(1.0, (step + 1) / 500)
         for group in opt.param_groups:
             group["lr"] = lr * warm
-        x, captions = _batch(step, batch_size, size)
+        x, captions = scene_batch(step, batch_size, size, TRAIN_SEED)
         drop = torch.rand(batch_size, generator=g) < caption_dropout
         captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
         cond, mask = text.tokens(captions)
@@ -122,13 +101,7 @@ def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: f
         xt = sched.add_noise(x0, noise, t)
         target = sched.get_velocity(x0, noise, t)
         pred = unet(xt, t, encoder_hidden_states=cond, encoder_attention_mask=mask).sample
-        snr = compute_snr(sched, t)
-        # Min-SNR-5 in its v-prediction form, floored at the plain v-loss: weight 1 while
-        # SNR + 1 <= 5 (every high-noise step keeps its full signal), 5 / (SNR + 1) below.
-        # The unfloored min(SNR, 5) / (SNR + 1) goes to 0 at high noise; trained with it, the
-        # model never learnt the first sampling steps and drew pure noise at step 250.
-        weight = torch.clamp(5.0 / (snr + 1), max=1.0)
-        loss = (weight * F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))).mean()
+        loss = v_loss(sched, pred, target, t)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -200,25 +173,6 @@ def export_prior(run: str | Path, out: str | Path, batch_size: int = 16, lr: flo
     }
     write_model_card(out, card)
     return out
-
-
-class _StopFlag:
-    """SIGTERM / SIGINT ask the loop to save a checkpoint after the current step and stop."""
-
-    def __init__(self):
-        import signal
-
-        self.requested = False
-        self._old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def _handle(self, signum, frame):
-        self.requested = True
-
-    def restore(self):
-        import signal
-
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
 
 
 def ema_copy(unet: UNet2DConditionModel, ema: EMAModel) -> UNet2DConditionModel:

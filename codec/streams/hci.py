@@ -339,6 +339,11 @@ class HCIFactorized(_HCIBase):
         indexes = eb._build_indexes(y.size())
         coder.push(enc, symbols.reshape(-1).tolist(), indexes.reshape(-1).tolist())
 
+    def _y_hat(self, latents):
+        eb = self.entropy_bottleneck
+        med = eb._get_medians().reshape(1, -1, 1, 1)
+        return eb.dequantize(eb.quantize(latents["y"], "symbols", med), med)
+
     def _pop(self, dec, shape):
         coder = self._coder()["y"]
         eb = self.entropy_bottleneck
@@ -407,6 +412,9 @@ class HCIHyperprior(_HCIBase):
         idx = self.gaussian_conditional.build_indexes(scales)
         y_sym = self.gaussian_conditional.quantize(y, "symbols")
         coders["y"].push(enc, y_sym.reshape(-1).tolist(), idx.reshape(-1).tolist())
+
+    def _y_hat(self, latents):
+        return self.gaussian_conditional.quantize(latents["y"], "symbols").float()
 
     def _pop(self, dec, shape):
         coders = self._coder()
@@ -642,6 +650,16 @@ class HCICodec:
                 x_hat = x_hat[..., :h, :w]
             out = (x_hat[0].permute(1, 2, 0) * 255.0).round().to(torch.uint8).numpy()
         return np.ascontiguousarray(out)
+
+    @torch.no_grad()
+    def reconstruct_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """What ``decode(encode(image))`` returns, for a batch at the working size and without
+        entropy coding (the latents are rounded exactly as the bitstream carries them): float
+        (B, 3, H, W) in [0, 1] → float (B, 3, H, W) in [0, 1] on the uint8 grid. Used to
+        train the decoder on the HCIs it will receive."""
+        self.model._check_input(x)
+        x_hat = self.model.g_s(self.model._y_hat(self.model._analyse(x))).clamp(0, 1)
+        return (x_hat * 255.0).round() / 255.0
 
     def roundtrip(self, image) -> tuple[bytes, np.ndarray]:
         data = self.encode(image)

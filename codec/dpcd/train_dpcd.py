@@ -1,0 +1,347 @@
+"""DPCD stages 2 and 3: the HCI path (ControlNet) and the residual tokens (``sdgic train dpcd``).
+
+``stage="control"``: a ``ControlNetModel`` made ``from_unet`` of the stage-1 prior reads the
+decoded HCI; the UNet keeps training with it (``freeze_unet=False``, the default, because the
+shipped prior is not converged and every step on it is worth taking) or stays frozen as in
+SD + ControlNet (``freeze_unet=True``). Stream dropout: the caption is replaced by the null
+caption with ``caption_dropout``, the HCI path is switched off per image with ``hci_dropout``,
+so the decoder keeps working for every subset of streams.
+
+``stage="rsrt"``: the RSRT encoder (source, decoded HCI, pooled caption) → K FSQ tokens →
+``RSRTEmbedding`` → appended to the cross-attention sequence, trained jointly with the UNet and
+ControlNet on the same denoising loss (the paper's reconstruction-aware objective). The first
+``unquantized_steps`` run without rounding (FSQ's bounded continuous values), then FSQ with a
+straight-through gradient. Token dropout: half the batch loses a random subset of tokens (a
+lossy channel), the other half keeps a random prefix (fewer tokens sent: a lower rate point).
+``code_health`` (distinct codes, entropy per token) goes to the log every 25 steps.
+
+HCIs are what the receiver decodes: each image is coded at a random one of the shipped rate
+points (``HCICodec.reconstruct_batch``, identical to the bitstream round trip).
+
+Resumable: ``RUN/checkpoint/`` holds every module, their EMA (``ema/``), the optimizer and the
+step. Without a checkpoint the run starts from the preset folder ``init`` (its ``unet/`` and,
+when present, ``controlnet/`` and ``rsrt_*``), so it continues on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import ControlNetModel, UNet2DConditionModel
+from diffusers.training_utils import EMAModel
+from torch import nn
+from tqdm import tqdm
+
+from codec.data.scenes import generate
+from codec.dpcd.configs import controlnet_kwargs, unet_config
+from codec.dpcd.decoder import DPCDSampler, denoise, to_model_space, training_scheduler
+from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder, code_health
+from codec.dpcd.training import StopFlag, save_grid, scene_batch, v_loss
+from codec.provenance import git_commit, write_model_card
+from codec.streams.hci import HCICodec
+from codec.text_encoder import TextEncoder
+
+TRAIN_SEED = 3003          # the prior's training scenes (never used for evaluation)
+SAMPLE_SEED = 4004
+STAGES = ("control", "rsrt")
+HCI_POINTS = ("low", "mid", "high", "top")
+MODULE_CLASSES = {"unet": UNet2DConditionModel, "controlnet": ControlNetModel,
+                  "rsrt_encoder": RSRTEncoder, "rsrt_embedding": RSRTEmbedding}
+
+
+def load_hci_codecs(root: str | Path, points=HCI_POINTS) -> list[HCICodec]:
+    """The HCI rate points the decoder trains on (``root/<point>/``)."""
+    root = Path(root)
+    missing = [p for p in points if not (root / p / "config.json").is_file()]
+    if missing:
+        raise FileNotFoundError(f"HCI rate points {missing} not found under {root}; expected "
+                                f"folders {list(points)} (e.g. codec/weights/hci-64)")
+    return [HCICodec.from_pretrained(root / p) for p in points]
+
+
+def random_hci(codecs: list[HCICodec], x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Each image of ``x`` (B, 3, H, W) through a random rate point: decoded HCIs (B, 3, H, W)."""
+    which = torch.randint(0, len(codecs), (len(x),), generator=g)
+    out = torch.empty_like(x)
+    for i, codec in enumerate(codecs):
+        sel = which == i
+        if sel.any():
+            out[sel] = codec.reconstruct_batch(x[sel])
+    return out
+
+
+def token_dropout(b: int, k: int, g: torch.Generator) -> torch.Tensor:
+    """Which tokens arrive, bool (B, K): half the rows lose a random subset (each token kept with
+    a per-row rate drawn from U(0, 1)), half keep a random prefix of 0..K tokens."""
+    rate = torch.rand(b, 1, generator=g)
+    subset = torch.rand(b, k, generator=g) < rate
+    n = torch.randint(0, k + 1, (b, 1), generator=g)
+    prefix = torch.arange(k)[None] < n
+    use_subset = torch.rand(b, 1, generator=g) < 0.5
+    return torch.where(use_subset, subset, prefix)
+
+
+def _load(name: str, folder: Path):
+    cls = MODULE_CLASSES[name]
+    return cls.from_pretrained(folder, torch_dtype=torch.float32)
+
+
+def build_modules(stage: str, init: str | Path | None, text_dim: int, config: str = "scenes-64",
+                  num_tokens: int = 8, levels=(8, 5, 5, 5)) -> tuple[nn.ModuleDict, str]:
+    """The stage's modules from a preset folder ``init`` (missing ones made fresh)."""
+    init = Path(init) if init is not None else None
+    mods = nn.ModuleDict()
+    if init is not None and (init / "unet" / "config.json").is_file():
+        mods["unet"] = _load("unet", init / "unet")
+        src = [f"unet from {init / 'unet'}"]
+    elif init is not None:
+        raise FileNotFoundError(f"--init {init} has no unet/config.json; point it at a preset "
+                                "folder (e.g. codec/weights/scenes-64) or a stage-1 export")
+    else:
+        mods["unet"] = UNet2DConditionModel(**unet_config(config, cross_attention_dim=text_dim))
+        src = ["fresh unet"]
+    if init is not None and (init / "controlnet" / "config.json").is_file():
+        mods["controlnet"] = _load("controlnet", init / "controlnet")
+        src.append("controlnet from preset")
+    else:
+        mods["controlnet"] = ControlNetModel.from_unet(mods["unet"], **controlnet_kwargs())
+        src.append("controlnet from_unet")
+    if stage == "rsrt":
+        for name, kw in (("rsrt_encoder", dict(text_dim=text_dim)), ("rsrt_embedding", dict(dim=text_dim))):
+            if init is not None and (init / name / "config.json").is_file():
+                mods[name] = _load(name, init / name)
+                src.append(f"{name} from preset")
+            else:
+                mods[name] = MODULE_CLASSES[name](num_tokens=num_tokens, levels=tuple(levels), **kw)
+                src.append(f"fresh {name}")
+    return mods, ", ".join(src)
+
+
+def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
+               batch_size: int = 16, lr: float = 1e-4, init: str | Path | None = None,
+               hci_root: str | Path = "codec/weights/hci-64", config: str = "scenes-64",
+               caption_dropout: float = 0.15, hci_dropout: float = 0.2,
+               freeze_unet: bool = False, num_tokens: int = 8, levels=(8, 5, 5, 5),
+               unquantized_steps: int = 300, ema_decay: float = 0.999, save_every: int = 250,
+               sample_every: int = 1000, threads: int | None = None,
+               max_minutes: float | None = None, export: str | Path | None = None) -> Path:
+    """Train (or resume) stage ``stage`` in ``run``; returns the checkpoint folder.
+
+    ``export``: a preset folder refreshed at every checkpoint with the EMA modules (UNet and
+    ControlNet as fp16 safetensors) and an in-progress model card, ready to commit.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"stage={stage!r}; expected one of {STAGES}")
+    for name, p in (("caption_dropout", caption_dropout), ("hci_dropout", hci_dropout)):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"{name}={p} must be in [0, 1)")
+    if threads:
+        torch.set_num_threads(threads)
+    run = Path(run)
+    ckpt = run / "checkpoint"
+    (run / "samples").mkdir(parents=True, exist_ok=True)
+    text = TextEncoder()
+    codecs = load_hci_codecs(hci_root)
+    if (ckpt / "state.json").is_file():
+        state = json.loads((ckpt / "state.json").read_text())
+        if state.get("stage") != stage:
+            raise ValueError(f"{ckpt} holds stage {state.get('stage')!r}, not {stage!r}; use a "
+                             "new --run folder and --init the preset exported by that stage")
+        mods, _ = build_modules(stage, ckpt, text.dim, config, num_tokens, levels)
+        start = state["step"]
+        src = f"resumed from {ckpt} at step {start}"
+    else:
+        mods, src = build_modules(stage, init, text.dim, config, num_tokens, levels)
+        card = Path(init) / "model_card.json" if init is not None else None
+        start = json.loads(card.read_text()).get("stages", {}).get(stage, {}).get("steps", 0) \
+            if card is not None and card.is_file() else 0
+        src = f"initialised: {src} (stage step {start})"
+    size = mods["unet"].config.sample_size * 2
+    if freeze_unet:
+        mods["unet"].requires_grad_(False)
+    trainable = [p for p in mods.parameters() if p.requires_grad]
+    ema = EMAModel(trainable, decay=ema_decay, use_ema_warmup=True)
+    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-2)
+    fresh_optimizer = not (ckpt / "optimizer.pt").is_file()
+    if not fresh_optimizer:
+        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+        ema_mods, _ = build_modules(stage, ckpt / "ema", text.dim, config, num_tokens, levels)
+        ema_params = [q for p, q in zip(mods.parameters(), ema_mods.parameters()) if p.requires_grad]
+        ema.load_state_dict({**torch.load(ckpt / "ema_state.pt", weights_only=True),
+                             "shadow_params": [q.detach().clone() for q in ema_params]})
+    elif start > 0:  # shipped weights are the EMA: keep them as the EMA's start too
+        ema.optimization_step = start
+    sched = training_scheduler()
+    log = open(run / "train.log", "a")
+    n_params = {k: round(sum(p.numel() for p in m.parameters()) / 1e6, 3) for k, m in mods.items()}
+    print(f"dpcd {stage}: {src}; M params {n_params}; {size}×{size}, batch {batch_size}, "
+          f"lr {lr}, freeze_unet {freeze_unet}", file=log, flush=True)
+
+    sample_scenes = [generate(i, seed=SAMPLE_SEED, size=size) for i in range(8)]
+    sample_x = torch.from_numpy(np.stack([s[0] for s in sample_scenes])).permute(0, 3, 1, 2) / 255.0
+    sample_captions = [s[1].caption for s in sample_scenes]
+    sample_hci = codecs[min(1, len(codecs) - 1)].reconstruct_batch(sample_x)
+
+    g = torch.Generator().manual_seed(start)
+    stop = StopFlag()
+    t_start = time.time()
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"dpcd {stage}", unit="step")
+    mods.train()
+    losses, recent_codes, spreads = [], [], []
+    for step in bar:
+        warm = min(1.0, (step + 1 - start) / 200) if fresh_optimizer else 1.0
+        for group in opt.param_groups:
+            group["lr"] = lr * warm
+        x, captions = scene_batch(step, batch_size, size, TRAIN_SEED)
+        hci = random_hci(codecs, x, g)
+        drop = torch.rand(batch_size, generator=g) < caption_dropout
+        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+        hci_present = torch.rand(batch_size, generator=g) >= hci_dropout
+        cond, mask = text.tokens(captions)
+        if stage == "rsrt":
+            pooled = text.sentence(captions) * (~drop).float()[:, None]
+            z_tok = mods["rsrt_encoder"](x, hci, pooled)
+            fsq = mods["rsrt_encoder"].fsq
+            if step < unquantized_steps:
+                q, codes = fsq.normalize(fsq.bound(z_tok)), fsq(z_tok)[1]
+            else:
+                q, codes = fsq(z_tok)
+            present = token_dropout(batch_size, num_tokens, g)
+            e = mods["rsrt_embedding"](q=q, present=present)
+            cond = torch.cat([cond, e], 1)
+            mask = torch.cat([mask, torch.ones(batch_size, num_tokens, dtype=torch.bool)], 1)
+            recent_codes = (recent_codes + [codes.detach()])[-10:]
+            spreads.append(float(z_tok.detach().std()))
+        x0 = to_model_space(x)
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, sched.config.num_train_timesteps, (batch_size,), generator=g)
+        xt = sched.add_noise(x0, noise, t)
+        pred = denoise(mods["unet"], xt, t, cond, mask, mods["controlnet"], to_model_space(hci),
+                       hci_present)
+        loss = v_loss(sched, pred, sched.get_velocity(x0, noise, t), t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        ema.step(trainable)
+        losses.append(loss.item())
+        done = step + 1
+        if done % 25 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-25:]):.4f}")
+            line = (f"step {done} loss {np.mean(losses[-25:]):.5f} "
+                    f"{(time.time() - t_start) / len(losses):.2f}s/step")
+            if recent_codes:
+                h = code_health(torch.cat(recent_codes), fsq.codebook_size)
+                line += (f" | tokens distinct {np.mean(h['distinct']):.1f} entropy "
+                         f"{np.mean(h['entropy_bits']):.2f}b pre-q std {np.mean(spreads[-25:]):.2f}")
+            print(line, file=log, flush=True)
+        out_of_time = (max_minutes is not None and time.time() - t_start > 60 * max_minutes) \
+            or stop.requested
+        if done % save_every == 0 or done == steps or out_of_time:
+            ema_mods = _ema_modules(mods, ema)
+            _save(mods, ema_mods, ema, opt, ckpt, done, float(np.mean(losses[-100:])), stage)
+            if export is not None:
+                export_dpcd(run, export, stage, complete=done >= steps,
+                            hparams=dict(batch_size=batch_size, lr=lr, hci_dropout=hci_dropout,
+                                         caption_dropout=caption_dropout, freeze_unet=freeze_unet))
+        if done % sample_every == 0 or done == steps or out_of_time:
+            ema_mods = _ema_modules(mods, ema).eval()
+            _sample_grid(ema_mods, text, sample_x, sample_captions, sample_hci,
+                         run / "samples" / f"{stage}-step{done:06d}.png")
+        if out_of_time:
+            why = "SIGTERM/SIGINT" if stop.requested else "--max-minutes reached"
+            print(f"stopping at step {done}: {why}; checkpoint saved", file=log, flush=True)
+            break
+    stop.restore()
+    log.close()
+    return ckpt
+
+
+def _ema_modules(mods: nn.ModuleDict, ema: EMAModel) -> nn.ModuleDict:
+    """A copy of ``mods`` holding the EMA weights (frozen modules copied as they are)."""
+    out = copy.deepcopy(mods)
+    params = [q for p, q in zip(mods.parameters(), out.parameters()) if p.requires_grad]
+    ema.copy_to(params)
+    return out
+
+
+@torch.no_grad()
+def _sample_grid(mods, text, x, captions, hci, path: Path) -> None:
+    """Rows: source | HCI (mid) | caption + HCI [+ all tokens] | caption only (prior path)."""
+    emb = mods["rsrt_embedding"] if "rsrt_embedding" in mods else None
+    sampler = DPCDSampler(mods["unet"], text, mods["controlnet"], emb)
+    codes = None
+    if emb is not None:
+        pooled = text.sentence(captions)
+        codes = mods["rsrt_encoder"].encode(x, hci, pooled)
+    g = lambda: torch.Generator().manual_seed(0)
+    full = sampler.sample(captions, steps=20, generator=g(), hci=hci, rsrt_codes=codes)
+    prior = sampler.sample(captions, steps=20, generator=g())
+    save_grid(torch.cat([x, hci, full, prior]), path)
+
+
+def _save(mods, ema_mods, ema, opt, ckpt: Path, step: int, loss: float, stage: str) -> None:
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for name, m in mods.items():
+        m.save_pretrained(tmp / name)
+        ema_mods[name].save_pretrained(tmp / "ema" / name)
+    torch.save(opt.state_dict(), tmp / "optimizer.pt")
+    st = ema.state_dict()
+    st.pop("shadow_params", None)
+    torch.save(st, tmp / "ema_state.pt")
+    (tmp / "state.json").write_text(json.dumps({"stage": stage, "step": step, "loss": loss}) + "\n")
+    # a crash leaves either the old or the new checkpoint whole
+    old = ckpt.with_name(ckpt.name + ".old")
+    if ckpt.exists():
+        ckpt.rename(old)
+    tmp.rename(ckpt)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = False,
+                hparams: dict | None = None) -> Path:
+    """Write ``run``'s EMA modules into the preset folder ``out`` and update its model card.
+
+    UNet and ControlNet are stored fp16 (halves the files; cast back to fp32 on load), the
+    small RSRT modules fp32.
+    """
+    run, out = Path(run), Path(out)
+    ema_dir = run / "checkpoint" / "ema"
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    for d in sorted(p for p in ema_dir.iterdir() if p.is_dir()):
+        half = d.name in ("unet", "controlnet")
+        m = MODULE_CLASSES[d.name].from_pretrained(
+            d, torch_dtype=torch.float16 if half else torch.float32)
+        m.save_pretrained(out / d.name)
+    card_path = out / "model_card.json"
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    log = (run / "train.log").read_text().splitlines() if (run / "train.log").is_file() else []
+    steps_lines = [l for l in log if l.startswith("step ")]
+    card.update({"preset": out.name, "status": "complete" if complete else "in-progress"})
+    card.setdefault("stages", {})[stage] = {
+        "what": {"control": "ControlNet (HCI path) + UNet trained with caption/HCI dropout",
+                 "rsrt": "RSRT encoder + embedding trained jointly with UNet and ControlNet "
+                         "through the denoising loss, with token dropout"}[stage],
+        "training_command": f"sdgic train dpcd --stage {stage} --run {run} --init {out} "
+                            f"--export {out}",
+        "commit": git_commit(),
+        "data": f"endless procedural scenes, data set seed {TRAIN_SEED}; HCIs at rate points "
+                f"{list(HCI_POINTS)}",
+        "steps": state["step"], **(hparams or {}),
+        "loss_last_100_steps": round(state["loss"], 5),
+        "last_log_line": steps_lines[-1] if steps_lines else None,
+        "samples": f"runs/<run>/samples/{stage}-stepNNNNNN.png (rows: source, HCI mid, "
+                   "caption+HCI[+tokens], caption only)",
+    }
+    write_model_card(out, card)
+    return out

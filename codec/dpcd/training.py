@@ -1,0 +1,65 @@
+"""Pieces every DPCD training stage shares: scene batches, the loss, grids, stop signals."""
+
+from __future__ import annotations
+
+import math
+import signal
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from diffusers.training_utils import compute_snr
+from PIL import Image
+
+from codec.data.scenes import generate
+
+
+def scene_batch(step: int, batch_size: int, size: int, seed: int):
+    """Scenes of training ``step``: float (B, 3, size, size) in [0, 1] and their captions.
+
+    Deterministic in (seed, step), so a resumed run sees the data it would have seen.
+    """
+    out = [generate(step * batch_size + i, seed=seed, size=size) for i in range(batch_size)]
+    x = torch.from_numpy(np.stack([o[0] for o in out])).permute(0, 3, 1, 2).float() / 255.0
+    return x, [o[1].caption for o in out]
+
+
+def v_loss(sched: DDPMScheduler, pred: torch.Tensor, target: torch.Tensor,
+           t: torch.Tensor) -> torch.Tensor:
+    """Min-SNR-5 weighted v-prediction MSE, floored at the plain v-loss (scalar).
+
+    Weight 1 while SNR + 1 <= 5 (every high-noise step keeps its full signal), 5 / (SNR + 1)
+    below. The unfloored min(SNR, 5) / (SNR + 1) goes to 0 at high noise; trained with it, the
+    prior never learnt the first sampling steps and drew pure noise at step 250.
+    """
+    weight = torch.clamp(5.0 / (compute_snr(sched, t) + 1), max=1.0)
+    return (weight * F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))).mean()
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 8, scale: int = 2) -> None:
+    """Save float (B, 3, H, W) images as one PNG grid, upscaled ``scale``× (nearest)."""
+    b, _, h, w = images.shape
+    ncol = math.ceil(b / nrow)
+    grid = torch.ones(3, ncol * h, nrow * w)
+    for i, im in enumerate(images):
+        r, c = divmod(i, nrow)
+        grid[:, r * h:(r + 1) * h, c * w:(c + 1) * w] = im
+    a = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+    Image.fromarray(a).resize((nrow * w * scale, ncol * h * scale), Image.NEAREST).save(path)
+
+
+class StopFlag:
+    """SIGTERM / SIGINT ask the loop to save a checkpoint after the current step and stop."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def restore(self):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
