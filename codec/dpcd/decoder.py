@@ -128,14 +128,16 @@ class DPCDSampler:
     def sample(self, captions: list[str | None], steps: int = 20, guidance_scale: float = 1.0,
                generator: torch.Generator | None = None, size: int | None = None,
                hci: torch.Tensor | None = None, hci_present: torch.Tensor | None = None,
-               rsrt_codes: torch.Tensor | None = None, rsrt_present: torch.Tensor | None = None
-               ) -> torch.Tensor:
+               rsrt_codes: torch.Tensor | None = None, rsrt_present: torch.Tensor | None = None,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
         """Images float (B, 3, size, size) in [0, 1].
 
         ``hci`` float (B, 3, size, size) in [0, 1] (decoded HCI at the decoder's resolution),
         ``hci_present`` bool (B,); ``rsrt_codes``/``rsrt_present`` as in ``condition``.
         ``guidance_scale`` > 1 applies classifier-free guidance against the null caption (HCI
-        and tokens stay in both branches).
+        and tokens stay in both branches). ``noise`` (B, C, h, w): the starting sample in
+        model space (default: drawn from ``generator``); DPM-Solver++ adds no noise after it,
+        so per-image starting noise makes each image independent of its batch.
         """
         if steps < 1:
             raise ValueError(f"steps={steps} must be >= 1")
@@ -156,7 +158,13 @@ class DPCDSampler:
             if hci_z is not None:
                 hci_z = torch.cat([hci_z, hci_z])
                 hci_present = None if hci_present is None else torch.cat([hci_present] * 2)
-        z = torch.randn((b, self.unet.config.in_channels, side, side), generator=generator)
+        shape = (b, self.unet.config.in_channels, side, side)
+        if noise is None:
+            z = torch.randn(shape, generator=generator)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"noise must have shape {shape}; got {tuple(noise.shape)}")
+        else:
+            z = noise.clone()
         self.scheduler.set_timesteps(steps)
         for t in self.scheduler.timesteps:
             inp = torch.cat([z, z]) if guidance_scale != 1.0 else z

@@ -247,7 +247,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
             ema_mods = _ema_modules(mods, ema)
             _save(mods, ema_mods, ema, opt, ckpt, done, float(np.mean(losses[-100:])), stage)
             if export is not None:
-                export_dpcd(run, export, stage, complete=done >= steps,
+                export_dpcd(run, export, stage, complete=done >= steps, hci_root=hci_root,
                             hparams=dict(batch_size=batch_size, lr=lr, hci_dropout=hci_dropout,
                                          caption_dropout=caption_dropout, freeze_unet=freeze_unet))
         if done % sample_every == 0 or done == steps or out_of_time:
@@ -309,11 +309,13 @@ def _save(mods, ema_mods, ema, opt, ckpt: Path, step: int, loss: float, stage: s
 
 
 def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = False,
-                hparams: dict | None = None) -> Path:
+                hparams: dict | None = None, hci_root: str | Path | None = None) -> Path:
     """Write ``run``'s EMA modules into the preset folder ``out`` and update its model card.
 
     UNet and ControlNet are stored fp16 (halves the files; cast back to fp32 on load), the
-    small RSRT modules fp32.
+    small RSRT modules fp32. A folder without ``preset.json`` gets one (named after the
+    folder, HCI rate points from ``hci_root``), so the export loads with
+    ``SDGIC.from_pretrained``.
     """
     run, out = Path(run), Path(out)
     ema_dir = run / "checkpoint" / "ema"
@@ -323,6 +325,15 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
         m = MODULE_CLASSES[d.name].from_pretrained(
             d, torch_dtype=torch.float16 if half else torch.float32)
         m.save_pretrained(out / d.name)
+    if not (out / "preset.json").is_file():
+        from codec.sdgic import PRESET_FILE
+
+        cfg = json.loads((ema_dir / "unet" / "config.json").read_text())
+        root = Path(hci_root or "codec/weights/hci-64").resolve()
+        (out / PRESET_FILE).write_text(json.dumps({
+            "preset": out.name, "resolution": cfg["sample_size"] * 2,
+            "hci": {"root": str(root), "rate_points": list(HCI_POINTS), "default": "mid"},
+            "steps": 20, "guidance_scale": 1.0}, indent=2) + "\n")
     card_path = out / "model_card.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     log = (run / "train.log").read_text().splitlines() if (run / "train.log").is_file() else []

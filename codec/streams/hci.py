@@ -618,8 +618,10 @@ class HCICodec:
             enc.bits(self._check_value(values), self.check_bits)
         return enc.to_bytes()
 
-    def decode(self, data: bytes) -> np.ndarray:
-        """HCI bytes → uint8 (H, W, 3) at the original size. Malformed bytes raise ValueError."""
+    def decode(self, data: bytes, at_working_size: bool = False) -> np.ndarray:
+        """HCI bytes → uint8 (H, W, 3) at the original size (``at_working_size=True``: at the
+        model's working size, as a decoder at that resolution wants it, with no resize).
+        Malformed bytes raise ValueError."""
         dec = RansDecoder(data)
         if dec.symbol(_BIT_TABLE) == 0:
             if self.fit != "resize":
@@ -645,7 +647,8 @@ class HCICodec:
         with _deterministic():
             x_hat = self.model.g_s(y_hat).clamp_(0, 1)
             if self.fit == "resize":
-                x_hat = _resize(x_hat, h, w)
+                if not at_working_size:
+                    x_hat = _resize(x_hat, h, w)
             else:
                 x_hat = x_hat[..., :h, :w]
             out = (x_hat[0].permute(1, 2, 0) * 255.0).round().to(torch.uint8).numpy()

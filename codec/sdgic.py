@@ -1,0 +1,307 @@
+"""SDGIC: image ↔ three guidance streams (caption, HCI, RSRT) ↔ image, through DPCD.
+
+    codec = SDGIC.from_pretrained("scenes-64")          # shipped preset, or a local folder
+    enc = codec.encode(image, caption="a red star ...")  # EncodedImage (codec.container)
+    enc.save("img.sdg")
+    rec = codec.decode(enc.without("hci"))               # any subset of streams / tokens
+
+A preset folder holds ``preset.json`` and the DPCD modules:
+
+    preset.json       {"preset", "resolution", "hci": {"root", "rate_points", "default"},
+                       "caption_model" (optional JSON path), "guidance_scale", "steps"}
+    unet/             UNet2DConditionModel (required)
+    controlnet/       ControlNetModel: the HCI path (optional: without it HCI is not used)
+    rsrt_encoder/     RSRTEncoder + rsrt_embedding/ RSRTEmbedding (optional: no RSRT stream)
+    text_encoder/ + tokenizer/   any transformers text encoder (optional: offline MiniLM)
+
+The container's preset id is ``"<preset>:<hci rate point>"`` (e.g. ``scenes-64:mid``): the
+decoder needs to know which HCI model made the HCI bytes, and the header carries that for
+free (header bytes are not payload; the simulator sends only the streams).
+
+Any image size and mode: the encoder resizes to the preset's square resolution (the HCI
+stream stores the original size, the container too), the decoder draws at that resolution
+and resizes back to the original size.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import ControlNetModel, UNet2DConditionModel
+
+from codec.container import ContainerError, EncodedImage
+from codec.dpcd.configs import PATCH
+from codec.dpcd.decoder import DPCDSampler
+from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder
+from codec.streams.caption_coder import CaptionCoder
+from codec.streams.hci import HCICodec, to_rgb_uint8
+from codec.text_encoder import TextEncoder, default_text_encoder
+
+WEIGHTS = Path(__file__).parent / "weights"
+PRESET_FILE = "preset.json"
+
+
+def preset_folder(name_or_path: str | Path) -> Path:
+    """A shipped preset name (``scenes-64``) or a folder path → the folder."""
+    p = Path(name_or_path)
+    if (p / PRESET_FILE).is_file():
+        return p
+    if (WEIGHTS / str(name_or_path) / PRESET_FILE).is_file():
+        return WEIGHTS / str(name_or_path)
+    shipped = sorted(d.name for d in WEIGHTS.iterdir() if (d / PRESET_FILE).is_file())
+    raise FileNotFoundError(f"preset {str(name_or_path)!r} not found: expected a folder with "
+                            f"{PRESET_FILE} or one of the shipped presets {shipped}")
+
+
+@dataclass
+class SDGIC:
+    """The codec. Build it with :meth:`from_pretrained`; the fields are its parts.
+
+    ``rate``: the HCI rate point used by ``encode`` (one of ``hci`` keys); ``num_tokens``:
+    RSRT tokens sent (a prefix of the K the encoder makes; None: all).
+    """
+
+    preset: str
+    resolution: int
+    unet: UNet2DConditionModel
+    text_encoder: TextEncoder
+    caption_coder: CaptionCoder
+    hci: dict[str, HCICodec]
+    rate: str
+    controlnet: ControlNetModel | None = None
+    rsrt_encoder: RSRTEncoder | None = None
+    rsrt_embedding: RSRTEmbedding | None = None
+    steps: int = 20
+    guidance_scale: float = 1.0
+    num_tokens: int | None = None
+    card: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.rate not in self.hci:
+            raise ValueError(f"rate={self.rate!r} is not an HCI rate point of preset "
+                             f"{self.preset!r}; expected one of {list(self.hci)}")
+        if (self.rsrt_encoder is None) != (self.rsrt_embedding is None):
+            raise ValueError("rsrt_encoder and rsrt_embedding come together (both or neither)")
+        if self.num_tokens is not None and not 0 <= self.num_tokens <= self.max_tokens:
+            raise ValueError(f"num_tokens={self.num_tokens} must be in [0, {self.max_tokens}]")
+        self.sampler = DPCDSampler(self.unet, self.text_encoder, self.controlnet,
+                                   self.rsrt_embedding)
+
+    # -- loading ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path = "scenes-64", rate: str | None = None,
+                        **overrides) -> "SDGIC":
+        """Load a shipped preset by name or a preset folder (see the module docstring)."""
+        folder = preset_folder(name_or_path)
+        cfg = json.loads((folder / PRESET_FILE).read_text())
+        missing = [k for k in ("preset", "resolution", "hci") if k not in cfg]
+        if missing:
+            raise ValueError(f"{folder / PRESET_FILE} lacks {missing}")
+        if not (folder / "unet" / "config.json").is_file():
+            raise FileNotFoundError(f"preset folder {folder} has no unet/ (config.json + "
+                                    "weights); train one with `sdgic train prior`")
+        f32 = dict(torch_dtype=torch.float32)
+        unet = UNet2DConditionModel.from_pretrained(folder / "unet", **f32).eval()
+        controlnet = (ControlNetModel.from_pretrained(folder / "controlnet", **f32).eval()
+                      if (folder / "controlnet" / "config.json").is_file() else None)
+        rsrt_enc = rsrt_emb = None
+        if (folder / "rsrt_encoder" / "config.json").is_file():
+            rsrt_enc = RSRTEncoder.from_pretrained(folder / "rsrt_encoder", **f32).eval()
+            rsrt_emb = RSRTEmbedding.from_pretrained(folder / "rsrt_embedding", **f32).eval()
+        if (folder / "text_encoder" / "config.json").is_file():
+            tok = folder / "tokenizer" if (folder / "tokenizer").is_dir() else None
+            text = TextEncoder(folder / "text_encoder", tokenizer_path=tok)
+        else:
+            text = default_text_encoder()
+        hroot = (folder / cfg["hci"].get("root", "hci")).resolve()
+        hci = {p: HCICodec.from_pretrained(hroot / p) for p in cfg["hci"]["rate_points"]}
+        cap = cfg.get("caption_model")
+        coder = CaptionCoder.load(folder / cap if cap else None)
+        card_path = folder / "model_card.json"
+        kw = dict(preset=cfg["preset"], resolution=int(cfg["resolution"]), unet=unet,
+                  text_encoder=text, caption_coder=coder, hci=hci,
+                  rate=rate or cfg["hci"].get("default", cfg["hci"]["rate_points"][0]),
+                  controlnet=controlnet, rsrt_encoder=rsrt_enc, rsrt_embedding=rsrt_emb,
+                  steps=int(cfg.get("steps", 20)),
+                  guidance_scale=float(cfg.get("guidance_scale", 1.0)),
+                  card=json.loads(card_path.read_text()) if card_path.is_file() else {})
+        kw.update(overrides)
+        return cls(**kw)
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def max_tokens(self) -> int:
+        """K, the RSRT tokens the encoder makes (0 without an RSRT path)."""
+        return 0 if self.rsrt_encoder is None else int(self.rsrt_encoder.config.num_tokens)
+
+    @property
+    def token_bits(self) -> int:
+        """Bits per RSRT token on the wire (0 without an RSRT path)."""
+        return 0 if self.rsrt_encoder is None else self.rsrt_encoder.fsq.bits
+
+    def container_preset(self, rate: str | None = None) -> str:
+        return f"{self.preset}:{rate or self.rate}"
+
+    # -- encoding ---------------------------------------------------------------------------
+
+    def _working(self, rgb: np.ndarray) -> torch.Tensor:
+        """uint8 (H, W, 3) → float (1, 3, R, R) at the preset resolution."""
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+        if x.shape[-2:] != (self.resolution, self.resolution):
+            x = F.interpolate(x, size=(self.resolution,) * 2, mode="bicubic", antialias=True,
+                              align_corners=False).clamp(0, 1)
+        return x
+
+    @torch.no_grad()
+    def encode(self, image, caption: str | None = None, rate: str | None = None,
+               num_tokens: int | None = None) -> EncodedImage:
+        """Image (any size ≥ 2×2, any mode; see ``to_rgb_uint8``) → :class:`EncodedImage`.
+
+        ``caption``: the text to send (None: no caption stream). ``rate``: HCI rate point
+        (default ``self.rate``). ``num_tokens``: RSRT tokens to send (default
+        ``self.num_tokens``, None: all K; 0: no RSRT stream).
+        """
+        rgb = to_rgb_uint8(image)
+        h, w = rgb.shape[:2]
+        rate = rate or self.rate
+        if rate not in self.hci:
+            raise ValueError(f"rate={rate!r}; expected one of {list(self.hci)}")
+        hci_codec = self.hci[rate]
+        hci_bytes = hci_codec.encode(rgb)
+        cap_bytes = self.caption_coder.encode(caption) if caption is not None else None
+        n = self.max_tokens if num_tokens is None and self.num_tokens is None else \
+            (num_tokens if num_tokens is not None else self.num_tokens)
+        if not 0 <= n <= self.max_tokens:
+            raise ValueError(f"num_tokens={n} must be in [0, {self.max_tokens}] for preset "
+                             f"{self.preset!r}")
+        tokens = None
+        if n > 0:
+            x = self._working(rgb)
+            hci_img = torch.from_numpy(hci_codec.decode(hci_bytes, at_working_size=True))
+            hci_img = self._working(hci_img.numpy())
+            pooled = (self.text_encoder.sentence([caption]) if caption is not None
+                      else torch.zeros(1, self.text_encoder.dim))
+            codes = self.rsrt_encoder.encode(x, hci_img, pooled)[0].tolist()
+            tokens = tuple(int(c) for c in codes[:n])
+        return EncodedImage(preset=self.container_preset(rate), height=h, width=w,
+                            caption=cap_bytes, hci=hci_bytes, rsrt_tokens=tokens,
+                            rsrt_bits=self.token_bits if tokens is not None else 0)
+
+    # -- decoding ---------------------------------------------------------------------------
+
+    def _check(self, enc: EncodedImage) -> str:
+        """Validate ``enc`` against this preset; returns its HCI rate point."""
+        if not isinstance(enc, EncodedImage):
+            raise TypeError(f"expected an EncodedImage, got {type(enc).__name__}")
+        preset, _, rate = enc.preset.partition(":")
+        if preset != self.preset:
+            raise ContainerError(f"the image was encoded with preset {preset!r} but this decoder "
+                                 f"is preset {self.preset!r}; load {preset!r} to decode it")
+        if enc.hci is not None and rate not in self.hci:
+            raise ContainerError(f"HCI rate point {rate!r} of the image is not one of preset "
+                                 f"{self.preset!r}'s {list(self.hci)}")
+        if enc.rsrt_tokens is not None:
+            if self.rsrt_encoder is None:
+                raise ContainerError(f"the image carries RSRT tokens but preset {self.preset!r} "
+                                     "has no RSRT path")
+            if len(enc.rsrt_tokens) > self.max_tokens or enc.rsrt_bits != self.token_bits:
+                raise ContainerError(f"RSRT stream has {len(enc.rsrt_tokens)} tokens of "
+                                     f"{enc.rsrt_bits} bits; preset {self.preset!r} expects up "
+                                     f"to {self.max_tokens} of {self.token_bits} bits")
+            bad = [t for t in enc.rsrt_tokens
+                   if t is not None and t >= self.rsrt_encoder.fsq.codebook_size]
+            if bad:
+                raise ContainerError(f"RSRT token values {bad[:4]} exceed the codebook "
+                                     f"({self.rsrt_encoder.fsq.codebook_size} codes)")
+        return rate
+
+    def streams_of(self, enc: EncodedImage) -> dict:
+        """What decoding will use: caption text (or None), HCI image (or None) and tokens."""
+        rate = self._check(enc)
+        caption = self.caption_coder.decode(enc.caption) if enc.caption is not None else None
+        hci = None
+        if enc.hci is not None:
+            hci = self.hci[rate].decode(enc.hci, at_working_size=True)
+        return {"caption": caption, "hci": hci, "rsrt_tokens": enc.rsrt_tokens}
+
+    @torch.no_grad()
+    def decode_batch(self, encoded: list[EncodedImage], seeds: list[int] | None = None,
+                     steps: int | None = None, guidance_scale: float | None = None
+                     ) -> list[np.ndarray]:
+        """Decode images together (one batched denoising loop); each uses only the streams
+        and tokens it carries. ``seeds[i]`` fixes image i's starting noise, so a result does
+        not depend on the batch it was decoded in. Returns uint8 (H_i, W_i, 3) arrays."""
+        if not encoded:
+            return []
+        seeds = list(seeds) if seeds is not None else [0] * len(encoded)
+        if len(seeds) != len(encoded):
+            raise ValueError(f"got {len(seeds)} seeds for {len(encoded)} images")
+        parts = [self.streams_of(e) for e in encoded]
+        r = self.resolution
+        b = len(parts)
+        hci = torch.zeros(b, 3, r, r)
+        hci_present = torch.zeros(b, dtype=torch.bool)
+        for i, p in enumerate(parts):
+            if p["hci"] is not None:
+                hci[i] = self._working(p["hci"])[0]
+                hci_present[i] = True
+        use_hci = self.controlnet is not None and bool(hci_present.any())
+        codes = present = None
+        if self.rsrt_embedding is not None:
+            k = self.max_tokens
+            codes = torch.zeros(b, k, dtype=torch.long)
+            present = torch.zeros(b, k, dtype=torch.bool)
+            for i, p in enumerate(parts):
+                for j, t in enumerate(p["rsrt_tokens"] or ()):
+                    if t is not None:
+                        codes[i, j], present[i, j] = t, True
+        side = r // PATCH
+        noise = torch.stack([torch.randn(self.unet.config.in_channels, side, side,
+                                         generator=torch.Generator().manual_seed(int(s)))
+                             for s in seeds])
+        out = self.sampler.sample([p["caption"] for p in parts], steps=steps or self.steps,
+                                  guidance_scale=self.guidance_scale if guidance_scale is None
+                                  else guidance_scale,
+                                  hci=hci if use_hci else None,
+                                  hci_present=hci_present if use_hci else None,
+                                  rsrt_codes=codes, rsrt_present=present, noise=noise)
+        images = []
+        for i, e in enumerate(encoded):
+            x = out[i:i + 1]
+            if (e.height, e.width) != (r, r):
+                x = F.interpolate(x, size=(e.height, e.width), mode="bicubic",
+                                  align_corners=False).clamp(0, 1)
+            images.append((x[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
+        return images
+
+    def decode(self, encoded: EncodedImage, seed: int = 0, steps: int | None = None,
+               guidance_scale: float | None = None) -> np.ndarray:
+        """One image: uint8 (H, W, 3) at the original size, from whatever streams it carries."""
+        return self.decode_batch([encoded], [seed], steps, guidance_scale)[0]
+
+
+def write_preset(folder: str | Path, preset: str, resolution: int, unet: UNet2DConditionModel,
+                 hci_root: str | Path, rate_points: list[str], default_rate: str | None = None,
+                 controlnet: ControlNetModel | None = None, rsrt_encoder: RSRTEncoder | None = None,
+                 rsrt_embedding: RSRTEmbedding | None = None, steps: int = 20,
+                 guidance_scale: float = 1.0) -> Path:
+    """Save DPCD modules and ``preset.json`` into ``folder`` (loadable by ``from_pretrained``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, m in (("unet", unet), ("controlnet", controlnet), ("rsrt_encoder", rsrt_encoder),
+                    ("rsrt_embedding", rsrt_embedding)):
+        if m is not None:
+            m.save_pretrained(folder / name)
+    cfg = {"preset": preset, "resolution": int(resolution),
+           "hci": {"root": str(hci_root), "rate_points": list(rate_points),
+                   "default": default_rate or rate_points[0]},
+           "steps": int(steps), "guidance_scale": float(guidance_scale)}
+    (folder / PRESET_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
+    return folder

@@ -1,0 +1,78 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import ControlNetModel, UNet2DConditionModel
+
+from codec.data.scenes import generate
+from codec.dpcd.configs import controlnet_kwargs, unet_config
+from codec.dpcd.decoder import denoise, to_model_space, training_scheduler
+from codec.dpcd.train_dpcd import random_hci, load_hci_codecs, token_dropout, train_dpcd
+from codec.dpcd.training import scene_batch, v_loss
+from codec.sdgic import SDGIC
+from codec.text_encoder import default_text_encoder
+
+
+def test_control_then_rsrt_stage_train_resume_export_and_load(tmp_path):
+    preset = tmp_path / "preset"
+    kw = dict(batch_size=2, save_every=2, threads=1, export=preset)
+    train_dpcd(tmp_path / "c", stage="control", steps=2, config="tiny", sample_every=2, **kw)
+    train_dpcd(tmp_path / "c", stage="control", steps=3, config="tiny", sample_every=100, **kw)
+    log = (tmp_path / "c" / "train.log").read_text()
+    assert "resumed from" in log and "at step 2" in log
+    card = json.loads((preset / "model_card.json").read_text())
+    assert card["stages"]["control"]["steps"] == 3
+    assert (tmp_path / "c" / "samples" / "control-step000002.png").is_file()
+    codec = SDGIC.from_pretrained(preset)            # export is a loadable preset
+    assert codec.controlnet is not None and codec.rsrt_encoder is None
+
+    train_dpcd(tmp_path / "r", stage="rsrt", steps=25, init=preset, unquantized_steps=10,
+               sample_every=100, save_every=25, batch_size=2, threads=1, export=preset,
+               num_tokens=4)
+    log = (tmp_path / "r" / "train.log").read_text()
+    assert "tokens distinct" in log and "entropy" in log      # code health is logged
+    codec = SDGIC.from_pretrained(preset)
+    enc = codec.encode(generate(0, seed=1, size=16)[0], caption="a red star")
+    assert len(enc.rsrt_tokens) == 4
+    assert codec.decode(enc, steps=2).shape == (16, 16, 3)
+    with pytest.raises(ValueError, match="holds stage 'rsrt', not 'control'"):
+        train_dpcd(tmp_path / "r", stage="control", steps=30, batch_size=2, threads=1)
+
+
+def test_a_few_steps_lower_the_loss():
+    torch.manual_seed(0)
+    te = default_text_encoder()
+    unet = UNet2DConditionModel(**unet_config("tiny", cross_attention_dim=te.dim))
+    cn = ControlNetModel.from_unet(unet, **controlnet_kwargs())
+    x, caps = scene_batch(0, 4, 16, seed=3)
+    hci = random_hci(load_hci_codecs("codec/weights/hci-64"), x, torch.Generator().manual_seed(0))
+    cond, mask = te.tokens(caps)
+    sched = training_scheduler()
+    x0 = to_model_space(x)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([100, 300, 500, 700])
+    xt, target = sched.add_noise(x0, noise, t), sched.get_velocity(x0, noise, t)
+    opt = torch.optim.Adam(list(unet.parameters()) + list(cn.parameters()), lr=2e-3)
+    losses = []
+    for _ in range(30):
+        loss = v_loss(sched, denoise(unet, xt, t, cond, mask, cn, to_model_space(hci)), target, t)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3])
+
+
+def test_random_hci_matches_the_bitstream_and_token_dropout():
+    codecs = load_hci_codecs("codec/weights/hci-64", points=("mid",))
+    img = generate(2, seed=5, size=64)[0]
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    fast = random_hci(codecs, x, torch.Generator().manual_seed(0))[0]
+    slow = codecs[0].decode(codecs[0].encode(img))
+    assert (fast.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy().tolist() == slow.tolist()
+    present = token_dropout(4000, 8, torch.Generator().manual_seed(0))
+    assert present.shape == (4000, 8) and 0.4 < present.float().mean() < 0.6
+    assert (~present).all(1).any() and present.all(1).any()   # whole-stream loss and no loss
+    with pytest.raises(FileNotFoundError, match="rate points"):
+        load_hci_codecs("codec/weights/hci-64", points=("ultra",))
