@@ -1,7 +1,7 @@
 """The ``sdgic`` command line.
 
 Subcommands: ``data scenes``, ``data photos``, ``train judge``, ``train prior``,
-``train dpcd``, ``eval``,
+``train dpcd``, ``train captioner``, ``encode``, ``inspect``, ``decode``, ``eval``,
 ``demo``. Errors the user can fix print one line and exit with status 2; no traceback.
 """
 
@@ -47,6 +47,13 @@ def cmd_train_judge(a):
     print(json.dumps(card["metrics"], indent=2))
 
 
+def cmd_train_captioner(a):
+    from codec.train_captioner import train_captioner
+
+    card = train_captioner(a.out, steps=a.steps, batch_size=a.batch_size, threads=a.threads)
+    print(json.dumps(card["metrics"], indent=2))
+
+
 def cmd_train_prior(a):
     from codec.dpcd.train_prior import train_prior
 
@@ -63,6 +70,91 @@ def cmd_train_dpcd(a):
                       freeze_unet=a.freeze_unet, threads=a.threads,
                       max_minutes=a.max_minutes, export=a.export)
     print(f"checkpoint: {ckpt}")
+
+
+def _caption_for(a, image_path: Path, rgb) -> tuple[str | None, str]:
+    """The caption to send and where it came from: --caption, --no-caption, IMAGE.txt, or
+    the --captioner (default: the shipped scene captioner)."""
+    from codec.captioner import make_captioner, sidecar_caption
+
+    if a.caption is not None:
+        return a.caption, "--caption"
+    if a.no_caption:
+        return None, "--no-caption"
+    side = sidecar_caption(image_path)
+    if side is not None:
+        return side, f"sidecar {image_path.with_suffix('.txt').name}"
+    captioner = make_captioner(a.captioner)
+    if captioner is None:
+        return None, "--captioner none"
+    return captioner(rgb), f"captioner {a.captioner}"
+
+
+def _describe(enc, coder=None) -> list[str]:
+    """Human-readable lines about an EncodedImage: streams, bits, bpp, caption, tokens."""
+    from codec.streams.caption_coder import CaptionCoder
+
+    px = enc.height * enc.width
+    lines = [f"preset {enc.preset}, image {enc.width}×{enc.height} ({px} px), container "
+             f"{len(enc.to_bytes())} bytes"]
+    for name in ("caption", "hci", "rsrt"):
+        if not enc.has(name):
+            lines.append(f"  {name:8s} absent")
+            continue
+        bits = enc.stream_bits(name)
+        extra = ""
+        if name == "caption":
+            try:
+                extra = f"  \"{(coder or CaptionCoder.load()).decode(enc.caption)}\""
+            except ValueError as e:
+                extra = f"  (undecodable: {e})"
+        if name == "rsrt":
+            lost = enc.lost_tokens()
+            extra = (f"  {len(enc.rsrt_tokens)} tokens × {enc.rsrt_bits} bits"
+                     + (f", lost {lost}" if lost else ""))
+        lines.append(f"  {name:8s} {bits:5d} bits  {bits / px:.5f} bpp{extra}")
+    lines.append(f"  {'total':8s} {enc.total_bits():5d} bits  {enc.bpp():.5f} bpp (payload; "
+                 "container framing not counted)")
+    return lines
+
+
+def cmd_encode(a):
+    from codec.data.folder import load_rgb
+    from codec.sdgic import SDGIC
+
+    path = Path(a.image)
+    rgb = load_rgb(path)
+    codec = SDGIC.from_pretrained(a.preset, rate=a.rate)
+    caption, source = _caption_for(a, path, rgb)
+    enc = codec.encode(rgb, caption=caption, num_tokens=a.tokens)
+    out = enc.save(a.output or path.with_suffix(".sdg"))
+    print(f"wrote {out} (caption from {source})")
+    print("\n".join(_describe(enc, codec.caption_coder)))
+
+
+def cmd_inspect(a):
+    from codec.container import EncodedImage
+
+    print("\n".join(_describe(EncodedImage.load(a.file))))
+
+
+def cmd_decode(a):
+    from PIL import Image
+
+    from codec.container import EncodedImage
+    from codec.sdgic import SDGIC
+
+    enc = EncodedImage.load(a.file)
+    drop = [s.strip() for s in a.drop.split(",") if s.strip()] if a.drop else []
+    enc = enc.without(*drop)
+    if a.lose_tokens:
+        enc = enc.with_lost_tokens([int(i) for i in a.lose_tokens.split(",")])
+    codec = SDGIC.from_pretrained(a.preset or enc.preset.partition(":")[0])
+    img = codec.decode(enc, seed=a.seed, steps=a.steps, guidance_scale=a.guidance)
+    out = Path(a.output or Path(a.file).with_suffix(".png"))
+    Image.fromarray(img).save(out)
+    used = [s for s in ("caption", "hci", "rsrt") if enc.has(s)]
+    print(f"wrote {out} ({img.shape[1]}×{img.shape[0]}) from streams {used or 'none'}")
 
 
 def cmd_eval(a):
@@ -110,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=_positive(int), default=32)
     s.add_argument("--workers", type=_positive(int), default=2)
     s.set_defaults(func=cmd_train_judge)
+    s = train.add_parser("captioner", help="the scene captioner (caption stream for scenes)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--steps", type=_positive(int), default=3000)
+    s.add_argument("--batch-size", type=_positive(int), default=32)
+    s.add_argument("--threads", type=_positive(int), help="torch threads (default: all cores)")
+    s.set_defaults(func=cmd_train_captioner)
     s = train.add_parser("prior", help="DPCD stage 1: caption-conditioned UNet prior (resumable)")
     s.add_argument("--run", required=True, help="run folder (checkpoint/, samples/, train.log)")
     s.add_argument("--steps", type=_positive(int), default=30000)
@@ -139,6 +237,32 @@ def build_parser() -> argparse.ArgumentParser:
                                     "every checkpoint")
     s.set_defaults(func=cmd_train_dpcd)
 
+    s = sub.add_parser("encode", help="image → .sdg (caption, HCI and RSRT streams)")
+    s.add_argument("image", help="any image file Pillow reads (any size ≥ 2×2, any mode)")
+    s.add_argument("-o", "--output", help="output .sdg (default: IMAGE.sdg)")
+    s.add_argument("--preset", default="scenes-64", help="shipped preset name or folder")
+    s.add_argument("--rate", help="HCI rate point of the preset (default: the preset's)")
+    s.add_argument("--tokens", type=int, help="RSRT tokens to send (default: all; 0: none)")
+    cap = s.add_mutually_exclusive_group()
+    cap.add_argument("--caption", help="caption text to send (else IMAGE.txt, else captioner)")
+    cap.add_argument("--no-caption", action="store_true", help="send no caption stream")
+    s.add_argument("--captioner", default="scene", help="'scene' (shipped), 'none', or a "
+                   "local folder (CaptionerNet or a transformers image-to-text model)")
+    s.set_defaults(func=cmd_encode)
+    s = sub.add_parser("inspect", help="streams, bits and bpp of a .sdg file")
+    s.add_argument("file")
+    s.set_defaults(func=cmd_inspect)
+    s = sub.add_parser("decode", help=".sdg → image with DPCD, from whatever streams it holds")
+    s.add_argument("file")
+    s.add_argument("-o", "--output", help="output image (default: FILE.png)")
+    s.add_argument("--steps", type=_positive(int), help="denoising steps (default: preset's)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--guidance", type=float, help="classifier-free guidance scale")
+    s.add_argument("--drop", help="streams to drop before decoding, e.g. caption,rsrt")
+    s.add_argument("--lose-tokens", help="RSRT token indices to mark lost, e.g. 0,3")
+    s.add_argument("--preset", help="decoder preset (default: the one in the file)")
+    s.set_defaults(func=cmd_decode)
+
     s = sub.add_parser("eval", help="metrics of reconstructions against references")
     s.add_argument("--ref", required=True, help="reference images (scenes.jsonl optional)")
     s.add_argument("--rec", required=True, help="reconstructions, same file stems")
@@ -155,8 +279,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_libraries() -> None:
+    """Hide library deprecation chatter and weight-loading bars from command output."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*non-writable tensors.*")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
