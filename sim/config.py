@@ -1,0 +1,190 @@
+"""One simulation run, as plain data: :class:`SimConfig`.
+
+A run is one point of a sweep: one channel scenario, fidelity mode, SNR, bandwidth budget,
+protection policy and seed, carrying ``num_images`` images. Every field is validated when
+the object is built; an error names the field, its value and what is allowed.
+
+Units: ``interval_ms``/``deadline_ms`` are milliseconds (converted to slots with the
+scenario's slot duration); ``budget_prbs`` is PRBs per slot (``None``: the whole carrier).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .policy import PRESETS, ProtectionPolicy, make_policy
+
+__all__ = ["SimConfig", "MODES"]
+
+MODES = ("abstraction", "bit")
+_ARRIVALS = ("periodic", "poisson")
+
+
+def _fail(key, value, allowed):
+    raise ValueError(f"{key} = {value!r} is not supported; allowed: {allowed}")
+
+
+def _num(key, v, lo, hi, integer=False, open_lo=False):
+    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+    if integer:
+        ok = ok and float(v).is_integer()
+    if ok:
+        ok = (lo < v if open_lo else lo <= v) and v <= hi
+    if not ok:
+        what = "an integer" if integer else "a number"
+        _fail(key, v, f"{what} in {'(' if open_lo else '['}{lo}, {hi}]")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Parameters of one simulation run.
+
+    Parameters
+    ----------
+    scenario : str, Path or channels.Scenario
+        Link scenario (TOML path or object).
+    snr_db : float
+        Es/N0 per resource element [dB], in [-50, 100].
+    policy : str or ProtectionPolicy
+        ``"eep"``, ``"uep"``, ``"adaptive"`` (preset defaults) or a policy object.
+    mode : "abstraction" | "bit"
+        Link fidelity: Sionna PHY abstraction or the bit-level chain.
+    budget_prbs : int or None
+        PRBs per slot the image traffic may use (``None``: all of the scenario's PRBs).
+    num_images : int
+        Images sent in the run, in [1, 100000].
+    seed : int
+        Seed of the run; every random draw (arrivals, fading, noise, decoder noise, which
+        images) derives from it and the run's other parameters do not change them.
+    arrival : "periodic" | "poisson"
+        Arrival process of images.
+    interval_ms : float
+        (Mean) time between image arrivals [ms].
+    deadline_ms : float
+        Time after arrival by which an image must be received [ms]; the receiver decodes
+        what arrived by then.
+    rsrt_tokens_per_packet : int
+        RSRT tokens per packet (0: as many as fit).
+    codec : str or codec object
+        Codec spec (see :func:`sim.codec_api.load_codec`) or object.
+    dataset : dict
+        ``{"kind": "scenes", "size": 64, "seed": 0}`` or ``{"kind": "folder", "path": ...}``.
+    decode : bool
+        Decode and score reconstructions (``False``: event model and delivery only).
+    decode_steps : int or None
+        Diffusion steps (``None``: the codec's default).
+    decode_batch_size : int
+        Images per decoder batch.
+    trace : bool
+        Keep a per-packet transmission trace.
+    """
+
+    scenario: Any
+    snr_db: float
+    policy: Any = "uep"
+    mode: str = "abstraction"
+    budget_prbs: Optional[int] = None
+    num_images: int = 8
+    seed: int = 0
+    arrival: str = "periodic"
+    interval_ms: float = 1.0
+    deadline_ms: float = 2.0
+    rsrt_tokens_per_packet: int = 1
+    codec: Any = "scenes-64"
+    dataset: dict = field(default_factory=lambda: {"kind": "scenes", "size": 64, "seed": 0})
+    decode: bool = True
+    decode_steps: Optional[int] = None
+    decode_batch_size: int = 16
+    trace: bool = False
+
+    def __post_init__(self):
+        from channels import Scenario, load_scenario
+
+        sc = self.scenario
+        if isinstance(sc, (str, Path)):
+            sc = load_scenario(sc)
+        elif not isinstance(sc, Scenario):
+            _fail("scenario", sc, "a scenario TOML path or a channels.Scenario")
+        object.__setattr__(self, "_scenario_obj", sc)
+        _num("snr_db", self.snr_db, -50, 100)
+        if isinstance(self.policy, str):
+            if self.policy not in PRESETS:
+                _fail("policy", self.policy, f"{', '.join(PRESETS)} or a ProtectionPolicy")
+        elif not isinstance(self.policy, ProtectionPolicy):
+            _fail("policy", self.policy, f"{', '.join(PRESETS)} or a ProtectionPolicy")
+        if self.mode not in MODES:
+            _fail("mode", self.mode, ", ".join(MODES))
+        if self.budget_prbs is not None:
+            _num("budget_prbs", self.budget_prbs, 1, sc.ofdm.num_prbs, integer=True)
+        _num("num_images", self.num_images, 1, 100_000, integer=True)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            _fail("seed", self.seed, "an integer >= 0")
+        if self.arrival not in _ARRIVALS:
+            _fail("arrival", self.arrival, ", ".join(_ARRIVALS))
+        _num("interval_ms", self.interval_ms, 0, 1e6, open_lo=True)
+        _num("deadline_ms", self.deadline_ms, 0, 1e6, open_lo=True)
+        if self.deadline_ms < sc.ofdm.slot_duration_s * 1e3:
+            _fail("deadline_ms", self.deadline_ms,
+                  f"at least one slot ({sc.ofdm.slot_duration_s * 1e3:g} ms for scenario "
+                  f"{sc.name!r})")
+        _num("rsrt_tokens_per_packet", self.rsrt_tokens_per_packet, 0, 4096, integer=True)
+        if not isinstance(self.dataset, dict):
+            _fail("dataset", self.dataset, "a table with kind = 'scenes' or 'folder'")
+        if self.dataset.get("kind", "scenes") not in ("scenes", "folder"):
+            _fail("dataset.kind", self.dataset.get("kind"), "scenes, folder")
+        if not isinstance(self.decode, bool):
+            _fail("decode", self.decode, "true or false")
+        if self.decode_steps is not None:
+            _num("decode_steps", self.decode_steps, 1, 1000, integer=True)
+        _num("decode_batch_size", self.decode_batch_size, 1, 4096, integer=True)
+        if not isinstance(self.trace, bool):
+            _fail("trace", self.trace, "true or false")
+
+    # -- derived ----------------------------------------------------------------------------
+    @property
+    def scenario_obj(self):
+        """The :class:`channels.Scenario`."""
+        return self._scenario_obj  # pylint: disable=no-member
+
+    @property
+    def policy_obj(self) -> ProtectionPolicy:
+        return make_policy(self.policy)
+
+    @property
+    def slot_ms(self) -> float:
+        return self.scenario_obj.ofdm.slot_duration_s * 1e3
+
+    @property
+    def budget_re(self) -> int:
+        """Resource elements per slot (``budget_prbs`` × 12 × data symbols)."""
+        of = self.scenario_obj.ofdm
+        prbs = of.num_prbs if self.budget_prbs is None else int(self.budget_prbs)
+        return prbs * 12 * (of.num_ofdm_symbols - len(of.pilot_ofdm_symbols))
+
+    def codec_spec(self) -> str:
+        if isinstance(self.codec, str):
+            return self.codec
+        return f"object:{getattr(self.codec, 'preset', type(self.codec).__name__)}"
+
+    def to_dict(self) -> dict:
+        """Plain data (JSON-able) that determines the run's results."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["scenario"] = self.scenario_obj.to_dict()
+        d["policy"] = self.policy_obj.to_dict()
+        d["codec"] = self.codec_spec()
+        d["trace"] = False   # the trace does not change the records
+        return d
+
+    def point_id(self) -> str:
+        """Stable 16-hex id of the run (hash of :meth:`to_dict`)."""
+        s = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.blake2b(s.encode(), digest_size=8).hexdigest()
+
+    def replace(self, **kw) -> "SimConfig":
+        return dataclasses.replace(self, **kw)

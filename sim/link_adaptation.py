@@ -1,0 +1,136 @@
+"""Per-stream outer-loop link adaptation with Sionna SYS.
+
+One :class:`~sionna.sys.OuterLoopLinkAdaptation` (OLLA) per stream whose policy leaves the MCS
+open (``StreamProtection.mcs is None``), each with the stream's BLER target. OLLA keeps the
+last effective-SINR report and an offset that grows by ``delta_up`` on a NACK and shrinks by
+``delta_up * target / (1 - target)`` on an ACK; the MCS is the highest whose TBLER at
+``SINR_eff - offset`` meets the target (Sionna's inner loop over the PHY abstraction tables).
+
+Feedback: every first transmission's HARQ ACK/NACK, and in abstraction mode the effective
+SINR the link measured in that slot (a CQI report one slot old). The bit-level link reports
+no SINR, so there OLLA runs on HARQ feedback alone, starting from the nominal SNR.
+If even the lowest MCS misses the target, the lowest MCS is used: in abstraction mode the
+lowest with BLER data in Sionna's tables (:func:`abstraction_mcs_range`), else MCS 0.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+
+from .packets import STREAMS
+
+__all__ = ["StreamLinkAdaptation", "abstraction_mcs_range", "check_policy_mcs"]
+
+_MCS_CATEGORY_PDSCH = 1
+
+
+@lru_cache(maxsize=None)
+def abstraction_mcs_range(mcs_table: int = 1) -> tuple[int, int]:
+    """Lowest and highest MCS with BLER data in Sionna's PDSCH table ``mcs_table``.
+
+    Sionna's tables start above MCS 0 (table 1: MCS 3..28; 2: 2..27; 3: 9..28; 4: 2..26);
+    below that the abstraction's BLER is undefined and ``channels.Link`` counts every packet
+    as lost, so the simulator refuses such MCS in abstraction mode."""
+    import json
+    import os
+
+    import sionna.sys
+
+    path = os.path.join(os.path.dirname(sionna.sys.__file__), "bler_tables",
+                        f"PDSCH_table{int(mcs_table)}.json")
+    with open(path) as f:
+        data = json.load(f)
+    keys = sorted(int(k) for k in data["category"]["1"]["index"][str(int(mcs_table))]["MCS"])
+    return keys[0], keys[-1]
+
+
+def check_policy_mcs(policy, mode: str, mcs_table: int) -> None:
+    """Raise if a fixed MCS of ``policy`` has no BLER data in abstraction mode."""
+    if mode != "abstraction":
+        return
+    lo, hi = abstraction_mcs_range(mcs_table)
+    for s in STREAMS:
+        m = policy[s].mcs
+        if m is not None and not lo <= m <= hi:
+            raise ValueError(
+                f"policy {policy.name!r}: {s}.mcs = {m} is not supported in abstraction mode "
+                f"with MCS table {mcs_table}; allowed: {lo}..{hi} (Sionna's PDSCH BLER tables "
+                f"have no data outside it); use mode = 'bit' or an MCS in {lo}..{hi}")
+
+
+class StreamLinkAdaptation:
+    """OLLA state of the adaptive streams of one link.
+
+    Parameters
+    ----------
+    policy : ProtectionPolicy
+        Streams with ``mcs=None`` are adapted, with their ``bler_target``.
+    link : channels.Link
+        Gives the MCS table, the transport formats and the PHY abstraction tables.
+    snr_db : float
+        Nominal SNR [dB]: the initial effective-SINR estimate.
+    """
+
+    def __init__(self, policy, link, snr_db: float):
+        from sionna.sys import OuterLoopLinkAdaptation
+
+        from channels.link import phy_abstraction
+
+        self._link = link
+        self._table = link.scenario.mcs_table
+        self._pa = phy_abstraction(self._table)
+        self._olla = {}
+        self._last_mcs = {}
+        if link.mode == "abstraction":
+            self._min_mcs, self._max_mcs = abstraction_mcs_range(self._table)
+        else:
+            self._min_mcs, self._max_mcs = 0, {1: 28, 2: 27, 3: 28, 4: 26}[self._table]
+        for s in STREAMS:
+            sp = policy[s]
+            if sp.mcs is None:
+                self._olla[s] = OuterLoopLinkAdaptation(
+                    self._pa, num_ut=1, bler_target=sp.bler_target, delta_up=policy.olla_delta_up,
+                    sinr_eff_init=10.0 ** (float(snr_db) / 10.0))
+                self._last_mcs[s] = self._min_mcs
+
+    def adapts(self, stream: str) -> bool:
+        return stream in self._olla
+
+    def select(self, stream: str, size_bits: int) -> int:
+        """MCS for a new ``size_bits`` packet of ``stream``."""
+        olla = self._olla[stream]
+        num_re = self._link.transport_format(int(size_bits), self._last_mcs[stream]).num_re
+        mcs = int(olla(torch.tensor([num_re]), mcs_table_index=self._table,
+                       mcs_category=_MCS_CATEGORY_PDSCH).reshape(-1)[0])
+        mcs = min(max(mcs, self._min_mcs), self._max_mcs)
+        if mcs > self._min_mcs and self._tbler(olla, size_bits, mcs) > olla.bler_target:
+            mcs = self._min_mcs
+        self._last_mcs[stream] = mcs
+        return mcs
+
+    def _tbler(self, olla, size_bits, mcs) -> float:
+        f = self._link.transport_format(int(size_bits), mcs)
+        sinr = 10.0 ** (float(olla.sinr_eff_db_last.reshape(-1)[0] - olla.offset.reshape(-1)[0])
+                        / 10.0)
+        bler = self._pa.get_bler(torch.tensor([mcs], dtype=torch.int32), self._table,
+                                 _MCS_CATEGORY_PDSCH, torch.tensor([f.cb_size], dtype=torch.int32),
+                                 torch.tensor([sinr], dtype=torch.float32))
+        b = float(bler.reshape(-1)[0])
+        if not math.isfinite(b):
+            return 1.0
+        return 1.0 - (1.0 - min(max(b, 0.0), 1.0)) ** f.num_cb
+
+    def feedback(self, stream: str, ack: bool, sinr_eff_db: float | None = None) -> None:
+        """HARQ feedback (and optionally an effective-SINR report) of one first transmission."""
+        if stream not in self._olla:
+            return
+        s = torch.tensor([10.0 ** (sinr_eff_db / 10.0)]) if sinr_eff_db is not None \
+            and math.isfinite(sinr_eff_db) else None
+        self._olla[stream](torch.tensor([1]), torch.tensor([1 if ack else 0]), s,
+                           mcs_table_index=self._table, mcs_category=_MCS_CATEGORY_PDSCH)
+
+    def offset_db(self, stream: str) -> float:
+        return float(self._olla[stream].offset.reshape(-1)[0])

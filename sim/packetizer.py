@@ -1,0 +1,122 @@
+"""Packetizer: splits an encoded image's streams into packets that fit a slot's budget.
+
+* caption and HCI: the stream's bits (``EncodedImage.stream_bytes``) are cut into the fewest
+  packets no larger than the largest payload that fits the per-slot budget at the stream's
+  MCS, with sizes as equal as possible. An entropy-coded stream is usable only whole, so the
+  receiver needs every packet of it.
+* RSRT: tokens are sent in groups of ``rsrt_tokens_per_packet`` (0: as many as fit), each
+  token as its ``rsrt_bits``-bit field; a lost packet loses only its tokens.
+
+For a link-adapted stream (MCS ``None``) the size limit is the one of MCS 0, so the packet
+fits at whatever MCS link adaptation picks later.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from .packets import STREAMS, Packet
+
+__all__ = ["Packetizer", "max_payload_bits"]
+
+
+def max_payload_bits(link, mcs: int, budget_re: int) -> int:
+    """Largest packet [bits] whose transport format needs at most ``budget_re`` REs at ``mcs``
+    (0 if not even one bit fits)."""
+    return _max_payload(link, int(mcs), int(min(budget_re, link.num_data_re)))
+
+
+@lru_cache(maxsize=4096)
+def _max_payload(link, mcs, limit):
+    if link.transport_format(1, mcs).num_re > limit:
+        return 0
+    lo, hi = 1, 200_000
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if link.transport_format(mid, mcs).num_re <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _bits_of(data: bytes) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(bytes(data), dtype=np.uint8))
+
+
+def _token_bits(tokens, bits: int) -> np.ndarray:
+    return np.array([(t >> (bits - 1 - j)) & 1 for t in tokens for j in range(bits)], np.uint8)
+
+
+class Packetizer:
+    """Streams of an :class:`~codec.container.EncodedImage` → :class:`~sim.packets.Packet` s.
+
+    Parameters
+    ----------
+    link : channels.Link
+        Gives transport formats (REs per packet).
+    policy : ProtectionPolicy
+        Priority, MCS and retransmission limit per stream.
+    budget_re : int
+        Resource elements per slot the scheduler may use.
+    rsrt_tokens_per_packet : int
+        RSRT tokens per packet; 0: as many as fit one packet.
+    """
+
+    def __init__(self, link, policy, budget_re: int, rsrt_tokens_per_packet: int = 1):
+        if isinstance(rsrt_tokens_per_packet, bool) or not isinstance(rsrt_tokens_per_packet, int) \
+                or rsrt_tokens_per_packet < 0:
+            raise ValueError(f"rsrt_tokens_per_packet = {rsrt_tokens_per_packet!r} is not "
+                             f"supported; allowed: an integer >= 0 (0: as many as fit)")
+        self.link, self.policy, self.budget_re = link, policy, int(budget_re)
+        self.rsrt_tokens_per_packet = rsrt_tokens_per_packet
+        self.limit = {}
+        for s in STREAMS:
+            mcs = policy[s].mcs if policy[s].mcs is not None else 0
+            lim = max_payload_bits(link, mcs, self.budget_re)
+            if lim < 1:
+                raise ValueError(
+                    f"budget = {self.budget_re} resource elements per slot is too small for "
+                    f"one packet of stream {s!r} at MCS {mcs} (needs "
+                    f"{link.transport_format(1, mcs).num_re}); raise the budget or the MCS")
+            self.limit[s] = lim
+
+    def packetize(self, encoded, image_id: int, created: float, deadline: float) -> list[Packet]:
+        """All packets of one image, caption first, then HCI, then RSRT."""
+        out: list[Packet] = []
+        for s in STREAMS:
+            sp = self.policy[s]
+            common = dict(stream=s, image_id=image_id, priority=sp.priority, deadline=deadline,
+                          created=created, mcs=sp.mcs, max_retx=sp.max_retx)
+            if s == "rsrt":
+                tokens = encoded.rsrt_tokens
+                if not tokens:
+                    continue
+                b = encoded.rsrt_bits
+                per = max(1, self.limit[s] // b)
+                if per < 1 or b > self.limit[s]:
+                    raise ValueError(f"an RSRT token of {b} bits does not fit the budget "
+                                     f"({self.limit[s]} bits per packet)")
+                if self.rsrt_tokens_per_packet:
+                    per = min(per, self.rsrt_tokens_per_packet)
+                groups = [tuple(range(i, min(i + per, len(tokens))))
+                          for i in range(0, len(tokens), per)]
+                for seq, g in enumerate(groups):
+                    bits = _token_bits([tokens[i] for i in g], b)
+                    out.append(Packet(seq=seq, size_bits=len(bits), payload=bits, tokens=g,
+                                      num_packets=len(groups), **common))
+                continue
+            data = encoded.stream_bytes(s)
+            if not data:
+                continue
+            bits = _bits_of(data)
+            n = math.ceil(len(bits) / self.limit[s])
+            edges = np.linspace(0, len(bits), n + 1).round().astype(int)
+            for seq in range(n):
+                chunk = bits[edges[seq]:edges[seq + 1]]
+                out.append(Packet(seq=seq, size_bits=len(chunk), payload=chunk, num_packets=n,
+                                  **common))
+        return out

@@ -1,0 +1,138 @@
+"""Slot scheduler: which packets go into a slot, under a resource-element budget.
+
+Every slot carries packets of **one MCS** (``Link.transmit`` takes one MCS per slot, as one
+NR PDSCH per slot does). Per slot ``t`` the scheduler
+
+1. drops every queued packet whose deadline has passed (it could not be received by
+   ``deadline``: a packet sent in slot ``t`` arrives at ``t + 1``);
+2. orders the packets created by ``t`` by :meth:`Packet.service_key`: priority (lower first),
+   retransmissions before new packets of the same priority, earliest deadline, image, stream,
+   sequence;
+3. takes the MCS of the first packet as the slot's MCS (a link-adapted packet gets its MCS
+   here, at its first transmission) and fills the slot in that order with packets of that
+   MCS, first fit, while their resource elements stay within ``budget_re``.
+
+A packet stays queued until it is acknowledged, has used its ``1 + max_retx`` transmissions,
+or misses its deadline (:meth:`feedback`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from .packets import Packet
+
+__all__ = ["SlotPlan", "SlotScheduler"]
+
+
+@dataclass
+class SlotPlan:
+    """What one slot carries.
+
+    Parameters
+    ----------
+    slot : int
+    mcs : int or None
+        MCS of the slot (`None` if the slot is empty).
+    packets : list of Packet
+        In service order; their REs sit consecutively in the slot in this order.
+    num_re : list of int
+        Resource elements of each packet.
+    dropped : list of Packet
+        Packets removed before this slot because their deadline passed.
+    """
+
+    slot: int
+    mcs: Optional[int] = None
+    packets: list = field(default_factory=list)
+    num_re: list = field(default_factory=list)
+    dropped: list = field(default_factory=list)
+
+    @property
+    def used_re(self) -> int:
+        return int(sum(self.num_re))
+
+
+class SlotScheduler:
+    """Priority scheduler with a per-slot resource-element budget.
+
+    Parameters
+    ----------
+    link : channels.Link
+        Gives each packet's transport format (its REs at an MCS).
+    budget_re : int
+        Resource elements per slot, at most ``link.num_data_re``.
+    select_mcs : callable (stream, size_bits) -> int, optional
+        MCS of a link-adapted packet (``packet.mcs is None``) at its first transmission.
+    """
+
+    def __init__(self, link, budget_re: int, select_mcs: Optional[Callable] = None):
+        if isinstance(budget_re, bool) or not isinstance(budget_re, int) or not \
+                1 <= budget_re <= link.num_data_re:
+            raise ValueError(f"budget_re = {budget_re!r} is not supported; allowed: an integer in "
+                             f"[1, {link.num_data_re}] (the slot's data resource elements)")
+        self.link = link
+        self.budget_re = budget_re
+        self.select_mcs = select_mcs
+        self.queue: list[Packet] = []
+
+    def put(self, packet: Packet) -> None:
+        """Queue a new packet."""
+        self.queue.append(packet)
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    def _num_re(self, p: Packet, mcs: int) -> int:
+        return self.link.transport_format(int(p.size_bits), int(mcs)).num_re
+
+    def schedule(self, slot: int) -> SlotPlan:
+        """Plan slot ``slot`` (see the module docstring)."""
+        plan = SlotPlan(slot=slot)
+        keep = []
+        for p in self.queue:
+            (plan.dropped if p.deadline < slot + 1 else keep).append(p)
+        self.queue = keep
+        ready = sorted((p for p in keep if p.created <= slot), key=Packet.service_key)
+        if not ready:
+            return plan
+        adapted: dict = {}
+
+        def mcs_of(p):
+            if p.mcs is not None:
+                return p.mcs
+            if self.select_mcs is None:
+                raise ValueError(f"packet {p.key} has no MCS and the scheduler has no link "
+                                 f"adaptation (select_mcs)")
+            if p.stream not in adapted:
+                adapted[p.stream] = int(self.select_mcs(p.stream, p.size_bits))
+            return adapted[p.stream]
+
+        plan.mcs = mcs_of(ready[0])
+        used = 0
+        for p in ready:
+            if mcs_of(p) != plan.mcs:
+                continue
+            n = self._num_re(p, plan.mcs)
+            if used + n > self.budget_re:
+                continue
+            if p.mcs is None:
+                p.mcs = plan.mcs          # fixed from now on (Chase combining needs the same MCS)
+            plan.packets.append(p)
+            plan.num_re.append(n)
+            used += n
+        return plan
+
+    def feedback(self, plan: SlotPlan, success) -> list[Packet]:
+        """Apply the slot's ACK/NACKs: acknowledged packets and packets out of transmissions
+        leave the queue. Returns the packets dropped for running out of retransmissions."""
+        gone, exhausted = set(), []
+        for p, ok in zip(plan.packets, success):
+            if ok:
+                gone.add(id(p))
+            elif p.attempts > p.max_retx:
+                gone.add(id(p))
+                exhausted.append(p)
+        self.queue = [p for p in self.queue if id(p) not in gone]
+        return exhausted

@@ -1,0 +1,231 @@
+"""One simulation run: SimPy wiring of source, scheduler, link and receiver.
+
+::
+
+    from sim import SimConfig, run_simulation
+    cfg = SimConfig("experiments/scenarios/tdl_a_30khz.toml", snr_db=4.0, policy="uep",
+                    budget_prbs=4, num_images=16, seed=0)
+    df = run_simulation(cfg)          # one row per image (see sim.records)
+
+Processes (each takes ``env`` first): the source puts each image's packets into the
+scheduler at its arrival and starts the receiver's deadline process for it; the channel
+process serves one slot per time unit; the receiver rebuilds each image at its deadline.
+After the event loop, the rebuilt images are decoded in batches and scored.
+
+Randomness: every draw derives from ``config.seed`` through
+:func:`channels.fading.derive_seed` with a purpose label -- arrivals, the channel state
+(fading, noise, Bernoulli draws), the decoder noise of each image -- and from nothing else,
+so a run gives the same records alone, in any order in a sweep, on any worker. The fading
+process depends on the seed only (not on SNR, budget or policy): policies compared at the
+same seed see the same channel.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from .channel_process import ChannelProcess
+from .codec_api import decode_images, load_codec
+from .config import SimConfig
+from .packetizer import Packetizer
+from .receiver import ImageInFlight, Receiver
+from .records import image_rows
+from .scheduler import SlotScheduler
+from .source import EncodeCache, arrival_times, make_source
+
+__all__ = ["SimOutput", "simulate", "run_simulation", "get_link"]
+
+_LINKS: dict = {}
+
+
+def get_link(scenario, mode: str):
+    """A :class:`channels.Link` per (scenario, mode), built once per process."""
+    import json
+
+    from channels import Link
+
+    key = (json.dumps(scenario.to_dict(), sort_keys=True), mode)
+    if key not in _LINKS:
+        _LINKS[key] = Link(scenario, mode=mode)
+    return _LINKS[key]
+
+
+def _derive(*parts) -> int:
+    from channels.fading import derive_seed
+
+    return derive_seed(*parts)
+
+
+@dataclass
+class SimOutput:
+    """Everything one run produced.
+
+    records : DataFrame, one row per image; trace : DataFrame of packet transmissions
+    (empty unless ``config.trace``); images : the :class:`~sim.receiver.ImageInFlight` s;
+    reconstructions : decoded images (empty without decoding); stats : timings and counters.
+    """
+
+    records: pd.DataFrame
+    trace: pd.DataFrame
+    images: list
+    reconstructions: list = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+
+def run_fields(config: SimConfig) -> dict:
+    sc = config.scenario_obj
+    return dict(point_id=config.point_id(), scenario=sc.name, channel_model=sc.channel.model,
+                ue_speed_kmh=float(sc.channel.ue_speed_kmh), mode=config.mode,
+                snr_db=float(config.snr_db),
+                budget_prbs=int(config.budget_prbs if config.budget_prbs is not None
+                                else sc.ofdm.num_prbs),
+                budget_re=int(config.budget_re), policy=config.policy_obj.name,
+                seed=int(config.seed), codec=config.codec_spec(), arrival=config.arrival,
+                interval_ms=float(config.interval_ms), deadline_ms=float(config.deadline_ms),
+                num_images=int(config.num_images))
+
+
+def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,
+             cache: Optional[EncodeCache] = None) -> SimOutput:
+    """Run one simulation.
+
+    Parameters
+    ----------
+    config : SimConfig
+    codec : codec object, optional
+        Overrides ``config.codec`` (anything with the :class:`~sim.codec_api.Codec` methods).
+    metrics : callable, optional
+        ``metrics(references, reconstructions, items) -> list[dict]``; default
+        :class:`~sim.metrics.ImageMetrics`. Used only when ``config.decode``.
+    cache : EncodeCache, optional
+        Encoded images to reuse (default: a per-process in-memory cache).
+    """
+    if not isinstance(config, SimConfig):
+        raise TypeError(f"config must be a SimConfig, got {type(config).__name__}")
+    t0 = time.perf_counter()
+    codec = load_codec(codec if codec is not None else config.codec)
+    cache = cache if cache is not None else _default_cache()
+    source = make_source(config.dataset)
+    sc = config.scenario_obj
+    link = get_link(sc, config.mode)
+    policy = config.policy_obj
+    from .link_adaptation import check_policy_mcs
+
+    check_policy_mcs(policy, config.mode, sc.mcs_table)
+    slot_ms = config.slot_ms
+
+    # Images: data-set items for this seed, encoded once (cached)
+    n = config.num_images
+    items = [source[config.seed * n + i] for i in range(n)]
+    encoded = [cache.get(codec, source, it) for it in items]
+    t_enc = time.perf_counter()
+
+    rng = np.random.default_rng(_derive("arrivals", config.seed))
+    arrivals = arrival_times(config.arrival, n, config.interval_ms / slot_ms, rng)
+    deadline = config.deadline_ms / slot_ms
+
+    env = simpy.Environment()
+    la = None
+    if policy.adaptive:
+        from .link_adaptation import StreamLinkAdaptation
+
+        la = StreamLinkAdaptation(policy, link, config.snr_db)
+    scheduler = SlotScheduler(link, config.budget_re,
+                              select_mcs=la.select if la is not None else None)
+    packetizer = Packetizer(link, policy, config.budget_re, config.rsrt_tokens_per_packet)
+    receiver = Receiver()
+    trace: Optional[list] = [] if config.trace else None
+    state = link.new_state(_derive("channel", config.seed))
+    chan = ChannelProcess(env, link, state, config.snr_db, scheduler, out=receiver.put,
+                          link_adaptation=la, on_drop=receiver.drop, trace=trace)
+    images = [ImageInFlight(i, encoded[i], float(arrivals[i]), float(arrivals[i] + deadline),
+                            meta={"dataset_index": items[i].index}) for i in range(n)]
+
+    def source_process(env):
+        for img in images:
+            yield env.timeout(max(0.0, img.arrival - env.now))
+            img.packets = packetizer.packetize(img.encoded, img.image_id, env.now, img.deadline)
+            receiver.expect(img)
+            env.process(receiver.run(env, img.image_id))
+            for p in img.packets:
+                scheduler.put(p)
+
+    end = math.floor(max(im.deadline for im in images)) + 1
+    env.process(source_process(env))
+    env.process(chan.run(env, until=end))
+    env.run(until=end + 1)
+    t_sim = time.perf_counter()
+
+    recs = []
+    if config.decode:
+        recs = _decode_and_score(config, codec, images, items, metrics)
+    t_dec = time.perf_counter()
+    rows = image_rows(images, run_fields(config), slot_ms, link)
+    df = pd.DataFrame(rows)
+    tr = pd.DataFrame(trace) if trace else pd.DataFrame()
+    if len(tr):
+        tr.insert(0, "point_id", config.point_id())
+    stats = dict(encode_s=t_enc - t0, event_s=t_sim - t_enc, decode_s=t_dec - t_sim,
+                 slots=end, slots_used=chan.slots_used, re_used=chan.re_used,
+                 max_re_in_slot=chan.max_re_in_slot, budget_re=config.budget_re,
+                 late_packets=len(receiver.late), encoded_now=cache.encoded)
+    return SimOutput(df, tr, images, recs, stats)
+
+
+def _decode_and_score(config, codec, images, items, metrics):
+    from .metrics import ImageMetrics
+
+    received = [im.received for im in images]
+    seeds = [_derive("decode", config.seed, im.image_id) % (2 ** 31) for im in images]
+    try:
+        recs = decode_images(codec, received, seeds, config.decode_steps,
+                             config.decode_batch_size)
+    except ValueError:
+        # A stream whose bits passed the CRC but differ from what was sent (bit level,
+        # undetected error) can be undecodable: such streams are dropped, as a decoder
+        # that detects the error would.
+        fixed = []
+        for im in images:
+            r = im.received
+            for s in im.corrupted:
+                r = r.without(s)
+            fixed.append(r)
+        recs = decode_images(codec, fixed, seeds, config.decode_steps, config.decode_batch_size)
+    metrics = metrics if metrics is not None else _default_metrics()
+    scores = metrics([it.image for it in items], recs, items)
+    for im, s in zip(images, scores):
+        im.meta["metrics"] = s
+    return recs
+
+
+_CACHE: Optional[EncodeCache] = None
+_METRICS = None
+
+
+def _default_cache() -> EncodeCache:
+    global _CACHE
+    if _CACHE is None:
+        _CACHE = EncodeCache()
+    return _CACHE
+
+
+def _default_metrics():
+    global _METRICS
+    if _METRICS is None:
+        from .metrics import ImageMetrics
+
+        _METRICS = ImageMetrics()
+    return _METRICS
+
+
+def run_simulation(config: SimConfig, codec: Any = None, metrics: Any = None,
+                   cache: Optional[EncodeCache] = None) -> pd.DataFrame:
+    """Run one simulation; one row per image (see :mod:`sim.records`)."""
+    return simulate(config, codec=codec, metrics=metrics, cache=cache).records

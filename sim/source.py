@@ -1,0 +1,155 @@
+"""Image source: a data set, an arrival process, and an encoder cache.
+
+* Data sets: :class:`SceneSource` (the procedural scenes of :mod:`codec.data.scenes`, with
+  exact ground truth for the judge and their captions as the caption stream) and
+  :class:`FolderSource` (any folder of images; no caption stream, no scene ground truth).
+* Arrivals: ``"periodic"`` (one image every ``interval`` slots, from time 0) or ``"poisson"``
+  (exponential inter-arrival times of mean ``interval`` slots), drawn from the run's seed.
+* :class:`EncodeCache`: each image is encoded once per codec and kept in memory and, with a
+  ``folder``, on disk as ``.sdg`` containers (written atomically), so every point of a sweep,
+  on any worker, reuses the same bits.
+
+Image ``i`` of a run with seed ``s`` is data-set item ``s * num_images + i`` (folders wrap
+around), so seeds see different images and policies at the same seed see the same ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+__all__ = ["SourceItem", "SceneSource", "FolderSource", "make_source", "arrival_times",
+           "EncodeCache", "codec_cache_key", "ARRIVALS"]
+
+ARRIVALS = ("periodic", "poisson")
+
+
+@dataclass
+class SourceItem:
+    """One data-set item: uint8 (H, W, 3) image, caption text or None, scene or None."""
+
+    index: int
+    image: np.ndarray
+    caption: Optional[str]
+    scene: Any = None
+
+    @property
+    def key(self) -> str:
+        return str(self.index)
+
+
+class SceneSource:
+    """Procedural scenes ``codec.data.scenes.generate(index, seed, size)``."""
+
+    def __init__(self, size: int = 64, seed: int = 0):
+        if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 1024:
+            raise ValueError(f"dataset.size = {size!r} is not supported; allowed: an integer in "
+                             f"[16, 1024]")
+        self.size, self.seed = size, int(seed)
+
+    @property
+    def key(self) -> str:
+        return f"scenes-s{self.seed}-{self.size}px"
+
+    def __getitem__(self, index: int) -> SourceItem:
+        from codec.data.scenes import generate
+
+        image, scene = generate(int(index), seed=self.seed, size=self.size)
+        return SourceItem(int(index), image, scene.caption, scene)
+
+
+class FolderSource:
+    """Images of a folder in name order (index wraps around)."""
+
+    def __init__(self, path: str | Path):
+        from codec.data.folder import list_images
+
+        self.path = Path(path)
+        self.paths = list_images(self.path)
+        if not self.paths:
+            raise ValueError(f"dataset.path = {str(path)!r} holds no images")
+
+    @property
+    def key(self) -> str:
+        h = hashlib.blake2b(str(self.path.resolve()).encode(), digest_size=4).hexdigest()
+        return f"folder-{self.path.name}-{h}"
+
+    def __getitem__(self, index: int) -> SourceItem:
+        from codec.data.folder import load_rgb
+
+        p = self.paths[int(index) % len(self.paths)]
+        txt = p.with_suffix(".txt")
+        cap = txt.read_text().strip() if txt.is_file() else None
+        return SourceItem(int(index), load_rgb(p), cap, None)
+
+
+def make_source(spec: dict):
+    """``{"kind": "scenes", "size": 64, "seed": 0}`` or ``{"kind": "folder", "path": ...}``."""
+    spec = dict(spec)
+    kind = spec.pop("kind", "scenes")
+    if kind == "scenes":
+        return SceneSource(**spec)
+    if kind == "folder":
+        return FolderSource(**spec)
+    raise ValueError(f"dataset.kind = {kind!r} is not supported; allowed: scenes, folder")
+
+
+def arrival_times(kind: str, num_images: int, interval: float, rng: np.random.Generator):
+    """Arrival times [slots] of ``num_images`` images (first at 0)."""
+    if kind not in ARRIVALS:
+        raise ValueError(f"arrival = {kind!r} is not supported; allowed: {', '.join(ARRIVALS)}")
+    if kind == "periodic":
+        return np.arange(num_images, dtype=float) * interval
+    gaps = rng.exponential(interval, size=num_images)
+    gaps[0] = 0.0
+    return np.cumsum(gaps)
+
+
+def codec_cache_key(codec) -> str:
+    """What distinguishes a codec's encodings: its preset, rate point and token count."""
+    parts = [str(getattr(codec, "preset", type(codec).__name__))]
+    for attr in ("rate", "num_tokens"):
+        v = getattr(codec, attr, None)
+        if v is not None:
+            parts.append(f"{attr}={v}")
+    return "-".join(parts).replace("/", "_").replace(":", "_")
+
+
+class EncodeCache:
+    """Encoded images per (codec, data set, item); in memory, and on disk with ``folder``."""
+
+    def __init__(self, folder: str | Path | None = None):
+        self.folder = Path(folder) if folder is not None else None
+        self._mem: dict = {}
+        self.encoded = 0   # encodings actually run (not served from a cache)
+
+    def get(self, codec, source, item: SourceItem):
+        from codec.container import ContainerError, EncodedImage
+
+        key = (codec_cache_key(codec), source.key, item.key)
+        if key in self._mem:
+            return self._mem[key]
+        path = None
+        if self.folder is not None:
+            path = self.folder / key[0] / key[1] / f"{key[2]}.sdg"
+            if path.is_file():
+                try:
+                    enc = EncodedImage.load(path)
+                    self._mem[key] = enc
+                    return enc
+                except ContainerError:
+                    pass  # a damaged cache file is re-encoded
+        enc = codec.encode(item.image, caption=item.caption)
+        self.encoded += 1
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            enc.save(tmp)
+            os.replace(tmp, path)
+        self._mem[key] = enc
+        return enc
