@@ -3,8 +3,10 @@
 One :class:`~sionna.sys.OuterLoopLinkAdaptation` (OLLA) per stream whose policy leaves the MCS
 open (``StreamProtection.mcs is None``), each with the stream's BLER target. OLLA keeps the
 last effective-SINR report and an offset that grows by ``delta_up`` on a NACK and shrinks by
-``delta_up * target / (1 - target)`` on an ACK; the MCS is the highest whose TBLER at
-``SINR_eff - offset`` meets the target (Sionna's inner loop over the PHY abstraction tables).
+``delta_up * target / (1 - target)`` on an ACK. The MCS of a packet is the highest whose
+TBLER at ``SINR_eff - offset`` meets the target, from Sionna's PHYAbstraction BLER tables at
+the packet's own code-block size (Sionna's inner loop sizes the transport block from a number
+of allocated REs instead; here the packet size is fixed and the REs follow from the MCS).
 
 Feedback: every first transmission's HARQ ACK/NACK, and in abstraction mode the effective
 SINR the link measured in that slot (a CQI report one slot old). The bit-level link reports
@@ -83,7 +85,6 @@ class StreamLinkAdaptation:
         self._table = link.scenario.mcs_table
         self._pa = phy_abstraction(self._table)
         self._olla = {}
-        self._last_mcs = {}
         if link.mode == "abstraction":
             self._min_mcs, self._max_mcs = abstraction_mcs_range(self._table)
         else:
@@ -94,34 +95,26 @@ class StreamLinkAdaptation:
                 self._olla[s] = OuterLoopLinkAdaptation(
                     self._pa, num_ut=1, bler_target=sp.bler_target, delta_up=policy.olla_delta_up,
                     sinr_eff_init=10.0 ** (float(snr_db) / 10.0))
-                self._last_mcs[s] = self._min_mcs
 
     def adapts(self, stream: str) -> bool:
         return stream in self._olla
 
     def select(self, stream: str, size_bits: int) -> int:
-        """MCS for a new ``size_bits`` packet of ``stream``."""
+        """MCS for a new ``size_bits`` packet of ``stream``: the highest MCS whose TBLER at
+        this packet's code-block size and ``SINR_eff - offset`` meets the stream's target."""
         olla = self._olla[stream]
-        num_re = self._link.transport_format(int(size_bits), self._last_mcs[stream]).num_re
-        mcs = int(olla(torch.tensor([num_re]), mcs_table_index=self._table,
-                       mcs_category=_MCS_CATEGORY_PDSCH).reshape(-1)[0])
-        mcs = min(max(mcs, self._min_mcs), self._max_mcs)
-        if mcs > self._min_mcs and self._tbler(olla, size_bits, mcs) > olla.bler_target:
-            mcs = self._min_mcs
-        self._last_mcs[stream] = mcs
-        return mcs
-
-    def _tbler(self, olla, size_bits, mcs) -> float:
-        f = self._link.transport_format(int(size_bits), mcs)
-        sinr = 10.0 ** (float(olla.sinr_eff_db_last.reshape(-1)[0] - olla.offset.reshape(-1)[0])
-                        / 10.0)
-        bler = self._pa.get_bler(torch.tensor([mcs], dtype=torch.int32), self._table,
-                                 _MCS_CATEGORY_PDSCH, torch.tensor([f.cb_size], dtype=torch.int32),
-                                 torch.tensor([sinr], dtype=torch.float32))
-        b = float(bler.reshape(-1)[0])
-        if not math.isfinite(b):
-            return 1.0
-        return 1.0 - (1.0 - min(max(b, 0.0), 1.0)) ** f.num_cb
+        sinr_db = float(olla.sinr_eff_db_last.reshape(-1)[0] - olla.offset.reshape(-1)[0])
+        mcs = list(range(self._min_mcs, self._max_mcs + 1))
+        fmts = [self._link.transport_format(int(size_bits), m) for m in mcs]
+        bler = self._pa.get_bler(torch.tensor(mcs, dtype=torch.int32), self._table,
+                                 _MCS_CATEGORY_PDSCH,
+                                 torch.tensor([f.cb_size for f in fmts], dtype=torch.int32),
+                                 torch.full((len(mcs),), 10.0 ** (sinr_db / 10.0)))
+        bler = torch.nan_to_num(bler.float(), nan=1.0, posinf=1.0).clamp(0, 1)
+        ncb = torch.tensor([f.num_cb for f in fmts], dtype=torch.float32)
+        tbler = 1.0 - (1.0 - bler) ** ncb
+        ok = torch.nonzero(tbler <= olla.bler_target).reshape(-1)
+        return mcs[int(ok[-1])] if len(ok) else self._min_mcs
 
     def feedback(self, stream: str, ack: bool, sinr_eff_db: float | None = None) -> None:
         """HARQ feedback (and optionally an effective-SINR report) of one first transmission."""

@@ -4,7 +4,8 @@ Columns of :func:`image_rows` (one row per image):
 
 * run: ``point_id``, ``scenario``, ``channel_model``, ``ue_speed_kmh``, ``mode``, ``snr_db``,
   ``budget_prbs``, ``budget_re``, ``policy``, ``seed``, ``codec``, ``arrival``,
-  ``interval_ms``, ``deadline_ms``, ``num_images``;
+  ``interval_ms``, ``deadline_ms``, ``num_images``, ``mcs_<stream>`` (-1: link adaptation),
+  ``max_retx_<stream>``;
 * image: ``image_id``, ``dataset_index``, ``arrival_ms``;
 * per stream ``s`` in caption/hci/rsrt: ``bits_s`` (sent), ``delivered_bits_s``,
   ``packets_s``, ``delivered_packets_s``, ``ok_s`` (the whole stream arrived by the

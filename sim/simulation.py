@@ -35,6 +35,7 @@ from .channel_process import ChannelProcess
 from .codec_api import decode_images, load_codec
 from .config import SimConfig
 from .packetizer import Packetizer
+from .packets import STREAMS
 from .receiver import ImageInFlight, Receiver
 from .records import image_rows
 from .scheduler import SlotScheduler
@@ -80,6 +81,7 @@ class SimOutput:
 
 
 def run_fields(config: SimConfig) -> dict:
+    """The run's columns of every record (see :mod:`sim.records`)."""
     sc = config.scenario_obj
     return dict(point_id=config.point_id(), scenario=sc.name, channel_model=sc.channel.model,
                 ue_speed_kmh=float(sc.channel.ue_speed_kmh), mode=config.mode,
@@ -89,7 +91,10 @@ def run_fields(config: SimConfig) -> dict:
                 budget_re=int(config.budget_re), policy=config.policy_obj.name,
                 seed=int(config.seed), codec=config.codec_spec(), arrival=config.arrival,
                 interval_ms=float(config.interval_ms), deadline_ms=float(config.deadline_ms),
-                num_images=int(config.num_images))
+                num_images=int(config.num_images),
+                **{f"mcs_{s}": (-1 if config.policy_obj[s].mcs is None
+                                else int(config.policy_obj[s].mcs)) for s in STREAMS},
+                **{f"max_retx_{s}": int(config.policy_obj[s].max_retx) for s in STREAMS})
 
 
 def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,

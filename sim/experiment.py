@@ -1,0 +1,270 @@
+"""Experiment files: a grid of simulation runs in TOML (or the same in Python).
+
+An :class:`Experiment` is a base :class:`~sim.config.SimConfig` plus lists to sweep over:
+scenarios × modes × SNRs × budgets × policies × seeds. :meth:`Experiment.points` gives one
+``SimConfig`` per grid point, in a fixed order.
+
+TOML layout (relative paths are relative to the TOML file; every key is optional except
+``grid.scenarios`` and ``grid.snr_db``)::
+
+    name = "quickstart"
+    codec = "scenes-64"             # preset / folder / "package.module:factory"
+    num_images = 8
+
+    [grid]
+    scenarios = ["scenarios/tdl_a_30khz.toml"]
+    modes = ["abstraction"]         # "abstraction", "bit"
+    snr_db = [0, 4, 8]
+    budget_prbs = [4, 11]           # PRBs per slot; "all" = the scenario's carrier
+    policies = ["eep", "uep"]       # presets or names of [policies.*] tables
+    seeds = [0, 1]
+
+    [traffic]
+    arrival = "periodic"            # "periodic", "poisson"
+    interval_ms = 1.0
+    deadline_ms = 2.0
+
+    [packets]
+    rsrt_tokens_per_packet = 1
+
+    [dataset]
+    kind = "scenes"                 # "scenes" (size, seed) or "folder" (path)
+    size = 64
+
+    [decode]
+    enabled = true
+    steps = 20
+    batch_size = 16
+
+    [policies.uep_strong]           # a named policy: a preset with arguments ...
+    preset = "uep"
+    robust_mcs = 3
+    hci_mcs = 11
+    [policies.custom.caption]       # ... or explicit per-stream tables
+    priority = 0
+    mcs = 4
+    max_retx = 2
+
+Errors name the bad key, its value and what is allowed, e.g.
+``quickstart.toml: grid.modes = ['fast'] is not supported; allowed: abstraction, bit``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .config import MODES, SimConfig
+from .policy import PRESETS, ProtectionPolicy, make_policy
+
+__all__ = ["Experiment", "load_experiment"]
+
+_TOP = {"name", "codec", "num_images", "grid", "traffic", "packets", "dataset", "decode",
+        "policies", "trace", "description"}
+_SECTIONS = {
+    "grid": {"scenarios", "modes", "snr_db", "budget_prbs", "policies", "seeds"},
+    "traffic": {"arrival", "interval_ms", "deadline_ms"},
+    "packets": {"rsrt_tokens_per_packet"},
+    "decode": {"enabled", "steps", "batch_size"},
+}
+
+
+# SimConfig field -> its key in the TOML file (for error messages)
+_TOML_KEY = {"interval_ms": "traffic.interval_ms", "deadline_ms": "traffic.deadline_ms",
+             "arrival": "traffic.arrival", "rsrt_tokens_per_packet": "packets.rsrt_tokens_per_packet",
+             "decode_steps": "decode.steps", "decode_batch_size": "decode.batch_size",
+             "decode": "decode.enabled", "budget_prbs": "grid.budget_prbs",
+             "snr_db": "grid.snr_db"}
+
+
+def _fail(key, value, allowed):
+    raise ValueError(f"{key} = {value!r} is not supported; allowed: {allowed}")
+
+
+def _list(key, v, check, allowed):
+    if not isinstance(v, list):
+        v = [v]
+    if not v:
+        _fail(key, v, f"a non-empty list of {allowed}")
+    for x in v:
+        if not check(x):
+            _fail(key, v, f"a list of {allowed}")
+    return v
+
+
+def _is_num(x):
+    return not isinstance(x, bool) and isinstance(x, (int, float))
+
+
+def _is_int(x):
+    return not isinstance(x, bool) and isinstance(x, int)
+
+
+@dataclass
+class Experiment:
+    """A grid of runs.
+
+    Parameters
+    ----------
+    name : str
+    scenarios : list of str/Path/Scenario
+    snr_db : list of float
+    modes : list of "abstraction" | "bit"
+    budget_prbs : list of int or None (None: the whole carrier)
+    policies : list of str or ProtectionPolicy
+        Preset names or policy objects.
+    seeds : list of int
+    base : dict
+        Other :class:`SimConfig` fields shared by every run (num_images, arrival, codec, ...).
+    """
+
+    name: str
+    scenarios: list
+    snr_db: list
+    modes: list = field(default_factory=lambda: ["abstraction"])
+    budget_prbs: list = field(default_factory=lambda: [None])
+    policies: list = field(default_factory=lambda: ["eep", "uep"])
+    seeds: list = field(default_factory=lambda: [0])
+    base: dict = field(default_factory=dict)
+    source: Optional[str] = None
+
+    def __post_init__(self):
+        self.snr_db = _list("grid.snr_db", self.snr_db, _is_num, "numbers")
+        self.modes = _list("grid.modes", self.modes, lambda m: m in MODES, ", ".join(MODES))
+        self.budget_prbs = _list("grid.budget_prbs", self.budget_prbs,
+                                 lambda b: b is None or _is_int(b), "integers (PRBs) or 'all'")
+        self.seeds = _list("grid.seeds", self.seeds, lambda s: _is_int(s) and s >= 0,
+                           "integers >= 0")
+        self.policies = _list("grid.policies", self.policies,
+                              lambda p: isinstance(p, (str, ProtectionPolicy)),
+                              f"preset names ({', '.join(PRESETS)}) or policies")
+        self.scenarios = _list("grid.scenarios", self.scenarios, lambda s: s is not None,
+                               "scenario paths")
+        names = [p if isinstance(p, str) else p.name for p in self.policies]
+        if len(set(names)) != len(names):
+            _fail("grid.policies", names, "distinct policy names")
+        unknown = set(self.base) - {f for f in SimConfig.__dataclass_fields__} \
+            - {"scenario", "snr_db", "policy", "mode", "budget_prbs", "seed"}
+        if unknown:
+            raise ValueError(f"unknown SimConfig field {sorted(unknown)[0]!r} in base; allowed: "
+                             f"{', '.join(sorted(SimConfig.__dataclass_fields__))}")
+        self.points()   # validates every combination now, not halfway through a sweep
+
+    def points(self) -> list[SimConfig]:
+        """One :class:`SimConfig` per grid point: scenario, mode, budget, policy, SNR, seed
+        (the last varies fastest)."""
+        out = []
+        for sc, mode, b, pol, snr, seed in itertools.product(
+                self.scenarios, self.modes, self.budget_prbs, self.policies, self.snr_db,
+                self.seeds):
+            out.append(SimConfig(scenario=sc, snr_db=float(snr), policy=make_policy(pol)
+                                 if isinstance(pol, str) else pol, mode=mode, budget_prbs=b,
+                                 seed=seed, **self.base))
+        return out
+
+    def __len__(self) -> int:
+        return (len(self.scenarios) * len(self.modes) * len(self.budget_prbs)
+                * len(self.policies) * len(self.snr_db) * len(self.seeds))
+
+    @classmethod
+    def from_dict(cls, data: dict, root: str | Path = ".", source: Optional[str] = None
+                  ) -> "Experiment":
+        """From a parsed TOML document (paths relative to ``root``)."""
+        root = Path(root)
+        for k in data:
+            if k not in _TOP:
+                raise ValueError(f"unknown key {k!r}; allowed keys: {', '.join(sorted(_TOP))}")
+        for sec, keys in _SECTIONS.items():
+            sub = data.get(sec, {})
+            if not isinstance(sub, dict):
+                raise ValueError(f"[{sec}] must be a table, got {sub!r}")
+            for k in sub:
+                if k not in keys:
+                    raise ValueError(f"unknown key {sec}.{k}; allowed keys: "
+                                     f"{', '.join(sorted(keys))}")
+        grid = data.get("grid", {})
+        for req in ("scenarios", "snr_db"):
+            if req not in grid:
+                raise ValueError(f"missing key grid.{req}; the grid needs scenarios and snr_db")
+        scen = []
+        for s in _list("grid.scenarios", grid["scenarios"], lambda x: isinstance(x, str),
+                       "scenario TOML paths"):
+            p = Path(s) if Path(s).is_absolute() else root / s
+            if not p.is_file():
+                _fail("grid.scenarios", s, f"existing scenario TOML files (looked for {p})")
+            scen.append(str(p))
+        named = {}
+        pols = data.get("policies", {})
+        if not isinstance(pols, dict):
+            raise ValueError(f"[policies] must be a table of tables, got {pols!r}")
+        for n, d in pols.items():
+            named[n] = ProtectionPolicy.from_dict(d, name=n)
+        policies = []
+        for p in _list("grid.policies", grid.get("policies", ["eep", "uep"]),
+                       lambda x: isinstance(x, str), "policy names"):
+            if p in named:
+                policies.append(named[p])
+            elif p in PRESETS:
+                policies.append(p)
+            else:
+                _fail("grid.policies", p, f"presets {', '.join(PRESETS)} or a [policies.*] "
+                      f"table ({', '.join(named) or 'none defined'})")
+        budgets = [None if b == "all" else b for b in
+                   (grid.get("budget_prbs", ["all"]) if isinstance(grid.get("budget_prbs", []),
+                                                               list)
+                    else [grid["budget_prbs"]])]
+        base: dict[str, Any] = {}
+        for k in ("codec", "num_images", "trace"):
+            if k in data:
+                base[k] = data[k]
+        tr = data.get("traffic", {})
+        base.update({k: tr[k] for k in tr})
+        base.update({k: v for k, v in data.get("packets", {}).items()})
+        if "dataset" in data:
+            ds = dict(data["dataset"])
+            if not isinstance(ds, dict):
+                raise ValueError(f"[dataset] must be a table, got {ds!r}")
+            allowed = {"kind", "size", "seed", "path"}
+            for k in ds:
+                if k not in allowed:
+                    raise ValueError(f"unknown key dataset.{k}; allowed keys: "
+                                     f"{', '.join(sorted(allowed))}")
+            if ds.get("kind") == "folder" and "path" in ds and not Path(ds["path"]).is_absolute():
+                ds["path"] = str(root / ds["path"])
+            base["dataset"] = ds
+        dec = data.get("decode", {})
+        for src, dst in (("enabled", "decode"), ("steps", "decode_steps"),
+                         ("batch_size", "decode_batch_size")):
+            if src in dec:
+                base[dst] = dec[src]
+        try:
+            return cls(name=data.get("name", "experiment"), scenarios=scen,
+                       snr_db=grid["snr_db"], modes=grid.get("modes", ["abstraction"]),
+                       budget_prbs=budgets, policies=policies, seeds=grid.get("seeds", [0]),
+                       base=base, source=source)
+        except ValueError as e:
+            msg = str(e)
+            for fld, key in _TOML_KEY.items():
+                if msg.startswith(f"{fld} = "):
+                    msg = key + msg[len(fld):]
+                    break
+            raise ValueError(msg) from None
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read an :class:`Experiment` from a TOML file; errors name the file and the key."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"experiment file {str(p)!r} does not exist")
+    with open(p, "rb") as f:
+        try:
+            data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{p}: not valid TOML ({e})") from None
+    try:
+        return Experiment.from_dict(data, root=p.parent, source=str(p))
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"{p}: {e}") from None

@@ -1,0 +1,184 @@
+"""Plots of sweep results (matplotlib, PNG + PDF).
+
+:func:`plot_results` draws, from the records of a sweep (``results.parquet``):
+
+* ``consistency_vs_snr``: the metric vs SNR, one line per policy (and budget), one panel per
+  scenario and fidelity mode;
+* ``consistency_vs_budget``: the metric vs bandwidth budget (PRBs per slot) at one SNR;
+* ``delivery_vs_snr``: the fraction of images whose caption / HCI / RSRT stream arrived
+  whole by the deadline, per policy, with the finite-blocklength reference for the caption
+  packet (normal approximation of Polyanskiy–Poor–Verdú: one transmission of ``k`` caption
+  bits in ``n`` resource elements at the policy's caption MCS; AWGN for the AWGN scenario,
+  quasi-static Rayleigh otherwise);
+* ``latency_cdf``: empirical CDF of the latency of images whose streams all arrived.
+
+Error bars are 95 % confidence intervals (1.96 standard errors) of the mean over runs
+(seeds) when there are at least two seeds per point, otherwise over images (images of one
+run share a channel realization, so that interval is optimistic).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["summarize", "plot_results"]
+
+_STREAMS = ("caption", "hci", "rsrt")
+
+
+def summarize(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    """Mean, 95 % CI half-width and count of ``value`` per group ``by`` (see module doc)."""
+    df = df.copy()
+    df[value] = df[value].astype(float)
+    if "seed" in df and df.groupby(by)["seed"].nunique().min() >= 2:
+        runs = df.groupby(by + ["seed"], dropna=False)[value].mean().reset_index()
+    else:
+        runs = df
+    g = runs.groupby(by, dropna=False)[value]
+    out = g.agg(["mean", "std", "count"]).reset_index()
+    out["ci95"] = 1.96 * out["std"].fillna(0) / np.sqrt(out["count"].clip(lower=1))
+    return out
+
+
+def _save(fig, out: Path, name: str) -> list[Path]:
+    paths = []
+    for ext in ("png", "pdf"):
+        p = out / f"{name}.{ext}"
+        fig.savefig(p, dpi=150, bbox_inches="tight")
+        paths.append(p)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return paths
+
+
+def _panels(df):
+    keys = sorted(df.groupby(["scenario", "mode"]).groups)
+    return keys
+
+
+def _label(policy, budget, many_budgets):
+    return f"{policy}, {budget} PRB" if many_budgets else str(policy)
+
+
+def plot_results(df: pd.DataFrame, out_dir: str | Path, metric: str = "consistency",
+                 snr_db: float | None = None, budget_prbs: int | None = None) -> list[Path]:
+    """Write the plots (see the module docstring) to ``out_dir``; returns the files.
+
+    ``metric``: column to plot (``consistency``; ``psnr``; without decoding use e.g.
+    ``ok_caption``). ``snr_db``: SNR of the budget and latency plots (default: the middle of
+    the grid). ``budget_prbs``: budget of the delivery and latency plots (default: largest).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if df.empty:
+        raise ValueError("no records to plot (the sweep has no finished point)")
+    if metric not in df:
+        have = [c for c in ("consistency", "psnr", "complete") if c in df]
+        raise ValueError(f"metric = {metric!r} is not a column of the records; allowed: "
+                         f"{', '.join(have)} or any numeric column")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    panels = _panels(df)
+    snrs = sorted(df["snr_db"].unique())
+    snr_sel = snr_db if snr_db is not None else snrs[len(snrs) // 2]
+    budgets = sorted(df["budget_prbs"].unique())
+    b_sel = budget_prbs if budget_prbs is not None else budgets[-1]
+    many_b = len(budgets) > 1
+    files: list[Path] = []
+    w = 4.2 * len(panels)
+
+    # 1. metric vs SNR
+    fig, axes = plt.subplots(1, len(panels), figsize=(w, 3.4), squeeze=False)
+    for ax, (scn, mode) in zip(axes[0], panels):
+        sub = df[(df.scenario == scn) & (df["mode"] == mode)]
+        s = summarize(sub, ["policy", "budget_prbs", "snr_db"], metric)
+        for (pol, b), g in s.groupby(["policy", "budget_prbs"]):
+            ax.errorbar(g.snr_db, g["mean"], yerr=g.ci95, marker="o", ms=3, capsize=2,
+                        label=_label(pol, b, many_b))
+        ax.set(title=f"{scn} ({mode})", xlabel="SNR [dB]", ylabel=metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    files += _save(fig, out, f"{metric}_vs_snr")
+
+    # 2. metric vs budget
+    if many_b:
+        fig, axes = plt.subplots(1, len(panels), figsize=(w, 3.4), squeeze=False)
+        for ax, (scn, mode) in zip(axes[0], panels):
+            sub = df[(df.scenario == scn) & (df["mode"] == mode) & (df.snr_db == snr_sel)]
+            s = summarize(sub, ["policy", "budget_prbs"], metric)
+            for pol, g in s.groupby("policy"):
+                ax.errorbar(g.budget_prbs, g["mean"], yerr=g.ci95, marker="o", ms=3, capsize=2,
+                            label=str(pol))
+            ax.set(title=f"{scn} ({mode}), {snr_sel:g} dB", xlabel="budget [PRBs per slot]",
+                   ylabel=metric)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        files += _save(fig, out, f"{metric}_vs_budget")
+
+    # 3. delivery rate per stream, with the finite-blocklength reference for the caption
+    rows = len(panels)
+    fig, axes = plt.subplots(rows, 3, figsize=(11, 3.0 * rows), squeeze=False)
+    for r, (scn, mode) in enumerate(panels):
+        sub = df[(df.scenario == scn) & (df["mode"] == mode) & (df.budget_prbs == b_sel)]
+        for c, st in enumerate(_STREAMS):
+            ax = axes[r][c]
+            col = f"ok_{st}"
+            s = summarize(sub, ["policy", "snr_db"], col)
+            for pol, g in s.groupby("policy"):
+                ax.errorbar(g.snr_db, g["mean"], yerr=g.ci95, marker="o", ms=3, capsize=2,
+                            label=str(pol))
+            if st == "caption":
+                _fbl_reference(ax, sub, snrs)
+            ax.set(title=f"{st}: {scn} ({mode}), {b_sel} PRB", xlabel="SNR [dB]",
+                   ylabel="delivered by deadline", ylim=(-0.03, 1.03))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    files += _save(fig, out, "delivery_vs_snr")
+
+    # 4. latency CDF
+    fig, axes = plt.subplots(1, len(panels), figsize=(w, 3.4), squeeze=False)
+    for ax, (scn, mode) in zip(axes[0], panels):
+        sub = df[(df.scenario == scn) & (df["mode"] == mode) & (df.snr_db == snr_sel)
+                 & (df.budget_prbs == b_sel)]
+        for pol, g in sub.groupby("policy"):
+            lat = np.sort(g["latency_ms"].dropna().to_numpy())
+            if len(lat) == 0:
+                continue
+            # CDF over all images: incomplete images never arrive (the curve stays below 1)
+            y = np.arange(1, len(lat) + 1) / len(g)
+            ax.step(np.concatenate([[0], lat]), np.concatenate([[0], y]), where="post",
+                    label=str(pol))
+        ax.set(title=f"{scn} ({mode}), {snr_sel:g} dB, {b_sel} PRB", xlabel="latency [ms]",
+               ylabel="P(image complete within x)", ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    files += _save(fig, out, "latency_cdf")
+    return files
+
+
+def _fbl_reference(ax, sub, snrs):
+    """PPV normal approximation for one caption packet at each policy's caption MCS."""
+    from channels import bounds
+    from channels.transport import transport_format
+
+    if sub.empty or "mcs_caption" not in sub:
+        return
+    k = int(sub["bits_caption"].median())
+    if k < 1:
+        return
+    fading = "awgn" if str(sub["channel_model"].iloc[0]).upper() == "AWGN" else "rayleigh"
+    grid = np.linspace(min(snrs) - 1, max(snrs) + 1, 60)
+    for mcs in sorted(m for m in sub["mcs_caption"].unique() if m >= 0):
+        n = transport_format(k, int(mcs)).num_re
+        eps = bounds.ppv_awgn_error(n, k, grid) if fading == "awgn" else \
+            bounds.ppv_rayleigh_error(n, k, grid)
+        ax.plot(grid, 1 - eps, ls="--", lw=0.9, color="grey",
+                label=f"PPV {fading}, k={k}, n={n} (MCS {mcs})")
