@@ -1,0 +1,93 @@
+"""Experiment files and configs: the grid, and errors that name the bad key and value."""
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sim import SimConfig, make_policy
+from sim.experiment import Experiment, load_experiment
+
+SCEN = Path(__file__).resolve().parents[3] / "experiments" / "scenarios" / "awgn.toml"
+
+
+def write(tmp_path, body: str) -> Path:
+    p = tmp_path / "exp.toml"
+    p.write_text(textwrap.dedent(body).replace("SCEN", str(SCEN)))
+    return p
+
+
+GOOD = """
+    name = "t"
+    codec = "experiments.sim_baseline_codec:BaselineCodec"
+    num_images = 3
+    [grid]
+    scenarios = ["SCEN"]
+    snr_db = [0, 5]
+    budget_prbs = [2, "all"]
+    policies = ["eep", "strong"]
+    seeds = [0, 1]
+    [traffic]
+    arrival = "poisson"
+    deadline_ms = 3.0
+    [decode]
+    enabled = false
+    [policies.strong]
+    preset = "uep"
+    robust_mcs = 4
+"""
+
+
+def test_grid_from_toml(tmp_path):
+    exp = load_experiment(write(tmp_path, GOOD))
+    pts = exp.points()
+    assert len(pts) == len(exp) == 2 * 2 * 2 * 2
+    assert {p.budget_prbs for p in pts} == {2, None}
+    assert {p.policy_obj.name for p in pts} == {"eep", "strong"}
+    strong = next(p for p in pts if p.policy_obj.name == "strong")
+    assert strong.policy_obj.caption.mcs == 4 and strong.arrival == "poisson"
+    assert not strong.decode and strong.deadline_ms == 3.0
+    assert len({p.point_id() for p in pts}) == len(pts)      # ids are distinct and stable
+    assert [p.point_id() for p in load_experiment(write(tmp_path, GOOD)).points()] == \
+        [p.point_id() for p in pts]
+
+
+@pytest.mark.parametrize("old,new,match", [
+    ("arrival = \"poisson\"", "arival = \"poisson\"", r"unknown key traffic\.arival"),
+    ("num_images = 3", "num_imgs = 3", r"unknown key 'num_imgs'"),
+    ("snr_db = [0, 5]", "snr_db = [0, 5]\nmodes = [\"fast\"]",
+     r"grid\.modes = \['fast'\] is not supported; allowed: .*abstraction, bit"),
+    ("deadline_ms = 3.0", "deadline_ms = -1", r"traffic\.deadline_ms = -1 is not supported"),
+    ("policies = [\"eep\", \"strong\"]", "policies = [\"eep\", \"nope\"]",
+     r"grid\.policies = 'nope' is not supported; allowed: presets .*strong"),
+    ("robust_mcs = 4", "robust_mcs = 4\nrobustness = 2", r"unknown key policies\.strong\.robustness"),
+    ("budget_prbs = [2, \"all\"]", "budget_prbs = [2, 99]",
+     r"grid\.budget_prbs = 99 is not supported; allowed: an integer in \[1, 11\]"),
+    ("enabled = false", "enabled = \"no\"", r"decode\.enabled = 'no' is not supported"),
+])
+def test_bad_file_names_the_key(tmp_path, old, new, match):
+    body = GOOD.replace(old, new)
+    assert body != GOOD
+    with pytest.raises(ValueError, match=match) as e:
+        load_experiment(write(tmp_path, body))
+    assert "exp.toml" in str(e.value)
+
+
+def test_missing_scenario_file(tmp_path):
+    with pytest.raises(ValueError, match=r"grid\.scenarios = 'nowhere\.toml' .*existing"):
+        load_experiment(write(tmp_path, GOOD.replace('"SCEN"', '"nowhere.toml"')))
+
+
+def test_python_api_validates_the_same_way():
+    with pytest.raises(ValueError, match=r"mode = 'fast' is not supported; allowed: "):
+        SimConfig(SCEN, snr_db=0, mode="fast")
+    with pytest.raises(ValueError, match=r"policy = 'best' is not supported"):
+        SimConfig(SCEN, snr_db=0, policy="best")
+    with pytest.raises(ValueError, match=r"snr_db = 'x' is not supported"):
+        SimConfig(SCEN, snr_db="x")
+    with pytest.raises(ValueError, match=r"grid\.seeds = \[-1\] is not supported"):
+        Experiment("e", scenarios=[SCEN], snr_db=[0], seeds=[-1])
+    with pytest.raises(ValueError, match=r"policy preset = 'x' is not supported; allowed: eep"):
+        make_policy("x")
+    with pytest.raises(ValueError, match=r"mcs = 40 is not supported"):
+        make_policy("eep", mcs=40)
