@@ -185,8 +185,6 @@ def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,
 
 
 def _decode_and_score(config, codec, images, items, metrics):
-    from .metrics import ImageMetrics
-
     received = [im.received for im in images]
     seeds = [_derive("decode", config.seed, im.image_id) % (2 ** 31) for im in images]
     try:

@@ -2,11 +2,9 @@
 
 import pytest
 import torch
-
+from simtest_support import AWGN, BASELINE
 
 torch.set_num_threads(1)
-
-from simtest_support import AWGN, BASELINE, RAYLEIGH  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")
