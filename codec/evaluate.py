@@ -140,3 +140,39 @@ def evaluate_folders(ref: str | Path, rec: str | Path, streams: str | Path | Non
     if fid is not None:
         summary.loc["fid"] = [fid, math.nan, len(stems), math.nan]
     return df, summary, [n for n in notes if n]
+
+
+def score_images(refs: np.ndarray, recs: np.ndarray, scenes: list | None = None,
+                 judge=None, inception: bool = True, captioner=None) -> tuple[pd.DataFrame, dict]:
+    """Per-image metrics of in-memory reconstructions (same-size uint8 (N, H, W, 3) arrays).
+
+    ``scenes``: ground truth for judge consistency (``judge``: a ``SceneJudge``, default the
+    shipped one). ``captioner``: captions the reconstructions for caption similarity against
+    the scenes' captions. Returns the per-image frame and set-level numbers (``fid``).
+    """
+    refs, recs = np.asarray(refs), np.asarray(recs)
+    if refs.shape != recs.shape or refs.ndim != 4:
+        raise ValueError(f"refs {refs.shape} and recs {recs.shape} must both be (N, H, W, 3)")
+    df = pd.DataFrame({"psnr": psnr(refs, recs), "ms_ssim": ms_ssim(refs, recs)})
+    extra: dict = {}
+    if scenes is not None:
+        from codec.judge import SceneJudge
+
+        judge = judge or SceneJudge()
+        scores = judge.consistency(recs, scenes)
+        for k in scores[0]:
+            df[k if k == "consistency" else f"judge_{k}"] = [s[k] for s in scores]
+        if captioner is not None:
+            from codec.text_encoder import default_text_encoder
+
+            rec_caps = captioner(recs)
+            df["caption_similarity"] = default_text_encoder().similarity(
+                [s.caption for s in scenes], list(rec_caps)).numpy()
+    if inception:
+        feats = inception_features()
+        fa, fb = feats(refs), feats(recs)
+        df["inception_similarity"] = (fa * fb).sum(1) / (
+            np.linalg.norm(fa, axis=1) * np.linalg.norm(fb, axis=1) + 1e-12)
+        if len(refs) >= 2:
+            extra["fid"] = fid_from_features(fa, fb)
+    return df, extra

@@ -2,7 +2,8 @@
 
 Subcommands: ``data scenes``, ``data photos``, ``train judge``, ``train prior``,
 ``train dpcd``, ``train captioner``, ``encode``, ``inspect``, ``decode``, ``eval``,
-``demo``. Errors the user can fix print one line and exit with status 2; no traceback.
+``demo``, ``sim``, ``sweep``, ``plot``. Errors the user can fix print one line and exit with
+status 2; no traceback.
 """
 
 from __future__ import annotations
@@ -276,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="results/demo")
     s.add_argument("--n", type=_positive(int), default=48)
     s.set_defaults(func=cmd_demo)
+
+    from experiments.sim_cli import add_sim_commands
+
+    add_sim_commands(sub)   # sdgic sim / sweep / plot
     return p
 
 

@@ -85,3 +85,17 @@ def test_optional_iqa_says_why_when_absent():
 
     iqa = OptionalIQA()
     assert iqa.available or iqa.reason
+
+
+def test_fid_fast_path_equals_sqrtm():
+    import scipy.linalg
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20, 40))
+    b = rng.normal(size=(25, 40)) * 1.5 + 0.3
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    ref = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * np.real(
+        scipy.linalg.sqrtm(s1 @ s2)))
+    assert fid_from_features(a, b) == pytest.approx(ref, rel=1e-6)
+    big = rng.normal(size=(60, 40))                       # N > D: the sqrtm path
+    assert fid_from_features(big, big) == pytest.approx(0.0, abs=1e-6)

@@ -1,0 +1,191 @@
+"""SDGIC on held-out scenes: what each stream buys, at every rate point → results/dpcd/.
+
+    python -m experiments.dpcd_eval --preset scenes-64 --n 500 --out results/dpcd
+
+Held-out scenes: data set seed 7007 at the preset's resolution (never used in training).
+Captions come from the shipped scene captioner (as a sender would make them), or from the
+ground truth with ``--true-captions``. Every image is encoded once per HCI rate point with all
+RSRT tokens; the variants drop streams from that encoding, so their bits are exact:
+
+- ``sdgic``: caption + HCI + RSRT;  ``no_rsrt``; ``no_caption``; ``no_hci``;
+- ``hci_codec``: the HCI codec's own decoded image (no diffusion), at its own bits;
+- ``subset:<streams>``: every subset of streams at ``--subset-rate`` (for protection studies).
+
+Outputs: ``per_image.csv`` (one row per image × variant × rate), ``summary.csv`` (mean and 95 %
+CI per metric, bits, bpp, FID), ``summary.md``, ``consistency_vs_bpp.png``, ``subsets.csv``
+and ``grid.png`` (rows: source | HCI | no-RSRT | SDGIC).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from codec.data.scene_dataset import render_scenes
+from codec.evaluate import score_images
+from codec.sdgic import SDGIC
+
+EVAL_SEED = 7007
+STREAMS = ("caption", "hci", "rsrt")
+
+
+def _decode(codec: SDGIC, encoded, steps: int, batch: int, desc: str) -> np.ndarray:
+    out = []
+    for i in tqdm(range(0, len(encoded), batch), desc=desc, unit="batch", leave=False):
+        out += codec.decode_batch(encoded[i:i + batch], seeds=list(range(i, i + len(encoded[i:i + batch]))),
+                                  steps=steps)
+    return np.stack(out)
+
+
+def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
+        rates: list[str] | None = None, subset_rate: str | None = None,
+        true_captions: bool = False, inception: bool = True) -> pd.DataFrame:
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    codec = SDGIC.from_pretrained(preset)
+    rates = rates or list(codec.hci)
+    subset_rate = subset_rate or codec.rate
+    images, scenes = render_scenes(n, seed=EVAL_SEED, size=codec.resolution, progress=True)
+    captioner = None
+    try:
+        from codec.captioner import SceneCaptioner
+
+        captioner = SceneCaptioner()
+    except FileNotFoundError:
+        if not true_captions:
+            raise
+    captions = [s.caption for s in scenes] if true_captions else captioner(images)
+    streams = [s for s in STREAMS if s != "rsrt" or codec.rsrt_encoder is not None]
+    if "hci" in streams and codec.controlnet is None:
+        print("note: this preset has no ControlNet: the decoder ignores the HCI stream")
+    rows, summaries, grid = [], [], {}
+
+    def score(name: str, rate: str, recs: np.ndarray, encoded) -> None:
+        df, extra = score_images(images, recs, scenes, inception=inception, captioner=captioner)
+        bits = np.array([e.total_bits() for e in encoded]) if encoded is not None else None
+        df.insert(0, "variant", name)
+        df.insert(1, "rate", rate)
+        df.insert(2, "bits", bits)
+        df.insert(3, "bpp", bits / (codec.resolution ** 2))
+        rows.append(df)
+        s = {"variant": name, "rate": rate, "n": len(df)}
+        for k in df.columns[2:]:
+            v = df[k].astype(float)
+            s[k] = v.mean()
+            s[f"{k}_ci95"] = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan
+        s.update(extra)
+        summaries.append(s)
+
+    for rate in rates:
+        enc = [codec.encode(img, caption=c, rate=rate) for img, c in
+               tqdm(zip(images, captions), total=n, desc=f"encode {rate}", leave=False)]
+        hci_imgs = np.stack([codec.hci[rate].decode(e.hci) for e in enc])  # original size
+        score("hci_codec", rate, hci_imgs, [e.without("caption", "rsrt") for e in enc])
+        variants = {"sdgic": enc}
+        if "rsrt" in streams:
+            variants["no_rsrt"] = [e.without("rsrt") for e in enc]
+        variants["no_caption"] = [e.without("caption") for e in enc]
+        variants["no_hci"] = [e.without("hci") for e in enc]
+        for name, es in variants.items():
+            recs = _decode(codec, es, steps, batch, f"{name} {rate}")
+            score(name, rate, recs, es)
+            if rate == subset_rate:
+                grid[name] = recs[:8]
+        if rate == subset_rate:
+            grid["hci"] = hci_imgs[:8]
+            for r in range(len(streams) + 1):
+                for keep in itertools.combinations(streams, r):
+                    drop = [s for s in streams if s not in keep]
+                    es = [e.without(*drop) for e in enc]
+                    recs = _decode(codec, es, steps, batch, f"subset {keep}")
+                    score("subset:" + ("+".join(keep) or "none"), rate, recs, es)
+
+    per_image = pd.concat(rows, ignore_index=True)
+    per_image.to_csv(out / "per_image.csv", index=False)
+    summary = pd.DataFrame(summaries)
+    summary.to_csv(out / "summary.csv", index=False)
+    _write_markdown(summary, out / "summary.md", codec, n, steps, true_captions)
+    _plot(summary, out / "consistency_vs_bpp.png")
+    _grid(images[:8], grid, out / "grid.png")
+    (out / "command.json").write_text(json.dumps({
+        "command": f"python -m experiments.dpcd_eval --preset {preset} --n {n} --steps {steps} "
+                   f"--out {out}" + (" --true-captions" if true_captions else ""),
+        "preset_status": codec.card.get("status"),
+        "stages": {k: v.get("steps") for k, v in codec.card.get("stages", {}).items()},
+        "eval_seed": EVAL_SEED, "seconds": round(time.time() - t0, 1)}, indent=2) + "\n")
+    return summary
+
+
+def _write_markdown(summary: pd.DataFrame, path: Path, codec, n, steps, true_captions) -> None:
+    cols = ["variant", "rate", "bits", "bpp", "consistency", "consistency_ci95", "judge_shape",
+            "judge_texture", "caption_similarity", "inception_similarity", "fid", "psnr", "ms_ssim"]
+    cols = [c for c in cols if c in summary.columns]
+    lines = [f"# SDGIC {codec.preset} on {n} held-out scenes (seed {EVAL_SEED}), {steps} steps",
+             "", f"captions: {'ground truth' if true_captions else 'scene captioner'}; bits are "
+             "stream payload bits per image (container framing not counted)", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in summary.iterrows():
+        cells = [f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _plot(summary: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, g in summary[~summary["variant"].str.startswith("subset:")].groupby("variant"):
+        g = g.sort_values("bpp")
+        ax.errorbar(g["bpp"], g["consistency"], yerr=g["consistency_ci95"], marker="o",
+                    capsize=3, label=name)
+    ax.set_xlabel("bits per pixel (all streams sent)")
+    ax.set_ylabel("semantic consistency (judge)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    fig.savefig(path.with_suffix(".pdf"))
+    plt.close(fig)
+
+
+def _grid(src: np.ndarray, grid: dict, path: Path) -> None:
+    from codec.dpcd.training import save_grid
+
+    rows = [src] + [grid[k] for k in ("hci", "no_rsrt", "sdgic") if k in grid]
+    t = torch.from_numpy(np.concatenate(rows)).permute(0, 3, 1, 2).float() / 255
+    save_grid(t, path, nrow=8, scale=2)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="scenes-64")
+    p.add_argument("--n", type=int, default=500)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--rates", help="comma-separated HCI rate points (default: all)")
+    p.add_argument("--subset-rate", help="rate point of the stream-subset table")
+    p.add_argument("--true-captions", action="store_true")
+    p.add_argument("--no-inception", action="store_true")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default="results/dpcd")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    s = run(a.preset, a.n, Path(a.out), a.steps, a.batch,
+            a.rates.split(",") if a.rates else None, a.subset_rate, a.true_captions,
+            not a.no_inception)
+    print(s[["variant", "rate", "bits", "bpp", "consistency"]].to_string())
+
+
+if __name__ == "__main__":
+    main()
