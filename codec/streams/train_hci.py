@@ -89,7 +89,7 @@ def train(out: str | Path, lmbda: float, steps: int, arch: str = "factorized", N
     ckpt_path = run_dir / "checkpoint.pt"
     start = ckpt_path if ckpt_path.is_file() else (Path(init_from) if init_from else None)
     if start is not None:
-        ckpt = torch.load(start, weights_only=False)
+        ckpt = torch.load(start, weights_only=True)
         if ckpt["model_config"] != model_cfg:
             raise ValueError(f"{ckpt_path} was trained with {ckpt['model_config']}, not "
                              f"{model_cfg}; use another --run-dir")
