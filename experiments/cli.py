@@ -69,7 +69,7 @@ def cmd_train_dpcd(a):
     ckpt = train_dpcd(a.run, stage=a.stage, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                       init=a.init, hci_root=a.hci, hci_dropout=a.hci_dropout,
                       freeze_unet=a.freeze_unet, threads=a.threads,
-                      max_minutes=a.max_minutes, export=a.export)
+                      max_minutes=a.max_minutes, export=a.export, captioner=a.captioner)
     print(f"checkpoint: {ckpt}")
 
 
@@ -232,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hci-dropout", type=float, default=0.2, help="fraction of images trained "
                                                                   "without their HCI")
     s.add_argument("--freeze-unet", action="store_true", help="train the new modules only")
+    s.add_argument("--captioner", help="SceneCaptioner folder: train on its captions instead "
+                                       "of the ground truth (e.g. codec/weights/captioner)")
     s.add_argument("--threads", type=_positive(int), help="torch threads (default: all cores)")
     s.add_argument("--max-minutes", type=_positive(float), help="save and stop after this long")
     s.add_argument("--export", help="preset folder to refresh (EMA modules + model card) at "

@@ -130,8 +130,13 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                freeze_unet: bool = False, num_tokens: int = 8, levels=(8, 5, 5, 5),
                unquantized_steps: int = 300, ema_decay: float = 0.999, save_every: int = 250,
                sample_every: int = 1000, threads: int | None = None,
-               max_minutes: float | None = None, export: str | Path | None = None) -> Path:
+               max_minutes: float | None = None, export: str | Path | None = None,
+               captioner: str | Path | None = None) -> Path:
     """Train (or resume) stage ``stage`` in ``run``; returns the checkpoint folder.
+
+    ``captioner``: a ``SceneCaptioner`` folder; when given, each training image's caption is
+    what that captioner writes for it (as a sender would), instead of the ground truth, so the
+    decoder and the tokens learn to live with (and the tokens to correct) its mistakes.
 
     ``export``: a preset folder refreshed at every checkpoint with the EMA modules (UNet and
     ControlNet as fp16 safetensors) and an in-progress model card, ready to commit.
@@ -148,6 +153,10 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     (run / "samples").mkdir(parents=True, exist_ok=True)
     text = TextEncoder()
     codecs = load_hci_codecs(hci_root)
+    if captioner is not None:
+        from codec.captioner import SceneCaptioner
+
+        captioner = SceneCaptioner(captioner)
     if (ckpt / "state.json").is_file():
         state = json.loads((ckpt / "state.json").read_text())
         if state.get("stage") != stage:
@@ -181,7 +190,8 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     log = open(run / "train.log", "a")
     n_params = {k: round(sum(p.numel() for p in m.parameters()) / 1e6, 3) for k, m in mods.items()}
     print(f"dpcd {stage}: {src}; M params {n_params}; {size}×{size}, batch {batch_size}, "
-          f"lr {lr}, freeze_unet {freeze_unet}", file=log, flush=True)
+          f"lr {lr}, freeze_unet {freeze_unet}, captions from "
+          f"{'the captioner' if captioner is not None else 'ground truth'}", file=log, flush=True)
 
     sample_scenes = [generate(i, seed=SAMPLE_SEED, size=size) for i in range(8)]
     sample_x = torch.from_numpy(np.stack([s[0] for s in sample_scenes])).permute(0, 3, 1, 2) / 255.0
@@ -199,6 +209,8 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         for group in opt.param_groups:
             group["lr"] = lr * warm
         x, captions = scene_batch(step, batch_size, size, TRAIN_SEED)
+        if captioner is not None:
+            captions = captioner(x)
         hci = random_hci(codecs, x, g)
         drop = torch.rand(batch_size, generator=g) < caption_dropout
         captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
@@ -249,7 +261,9 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
             if export is not None:
                 export_dpcd(run, export, stage, complete=done >= steps, hci_root=hci_root,
                             hparams=dict(batch_size=batch_size, lr=lr, hci_dropout=hci_dropout,
-                                         caption_dropout=caption_dropout, freeze_unet=freeze_unet))
+                                         caption_dropout=caption_dropout, freeze_unet=freeze_unet,
+                                         captions="scene captioner" if captioner is not None
+                                         else "ground truth"))
         if done % sample_every == 0 or done == steps or out_of_time:
             ema_mods = _ema_modules(mods, ema).eval()
             _sample_grid(ema_mods, text, sample_x, sample_captions, sample_hci,

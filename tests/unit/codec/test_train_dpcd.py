@@ -27,11 +27,15 @@ def test_control_then_rsrt_stage_train_resume_export_and_load(tmp_path):
     codec = SDGIC.from_pretrained(preset)            # export is a loadable preset
     assert codec.controlnet is not None and codec.rsrt_encoder is None
 
+    from codec.train_captioner import train_captioner
+
+    train_captioner(tmp_path / "cap", steps=2, train_scenes=16, eval_scenes=4, threads=1)
     train_dpcd(tmp_path / "r", stage="rsrt", steps=25, init=preset, unquantized_steps=10,
                sample_every=100, save_every=25, batch_size=2, threads=1, export=preset,
-               num_tokens=4)
+               num_tokens=4, captioner=tmp_path / "cap")
     log = (tmp_path / "r" / "train.log").read_text()
     assert "tokens distinct" in log and "entropy" in log      # code health is logged
+    assert "captions from the captioner" in log
     codec = SDGIC.from_pretrained(preset)
     enc = codec.encode(generate(0, seed=1, size=16)[0], caption="a red star")
     assert len(enc.rsrt_tokens) == 4
