@@ -14,6 +14,7 @@ simulator (``codec = "experiments.sim_baseline_codec:BaselineCodec"``).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,13 @@ class BaselineCodec:
         self.preset = f"baseline-hci-{rate}"
         self.caption_coder = CaptionCoder.load()
         self.hci = HCICodec.from_pretrained(_HCI_ROOT / rate)
+        # what tells these weights apart (sim.codec_api.codec_fingerprint): the HCI files
+        h = hashlib.blake2b(f"baseline-v1-{_GRID}-{_BITS}-{rate}".encode(), digest_size=12)
+        for p in sorted((_HCI_ROOT / rate).rglob("*")):
+            if p.is_file():
+                st = p.stat()
+                h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        self.fingerprint = h.hexdigest()
 
     def encode(self, image: np.ndarray, caption: str | None = None) -> EncodedImage:
         h, w = image.shape[:2]

@@ -5,8 +5,9 @@
 runs slot by slot: at the end of slot ``t`` (time ``t + 1``) it asks the scheduler for the
 slot's packets (created by ``t``), sends them in one ``transmit`` call at slot index ``t``,
 hands acknowledged packets to ``out`` (the receiver) stamped ``delivered_at = t + 1``, and
-feeds HARQ ACK/NACK (and, in abstraction mode, the effective SINR) back to the scheduler and
-link adaptation. Empty slots cost nothing (no ``transmit`` call).
+feeds HARQ ACK/NACK (and, in abstraction mode, the effective SINR) back to the scheduler (which
+holds a NACKed packet for the HARQ round-trip time) and link adaptation. Empty slots cost
+nothing (no ``transmit`` call).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ class ChannelProcess:
     link_adaptation : StreamLinkAdaptation, optional
         Gets HARQ feedback of first transmissions.
     on_drop : callable (packet, reason, time) -> None, optional
-        Told about packets dropped at a deadline (``"deadline"``) or after their last
-        transmission (``"retx"``).
+        Told about packets dropped at a deadline or with no time left for a retransmission
+        (``"deadline"``) or after their last transmission (``"retx"``).
     trace : list, optional
         If given, one dict per packet transmission is appended.
     """
@@ -100,8 +101,8 @@ class ChannelProcess:
                 if res.bits is not None:
                     p.received_bits = (np.asarray(res.bits[i]).reshape(-1) > 0.5).astype(np.uint8)
                 self.out(p, float(t_rx))
-        for p in self.scheduler.feedback(plan, res.success):
+        for p, reason in self.scheduler.feedback(plan, res.success):
             p.harq = None
             if self.on_drop:
-                self.on_drop(p, "retx", slot)
+                self.on_drop(p, reason, slot)
         return plan

@@ -8,18 +8,33 @@ The simulator carries any codec that fits :class:`Codec` (duck typed): SDGIC
 * ``"package.module:factory"``: ``factory()`` is called (a class or a function), e.g.
   ``"experiments.sim_baseline_codec:BaselineCodec"``.
 
-Loaded codecs are cached per process (a sweep worker loads each once).
+Loaded codecs are cached per process (a sweep worker loads each once), per fingerprint.
+
+Fingerprints (:func:`codec_fingerprint`) tell apart codecs with the same name but different
+weights; they enter point ids and the encoded-image cache key, so retrained weights never reuse
+old results or old encoded files:
+
+* an SDGIC preset (name or folder): hash of ``preset.json`` and ``model_card.json`` contents
+  and of the name, size and modification time of every other file of the preset folder and of
+  its HCI rate-point folders (no model is loaded);
+* a codec object: its ``fingerprint`` attribute when it has one; an SDGIC object loaded by
+  :func:`load_codec` from a preset: the preset's fingerprint; another SDGIC object: hash of its
+  preset, model card and module weights; anything else: its class name;
+* ``"package.module:factory"``: the fingerprint of the object the factory makes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
+import json
+from pathlib import Path
 from typing import Any, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Codec", "load_codec", "decode_images"]
+__all__ = ["Codec", "load_codec", "decode_images", "codec_fingerprint", "preset_fingerprint"]
 
 
 @runtime_checkable
@@ -40,6 +55,94 @@ class Codec(Protocol):
 
 
 _CODECS: dict = {}
+_FP_ATTR = "_sim_fingerprint"
+
+
+def _is_factory(spec: str) -> bool:
+    return ":" in spec and not spec.startswith(("/", ".")) and "/" not in spec.split(":")[0]
+
+
+def _hash(obj) -> str:
+    return hashlib.blake2b(json.dumps(obj, sort_keys=True, default=str).encode(),
+                           digest_size=12).hexdigest()
+
+
+def preset_fingerprint(folder: str | Path) -> str:
+    """Fingerprint of an SDGIC preset folder without loading it (see the module docstring)."""
+    folder = Path(folder)
+    meta = {}
+    for name in ("preset.json", "model_card.json"):
+        p = folder / name
+        meta[name] = p.read_text() if p.is_file() else None
+    roots = [("preset", folder)]
+    try:
+        cfg = json.loads(meta["preset.json"] or "{}")
+        hroot = (folder / cfg["hci"].get("root", "hci")).resolve()
+        roots += [(f"hci/{r}", hroot / r) for r in cfg["hci"]["rate_points"]]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    files = []
+    for label, root in roots:
+        if not root.is_dir():
+            continue
+        for p in sorted(root.rglob("*")):
+            if p.is_file() and not (label == "preset" and p.name in meta
+                                    and p.parent == folder):
+                st = p.stat()
+                files.append((label, str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
+    return _hash({"meta": meta, "files": files})
+
+
+def _object_fingerprint(obj) -> str:
+    fp = getattr(obj, "fingerprint", None)
+    if callable(fp):
+        fp = fp()
+    if fp is not None:
+        return str(fp)
+    fp = getattr(obj, "__dict__", {}).get(_FP_ATTR)
+    if fp is not None:
+        return fp
+    import torch
+
+    mods = {k: v for k, v in sorted(vars(obj).items()) if isinstance(v, torch.nn.Module)} \
+        if hasattr(obj, "__dict__") else {}
+    if not mods:
+        return f"{type(obj).__module__}.{type(obj).__qualname__}"
+    h = hashlib.blake2b(digest_size=12)
+    h.update(json.dumps([type(obj).__qualname__, getattr(obj, "preset", None),
+                         getattr(obj, "card", None)], sort_keys=True, default=str).encode())
+    for name, m in mods.items():
+        if name == "text_encoder":      # frozen pretrained encoder: shipped, not trained here
+            continue
+        for k, t in m.state_dict().items():
+            h.update(f"{name}.{k}{tuple(t.shape)}{t.dtype}".encode())
+            h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    fp = h.hexdigest()
+    _remember(obj, fp)
+    return fp
+
+
+def _remember(obj, fp: str) -> None:
+    try:
+        obj.__dict__[_FP_ATTR] = fp
+    except (AttributeError, TypeError):
+        pass
+
+
+def codec_fingerprint(codec) -> str | None:
+    """What tells this codec's weights apart (see the module docstring); ``None`` for a
+    preset spec that does not resolve to a folder (it fails when loaded)."""
+    if not isinstance(codec, str):
+        return _object_fingerprint(codec)
+    if _is_factory(codec):
+        return _object_fingerprint(load_codec(codec))
+    from codec.sdgic import preset_folder
+
+    try:
+        folder = preset_folder(codec)
+    except (FileNotFoundError, OSError):
+        return None
+    return preset_fingerprint(folder)
 
 
 def load_codec(spec) -> Codec:
@@ -48,8 +151,9 @@ def load_codec(spec) -> Codec:
         if not isinstance(spec, Codec):
             raise TypeError(f"codec {spec!r} lacks preset/encode/decode; see sim.codec_api.Codec")
         return spec
-    if spec not in _CODECS:
-        if ":" in spec and not spec.startswith(("/", ".")) and "/" not in spec.split(":")[0]:
+    key = spec if _is_factory(spec) else (spec, codec_fingerprint(spec))
+    if key not in _CODECS:
+        if _is_factory(spec):
             mod, _, attr = spec.partition(":")
             try:
                 factory = getattr(importlib.import_module(mod), attr)
@@ -61,11 +165,13 @@ def load_codec(spec) -> Codec:
             from codec.sdgic import SDGIC
 
             obj = SDGIC.from_pretrained(spec)
+            if key[1] is not None:
+                _remember(obj, key[1])
         if not isinstance(obj, Codec):
             raise TypeError(f"codec = {spec!r} gave a {type(obj).__name__}, which lacks "
                             f"preset/encode/decode")
-        _CODECS[spec] = obj
-    return _CODECS[spec]
+        _CODECS[key] = obj
+    return _CODECS[key]
 
 
 def _takes(fn, name: str) -> bool:

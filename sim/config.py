@@ -5,7 +5,10 @@ protection policy and seed, carrying ``num_images`` images. Every field is valid
 the object is built; an error names the field, its value and what is allowed.
 
 Units: ``interval_ms``/``deadline_ms`` are milliseconds (converted to slots with the
-scenario's slot duration); ``budget_prbs`` is PRBs per slot (``None``: the whole carrier).
+scenario's slot duration); ``harq_rtt_slots`` is in slots; ``budget_prbs`` is a per-slot cap
+on resource elements, given in PRBs: the scheduler may fill at most ``budget_prbs × 12 ×
+(data OFDM symbols)`` REs of each slot (:attr:`SimConfig.budget_re`; ``None``: the whole
+carrier). Packets are not tied to PRBs: any mix of packets whose REs fit the cap is sent.
 """
 
 from __future__ import annotations
@@ -19,15 +22,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .policy import PRESETS, ProtectionPolicy, make_policy
+from .validation import fail as _fail
 
 __all__ = ["SimConfig", "MODES"]
 
 MODES = ("abstraction", "bit")
+_UNSET = object()
 _ARRIVALS = ("periodic", "poisson")
-
-
-def _fail(key, value, allowed):
-    raise ValueError(f"{key} = {value!r} is not supported; allowed: {allowed}")
 
 
 def _num(key, v, lo, hi, integer=False, open_lo=False):
@@ -56,7 +57,9 @@ class SimConfig:
     mode : "abstraction" | "bit"
         Link fidelity: Sionna PHY abstraction or the bit-level chain.
     budget_prbs : int or None
-        PRBs per slot the image traffic may use (``None``: all of the scenario's PRBs).
+        Per-slot resource-element cap, in PRBs: each slot carries at most
+        ``budget_prbs × 12 × data OFDM symbols`` REs of image traffic (:attr:`budget_re`;
+        ``None``: all of the scenario's PRBs).
     num_images : int
         Images sent in the run, in [1, 100000].
     seed : int
@@ -70,11 +73,21 @@ class SimConfig:
         Time after arrival by which an image must be received [ms]; the receiver decodes
         what arrived by then.
     rsrt_tokens_per_packet : int
-        RSRT tokens per packet (0: as many as fit).
+        RSRT tokens per packet. 0 (default): as many as fit one packet (all K tokens in one
+        packet unless the budget is too small), which pays the per-packet overhead (CRC,
+        transport-block rounding) once; 1: one token per packet (a lost packet loses one
+        token, at the price of K packets' overhead).
+    harq_rtt_slots : int
+        HARQ round-trip time [slots], >= 1: a packet NACKed in slot ``t`` is retransmitted at
+        the earliest in slot ``t + harq_rtt_slots``; a retransmission that could not arrive by
+        the deadline is dropped.
     codec : str or codec object
-        Codec spec (see :func:`sim.codec_api.load_codec`) or object.
+        Codec spec (see :func:`sim.codec_api.load_codec`) or object. The point id includes
+        the codec's fingerprint (:func:`sim.codec_api.codec_fingerprint`: preset files and
+        weight sizes/times), so retrained weights never reuse old results.
     dataset : dict
-        ``{"kind": "scenes", "size": 64, "seed": 0}`` or ``{"kind": "folder", "path": ...}``.
+        ``{"kind": "scenes", "size": 64, "seed": 0}`` or ``{"kind": "folder", "path": ...}``
+        (:func:`sim.source.check_dataset`).
     decode : bool
         Decode and score reconstructions (``False``: event model and delivery only).
     decode_steps : int or None
@@ -95,7 +108,8 @@ class SimConfig:
     arrival: str = "periodic"
     interval_ms: float = 1.0
     deadline_ms: float = 2.0
-    rsrt_tokens_per_packet: int = 1
+    rsrt_tokens_per_packet: int = 0
+    harq_rtt_slots: int = 4
     codec: Any = "scenes-64"
     dataset: dict = field(default_factory=lambda: {"kind": "scenes", "size": 64, "seed": 0})
     decode: bool = True
@@ -134,10 +148,10 @@ class SimConfig:
                   f"at least one slot ({sc.ofdm.slot_duration_s * 1e3:g} ms for scenario "
                   f"{sc.name!r})")
         _num("rsrt_tokens_per_packet", self.rsrt_tokens_per_packet, 0, 4096, integer=True)
-        if not isinstance(self.dataset, dict):
-            _fail("dataset", self.dataset, "a table with kind = 'scenes' or 'folder'")
-        if self.dataset.get("kind", "scenes") not in ("scenes", "folder"):
-            _fail("dataset.kind", self.dataset.get("kind"), "scenes, folder")
+        _num("harq_rtt_slots", self.harq_rtt_slots, 1, 10_000, integer=True)
+        from .source import check_dataset
+
+        check_dataset(self.dataset)
         if not isinstance(self.decode, bool):
             _fail("decode", self.decode, "true or false")
         if self.decode_steps is not None:
@@ -168,9 +182,21 @@ class SimConfig:
         return prbs * 12 * (of.num_ofdm_symbols - len(of.pilot_ofdm_symbols))
 
     def codec_spec(self) -> str:
+        """The codec as written to the records: the spec string, or ``object:<preset>``."""
         if isinstance(self.codec, str):
             return self.codec
         return f"object:{getattr(self.codec, 'preset', type(self.codec).__name__)}"
+
+    def codec_fingerprint(self) -> Optional[str]:
+        """:func:`sim.codec_api.codec_fingerprint` of the codec, computed once per config
+        (and pickled with it, so a Ray worker reports the id the driver computed)."""
+        fp = self.__dict__.get("_codec_fp", _UNSET)
+        if fp is _UNSET:
+            from .codec_api import codec_fingerprint
+
+            fp = codec_fingerprint(self.codec)
+            object.__setattr__(self, "_codec_fp", fp)
+        return fp
 
     def to_dict(self) -> dict:
         """Plain data (JSON-able) that determines the run's results."""
@@ -178,6 +204,11 @@ class SimConfig:
         d["scenario"] = self.scenario_obj.to_dict()
         d["policy"] = self.policy_obj.to_dict()
         d["codec"] = self.codec_spec()
+        d["codec_fingerprint"] = self.codec_fingerprint()
+        for k in ("snr_db", "interval_ms", "deadline_ms"):   # 4 and 4.0 are the same point
+            d[k] = float(d[k])
+        for k in ("budget_prbs", "decode_steps"):
+            d[k] = None if d[k] is None else int(d[k])
         d["trace"] = False   # the trace does not change the records
         return d
 

@@ -8,7 +8,8 @@ TOML layout (relative paths are relative to the TOML file; every key is optional
 ``grid.scenarios`` and ``grid.snr_db``)::
 
     name = "quickstart"
-    codec = "scenes-64"             # preset / folder / "package.module:factory"
+    codec = "scenes-64"             # preset / folder / "package.module:factory"; a relative
+                                    # folder that exists next to this file is used as such
     num_images = 8
 
     [grid]
@@ -25,10 +26,11 @@ TOML layout (relative paths are relative to the TOML file; every key is optional
     deadline_ms = 2.0
 
     [packets]
-    rsrt_tokens_per_packet = 1
+    rsrt_tokens_per_packet = 0      # 0: all tokens in one packet; 1: one token per packet
+    harq_rtt_slots = 4              # NACK -> earliest retransmission [slots], >= 1
 
     [dataset]
-    kind = "scenes"                 # "scenes" (size, seed) or "folder" (path)
+    kind = "scenes"                 # "scenes" (size, seed) or "folder" (path), checked at load
     size = 64
 
     [decode]
@@ -40,10 +42,16 @@ TOML layout (relative paths are relative to the TOML file; every key is optional
     preset = "uep"
     robust_mcs = 3
     hci_mcs = 11
-    [policies.custom.caption]       # ... or explicit per-stream tables
+    [policies.custom.caption]       # ... or explicit tables, one per stream (all three)
     priority = 0
     mcs = 4
     max_retx = 2
+    [policies.custom.hci]
+    priority = 2
+    mcs = "auto"                    # link adaptation (bler_target = 0.1 by default)
+    [policies.custom.rsrt]
+    priority = 1
+    mcs = 4
 
 Errors name the bad key, its value and what is allowed, e.g.
 ``quickstart.toml: grid.modes = ['fast'] is not supported; allowed: abstraction, bit``.
@@ -59,6 +67,8 @@ from typing import Any, Optional
 
 from .config import MODES, SimConfig
 from .policy import PRESETS, ProtectionPolicy, make_policy
+from .source import check_dataset
+from .validation import fail as _fail
 
 __all__ = ["Experiment", "load_experiment"]
 
@@ -67,7 +77,7 @@ _TOP = {"name", "codec", "num_images", "grid", "traffic", "packets", "dataset", 
 _SECTIONS = {
     "grid": {"scenarios", "modes", "snr_db", "budget_prbs", "policies", "seeds"},
     "traffic": {"arrival", "interval_ms", "deadline_ms"},
-    "packets": {"rsrt_tokens_per_packet"},
+    "packets": {"rsrt_tokens_per_packet", "harq_rtt_slots"},
     "decode": {"enabled", "steps", "batch_size"},
 }
 
@@ -75,13 +85,10 @@ _SECTIONS = {
 # SimConfig field -> its key in the TOML file (for error messages)
 _TOML_KEY = {"interval_ms": "traffic.interval_ms", "deadline_ms": "traffic.deadline_ms",
              "arrival": "traffic.arrival", "rsrt_tokens_per_packet": "packets.rsrt_tokens_per_packet",
+             "harq_rtt_slots": "packets.harq_rtt_slots", "codec": "codec",
              "decode_steps": "decode.steps", "decode_batch_size": "decode.batch_size",
              "decode": "decode.enabled", "budget_prbs": "grid.budget_prbs",
              "snr_db": "grid.snr_db"}
-
-
-def _fail(key, value, allowed):
-    raise ValueError(f"{key} = {value!r} is not supported; allowed: {allowed}")
 
 
 def _list(key, v, check, allowed):
@@ -220,20 +227,20 @@ class Experiment:
         for k in ("codec", "num_images", "trace"):
             if k in data:
                 base[k] = data[k]
+        c = base.get("codec")
+        if isinstance(c, str) and not Path(c).is_absolute() and (root / c).is_dir():
+            base["codec"] = str(root / c)        # a folder next to the file; a name stays a name
         tr = data.get("traffic", {})
         base.update({k: tr[k] for k in tr})
         base.update({k: v for k, v in data.get("packets", {}).items()})
         if "dataset" in data:
+            if not isinstance(data["dataset"], dict):
+                raise ValueError(f"[dataset] must be a table, got {data['dataset']!r}")
             ds = dict(data["dataset"])
-            if not isinstance(ds, dict):
-                raise ValueError(f"[dataset] must be a table, got {ds!r}")
-            allowed = {"kind", "size", "seed", "path"}
-            for k in ds:
-                if k not in allowed:
-                    raise ValueError(f"unknown key dataset.{k}; allowed keys: "
-                                     f"{', '.join(sorted(allowed))}")
-            if ds.get("kind") == "folder" and "path" in ds and not Path(ds["path"]).is_absolute():
+            if ds.get("kind") == "folder" and isinstance(ds.get("path"), str) \
+                    and not Path(ds["path"]).is_absolute():
                 ds["path"] = str(root / ds["path"])
+            check_dataset(ds)                     # now, naming the key: not at the first point
             base["dataset"] = ds
         dec = data.get("decode", {})
         for src, dst in (("enabled", "decode"), ("steps", "decode_steps"),

@@ -20,7 +20,7 @@ import numpy as np
 
 from .packets import STREAMS, Packet
 
-__all__ = ["Packetizer", "max_payload_bits"]
+__all__ = ["Packetizer", "max_payload_bits", "token_bits"]
 
 
 def max_payload_bits(link, mcs: int, budget_re: int) -> int:
@@ -47,8 +47,13 @@ def _bits_of(data: bytes) -> np.ndarray:
     return np.unpackbits(np.frombuffer(bytes(data), dtype=np.uint8))
 
 
-def _token_bits(tokens, bits: int) -> np.ndarray:
-    return np.array([(t >> (bits - 1 - j)) & 1 for t in tokens for j in range(bits)], np.uint8)
+def token_bits(tokens, bits: int) -> np.ndarray:
+    """``len(tokens) * bits`` payload bits (0/1, MSB first) of RSRT tokens, packed as the
+    container packs them (:func:`codec.container.pack_tokens`)."""
+    from codec.container import pack_tokens
+
+    fields = pack_tokens(tokens, bits)[1]
+    return _bits_of(fields)[:len(tokens) * bits]
 
 
 class Packetizer:
@@ -63,10 +68,10 @@ class Packetizer:
     budget_re : int
         Resource elements per slot the scheduler may use.
     rsrt_tokens_per_packet : int
-        RSRT tokens per packet; 0: as many as fit one packet.
+        RSRT tokens per packet; 0 (default): as many as fit one packet.
     """
 
-    def __init__(self, link, policy, budget_re: int, rsrt_tokens_per_packet: int = 1):
+    def __init__(self, link, policy, budget_re: int, rsrt_tokens_per_packet: int = 0):
         if isinstance(rsrt_tokens_per_packet, bool) or not isinstance(rsrt_tokens_per_packet, int) \
                 or rsrt_tokens_per_packet < 0:
             raise ValueError(f"rsrt_tokens_per_packet = {rsrt_tokens_per_packet!r} is not "
@@ -96,16 +101,16 @@ class Packetizer:
                 if not tokens:
                     continue
                 b = encoded.rsrt_bits
-                per = max(1, self.limit[s] // b)
-                if per < 1 or b > self.limit[s]:
+                if b > self.limit[s]:
                     raise ValueError(f"an RSRT token of {b} bits does not fit the budget "
                                      f"({self.limit[s]} bits per packet)")
+                per = self.limit[s] // b
                 if self.rsrt_tokens_per_packet:
                     per = min(per, self.rsrt_tokens_per_packet)
                 groups = [tuple(range(i, min(i + per, len(tokens))))
                           for i in range(0, len(tokens), per)]
                 for seq, g in enumerate(groups):
-                    bits = _token_bits([tokens[i] for i in g], b)
+                    bits = token_bits([tokens[i] for i in g], b)
                     out.append(Packet(seq=seq, size_bits=len(bits), payload=bits, tokens=g,
                                       num_packets=len(groups), **common))
                 continue

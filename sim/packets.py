@@ -52,6 +52,9 @@ class Packet:
         RSRT token indices the payload holds (empty for caption and HCI).
     num_packets : int
         Packets the stream was split into (to know when it is complete).
+    ready_at : float or None
+        Earliest slot the packet may be (re)sent: ``created`` at first, then the slot of its
+        last NACKed transmission plus the HARQ round-trip time (``None``: ``created``).
     """
 
     stream: str
@@ -66,6 +69,7 @@ class Packet:
     max_retx: int = 0
     tokens: tuple = ()
     num_packets: int = 1
+    ready_at: Optional[float] = None
     attempts: int = 0                    # transmissions so far
     harq: Any = field(default=None, repr=False)   # LinkResult.harq entry of the last attempt
     delivered_at: Optional[float] = None
@@ -79,6 +83,8 @@ class Packet:
             raise ValueError(f"size_bits = {self.size_bits!r} is not supported; allowed: >= 1")
         if len(self.payload) != self.size_bits:
             raise ValueError(f"payload has {len(self.payload)} bits, size_bits = {self.size_bits}")
+        if self.ready_at is None:
+            self.ready_at = self.created
 
     @property
     def key(self) -> tuple:

@@ -7,14 +7,15 @@
 * ``consistency_vs_budget``: the metric vs bandwidth budget (PRBs per slot) at one SNR;
 * ``delivery_vs_snr``: the fraction of images whose caption / HCI / RSRT stream arrived
   whole by the deadline, per policy, with the finite-blocklength reference for the caption
-  packet (normal approximation of Polyanskiy–Poor–Verdú: one transmission of ``k`` caption
-  bits in ``n`` resource elements at the policy's caption MCS; AWGN for the AWGN scenario,
-  quasi-static Rayleigh otherwise);
+  packet (normal approximation of Polyanskiy–Poor–Verdú: a *single transmission* of ``k``
+  caption bits in ``n`` resource elements at the policy's caption MCS in the scenario's MCS
+  table, no retransmission; AWGN for the AWGN scenario, quasi-static Rayleigh otherwise);
 * ``latency_cdf``: empirical CDF of the latency of images whose streams all arrived.
 
-Error bars are 95 % confidence intervals (1.96 standard errors) of the mean over runs
-(seeds) when there are at least two seeds per point, otherwise over images (images of one
-run share a channel realization, so that interval is optimistic).
+Error bars are 95 % confidence intervals of the mean, Student t with ``n - 1`` degrees of
+freedom (``t_{0.975, n-1} · s / √n``; NaN, no bar, when ``n < 2``), over runs (seeds) when
+there are at least two seeds per point, otherwise over images (images of one run share a
+channel realization, so that interval is optimistic).
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["summarize", "plot_results"]
+__all__ = ["summarize", "plot_results", "fbl_reference"]
 
 _STREAMS = ("caption", "hci", "rsrt")
 
 
 def summarize(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
-    """Mean, 95 % CI half-width and count of ``value`` per group ``by`` (see module doc)."""
+    """Mean, 95 % CI half-width (Student t, NaN for fewer than 2 samples) and count of
+    ``value`` per group ``by`` (see the module docstring)."""
+    from scipy import stats
+
     df = df.copy()
     df[value] = df[value].astype(float)
     if "seed" in df and df.groupby(by)["seed"].nunique().min() >= 2:
@@ -39,7 +43,10 @@ def summarize(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
         runs = df
     g = runs.groupby(by, dropna=False)[value]
     out = g.agg(["mean", "std", "count"]).reset_index()
-    out["ci95"] = 1.96 * out["std"].fillna(0) / np.sqrt(out["count"].clip(lower=1))
+    n = out["count"].to_numpy(dtype=float)
+    tq = np.full(len(n), np.nan)
+    tq[n >= 2] = stats.t.ppf(0.975, n[n >= 2] - 1)
+    out["ci95"] = tq * out["std"].to_numpy(dtype=float) / np.sqrt(np.maximum(n, 1))
     return out
 
 
@@ -135,7 +142,9 @@ def plot_results(df: pd.DataFrame, out_dir: str | Path, metric: str = "consisten
                 ax.errorbar(g.snr_db, g["mean"], yerr=g.ci95, marker="o", ms=3, capsize=2,
                             label=str(pol))
             if st == "caption":
-                _fbl_reference(ax, sub, snrs)
+                for cv in fbl_reference(sub, snrs):
+                    ax.plot(cv["snr_db"], cv["p_success"], ls="--", lw=0.9, color="grey",
+                            label=cv["label"])
             ax.set(title=f"{st}: {scn} ({mode}), {b_sel} PRB", xlabel="SNR [dB]",
                    ylabel="delivered by deadline", ylim=(-0.03, 1.03))
             ax.grid(alpha=0.3)
@@ -164,21 +173,31 @@ def plot_results(df: pd.DataFrame, out_dir: str | Path, metric: str = "consisten
     return files
 
 
-def _fbl_reference(ax, sub, snrs):
-    """PPV normal approximation for one caption packet at each policy's caption MCS."""
+def fbl_reference(sub: pd.DataFrame, snrs) -> list[dict]:
+    """PPV normal approximation for a single transmission of one caption packet at each
+    policy's caption MCS, in the scenario's MCS table (``mcs_table`` column; 1 if absent).
+
+    Returns one dict per curve: ``label``, ``mcs``, ``mcs_table``, ``k`` (bits), ``n``
+    (resource elements), ``snr_db`` and ``p_success`` (arrays)."""
     from channels import bounds
     from channels.transport import transport_format
 
     if sub.empty or "mcs_caption" not in sub:
-        return
+        return []
     k = int(sub["bits_caption"].median())
     if k < 1:
-        return
+        return []
     fading = "awgn" if str(sub["channel_model"].iloc[0]).upper() == "AWGN" else "rayleigh"
     grid = np.linspace(min(snrs) - 1, max(snrs) + 1, 60)
-    for mcs in sorted(m for m in sub["mcs_caption"].unique() if m >= 0):
-        n = transport_format(k, int(mcs)).num_re
-        eps = bounds.ppv_awgn_error(n, k, grid) if fading == "awgn" else \
-            bounds.ppv_rayleigh_error(n, k, grid)
-        ax.plot(grid, 1 - eps, ls="--", lw=0.9, color="grey",
-                label=f"PPV {fading}, k={k}, n={n} (MCS {mcs})")
+    tables = sub.groupby("mcs_table") if "mcs_table" in sub else [(1, sub)]
+    curves = []
+    for table, part in tables:
+        for mcs in sorted(m for m in part["mcs_caption"].unique() if m >= 0):
+            n = transport_format(k, int(mcs), int(table)).num_re
+            eps = bounds.ppv_awgn_error(n, k, grid) if fading == "awgn" else \
+                bounds.ppv_rayleigh_error(n, k, grid)
+            curves.append(dict(label=f"PPV {fading}, single transmission, k={k}, n={n} "
+                                     f"(MCS {mcs}, table {int(table)})",
+                               mcs=int(mcs), mcs_table=int(table), k=k, n=int(n), snr_db=grid,
+                               p_success=1 - np.asarray(eps)))
+    return curves

@@ -25,15 +25,12 @@ import dataclasses
 from dataclasses import dataclass
 
 from .packets import STREAMS
+from .validation import fail as _fail
 
 __all__ = ["StreamProtection", "ProtectionPolicy", "make_policy", "PRESETS"]
 
 PRESETS = ("eep", "uep", "adaptive")
 _MAX_MCS = 28
-
-
-def _fail(key, value, allowed):
-    raise ValueError(f"{key} = {value!r} is not supported; allowed: {allowed}")
 
 
 def _int_in(key, value, lo, hi):
@@ -50,7 +47,8 @@ class StreamProtection:
     priority : int
         Scheduling priority in [0, 99]; lower is served first.
     mcs : int or None
-        NR MCS index (PDSCH table of the scenario) or ``None``: chosen by link adaptation.
+        NR MCS index (PDSCH table of the scenario) or ``None``: chosen by link adaptation
+        (``mcs = "auto"`` in a TOML policy table).
     max_retx : int
         Retransmissions after the first transmission (Chase combining), in [0, 16].
     bler_target : float
@@ -120,7 +118,8 @@ class ProtectionPolicy:
     def from_dict(cls, data: dict, name: str | None = None) -> "ProtectionPolicy":
         """From a TOML table: either ``{"preset": "uep", <preset arguments>}`` or explicit
         ``{"caption": {...}, "hci": {...}, "rsrt": {...}}`` tables (plus ``olla_delta_up``).
-        Unknown keys raise an error naming them."""
+        Explicit tables need all three streams; ``mcs = "auto"`` in a stream's table means
+        link adaptation (``mcs=None``). Unknown or missing keys raise an error naming them."""
         if not isinstance(data, dict):
             raise ValueError(f"policy {name!r} must be a table, got {data!r}")
         data = dict(data)
@@ -141,16 +140,27 @@ class ProtectionPolicy:
             if k not in allowed:
                 raise ValueError(f"unknown key {where}{k!r}; allowed keys: "
                                  f"{', '.join(sorted(allowed | {'preset', 'name'}))}")
+        missing = [s for s in STREAMS if s not in data]
+        if missing:
+            raise ValueError(f"missing table {where}{missing[0]}; a policy without a preset "
+                             f"needs one table per stream ({', '.join(STREAMS)}), or use "
+                             f"preset = \"eep\" | \"uep\" | \"adaptive\"")
         streams = {}
         fields = {f.name for f in dataclasses.fields(StreamProtection)}
         for s in STREAMS:
-            sub = data.get(s, {})
+            sub = data[s]
             if not isinstance(sub, dict):
                 raise ValueError(f"{where}{s} must be a table, got {sub!r}")
             for k in sub:
                 if k not in fields:
                     raise ValueError(f"unknown key {where}{s}.{k!r}; allowed keys: "
                                      f"{', '.join(sorted(fields))}")
+            sub = dict(sub)
+            if sub.get("mcs") == "auto":
+                sub["mcs"] = None             # link adaptation
+            elif isinstance(sub.get("mcs"), str):
+                raise ValueError(f"{where}{s}.mcs = {sub['mcs']!r} is not supported; allowed: "
+                                 f"an integer in [0, {_MAX_MCS}] or \"auto\" (link adaptation)")
             try:
                 streams[s] = StreamProtection(**sub)
             except ValueError as e:

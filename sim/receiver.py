@@ -11,7 +11,7 @@ packets delivered by ``D``:
 * RSRT: the tokens of the packets that arrived; the others are marked lost; no token at all
   means no RSRT stream.
 
-Decoding and metrics run after the event loop (:mod:`sim.decoding`): the simulated clock
+Decoding and metrics run after the event loop (:func:`sim.simulation.simulate`): the simulated clock
 does not depend on decoding time, and batching the decoder is much faster.
 """
 
@@ -33,7 +33,9 @@ class ImageInFlight:
     """Everything the simulator knows about one image.
 
     ``encoded`` is what was sent, ``received`` what the receiver rebuilt at the deadline
-    (set by :meth:`Receiver.finalize`).
+    (set by :meth:`Receiver.finalize`), ``decoded`` what the decoder used: ``received``
+    without the streams it rejected (set when decoding, see
+    :func:`sim.simulation.usable_streams`).
     """
 
     image_id: int
@@ -47,6 +49,7 @@ class ImageInFlight:
     received: Any = None
     corrupted: list = field(default_factory=list)   # streams whose bits differ (undetected errors)
     finalized_at: Optional[float] = None
+    decoded: Any = None
 
 
 def _bytes_of(bits: np.ndarray) -> bytes:
@@ -102,15 +105,22 @@ class Receiver:
             b = enc.rsrt_bits
             tokens: list = [None] * len(enc.rsrt_tokens)
             for p in got["rsrt"].values():
-                bits = _rx_bits(p)
-                for j, t in enumerate(p.tokens):
-                    v = int("".join(map(str, bits[j * b:(j + 1) * b].tolist())), 2)
+                for t, v in zip(p.tokens, tokens_of(_rx_bits(p), len(p.tokens), b)):
                     tokens[t] = v
             if any(t != enc.rsrt_tokens[i] for i, t in enumerate(tokens) if t is not None):
                 img.corrupted.append("rsrt")
             changes["rsrt_tokens"] = None if all(t is None for t in tokens) else tuple(tokens)
         img.received = dataclasses.replace(enc, **changes)
         img.finalized_at = now
+
+
+def tokens_of(bits: np.ndarray, k: int, b: int) -> list[int]:
+    """The ``k`` tokens of ``b`` bits each in a packet's payload bits (inverse of
+    :func:`sim.packetizer.token_bits`; :func:`codec.container.unpack_tokens`)."""
+    from codec.container import unpack_tokens
+
+    fields = _bytes_of(np.asarray(bits[:k * b]))
+    return unpack_tokens(b"\xff" * ((k + 7) // 8), fields, k, b)
 
 
 def _rx_bits(p: Packet) -> np.ndarray:

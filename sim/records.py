@@ -4,6 +4,7 @@ Columns of :func:`image_rows` (one row per image):
 
 * run: ``point_id``, ``scenario``, ``channel_model``, ``ue_speed_kmh``, ``mode``, ``snr_db``,
   ``budget_prbs``, ``budget_re``, ``policy``, ``seed``, ``codec``, ``arrival``,
+  ``codec_fingerprint``, ``mcs_table``, ``harq_rtt_slots``, ``rsrt_tokens_per_packet``,
   ``interval_ms``, ``deadline_ms``, ``num_images``, ``mcs_<stream>`` (-1: link adaptation),
   ``max_retx_<stream>``;
 * image: ``image_id``, ``dataset_index``, ``arrival_ms``;
@@ -13,9 +14,16 @@ Columns of :func:`image_rows` (one row per image):
 * ``rsrt_tokens``, ``rsrt_tokens_received``, ``rsrt_lost`` (lost token indices, ``"1,5"``),
   ``streams_received`` (``"caption+rsrt"``; ``""`` for none), ``complete`` (all streams),
   ``latency_ms`` (all streams in, from arrival; NaN unless complete);
-* link: ``transmissions``, ``retransmissions``, ``re_used``, ``dropped_deadline``,
-  ``dropped_retx`` (packets), ``undetected_errors`` (streams whose CRC-passing bits differ
-  from what was sent, bit level only; ``""`` if none);
+* ``decoded_streams``: the streams the decoder actually used (``streams_received`` less any
+  stream it rejected as undecodable, see :func:`sim.simulation.usable_streams`; ``None``
+  without decoding). ``ok_s`` says the stream *arrived*; a stream that arrived with an
+  undetected error may be absent from ``decoded_streams`` (and is named in
+  ``undetected_errors``);
+* link: ``transmissions``, ``retransmissions``, ``re_used`` and per stream ``re_s`` (resource
+  elements the image's packets used, every transmission counted), ``dropped_deadline``
+  (packets dropped at the deadline or with no time left for a retransmission),
+  ``dropped_retx`` (packets out of transmissions), ``undetected_errors`` (streams whose
+  CRC-passing bits differ from what was sent, bit level only; ``""`` if none);
 * metrics (if decoded): ``psnr``, ``consistency``, ``judge_<attribute>`` ...
 
 The optional trace has one row per packet transmission (see
@@ -65,23 +73,31 @@ def image_rows(images, run: dict, slot_ms: float, link) -> list[dict]:
         row["rsrt_tokens"] = k
         row["rsrt_tokens_received"] = k - len(lost)
         row["rsrt_lost"] = ",".join(map(str, lost))
-        row["streams_received"] = "+".join(s for s in STREAMS if rx.has(s)
-                                           and (s != "rsrt" or k - len(lost) > 0))
+        row["streams_received"] = _streams(rx)
+        row["decoded_streams"] = _streams(img.decoded) if img.decoded is not None else None
         complete = bool(last_all) and all(math.isfinite(t) for t in last_all)
         row["complete"] = complete
         row["latency_ms"] = (max(last_all) - arr) * slot_ms if complete else math.nan
         tx = sum(p.attempts for p in img.packets)
         row["transmissions"] = int(tx)
         row["retransmissions"] = int(sum(max(0, p.attempts - 1) for p in img.packets))
-        row["re_used"] = int(sum(p.attempts * link.transport_format(int(p.size_bits),
-                                                                   int(p.mcs)).num_re
-                                 for p in img.packets if p.attempts))
+        for s in STREAMS:
+            row[f"re_{s}"] = int(sum(p.attempts * link.transport_format(int(p.size_bits),
+                                                                       int(p.mcs)).num_re
+                                     for p in img.packets if p.attempts and p.stream == s))
+        row["re_used"] = int(sum(row[f"re_{s}"] for s in STREAMS))
         row["dropped_deadline"] = sum(1 for _, r in img.dropped if r == "deadline")
         row["dropped_retx"] = sum(1 for _, r in img.dropped if r == "retx")
         row["undetected_errors"] = ",".join(img.corrupted)
         row.update(img.meta.get("metrics", {}))
         rows.append(row)
     return rows
+
+
+def _streams(enc) -> str:
+    """``"caption+rsrt"``: the streams ``enc`` carries (RSRT only with a token left)."""
+    return "+".join(s for s in STREAMS if enc.has(s) and
+                    (s != "rsrt" or any(t is not None for t in enc.rsrt_tokens)))
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:

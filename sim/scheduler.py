@@ -5,7 +5,8 @@ NR PDSCH per slot does). Per slot ``t`` the scheduler
 
 1. drops every queued packet whose deadline has passed (it could not be received by
    ``deadline``: a packet sent in slot ``t`` arrives at ``t + 1``);
-2. orders the packets created by ``t`` by :meth:`Packet.service_key`: priority (lower first),
+2. orders the packets that are ready by ``t`` (``ready_at <= t``: created, and for a
+   retransmission its HARQ round trip over) by :meth:`Packet.service_key`: priority (lower first),
    retransmissions before new packets of the same priority, earliest deadline, image, stream,
    sequence;
 3. takes the MCS of the first packet as the slot's MCS (a link-adapted packet gets its MCS
@@ -13,7 +14,11 @@ NR PDSCH per slot does). Per slot ``t`` the scheduler
    MCS, first fit, while their resource elements stay within ``budget_re``.
 
 A packet stays queued until it is acknowledged, has used its ``1 + max_retx`` transmissions,
-or misses its deadline (:meth:`feedback`).
+or misses its deadline (:meth:`feedback`). HARQ round trip: a packet NACKed in slot ``t`` may
+be retransmitted from slot ``t + harq_rtt_slots`` on (the NACK and the retransmission's
+scheduling take that long; 1: the very next slot). A retransmission that could not be
+received by the packet's deadline even if sent at that first chance (``t + harq_rtt_slots +
+1 > deadline``) is dropped at once.
 """
 
 from __future__ import annotations
@@ -65,13 +70,22 @@ class SlotScheduler:
         Resource elements per slot, at most ``link.num_data_re``.
     select_mcs : callable (stream, size_bits) -> int, optional
         MCS of a link-adapted packet (``packet.mcs is None``) at its first transmission.
+    harq_rtt_slots : int
+        HARQ round-trip time [slots] from a NACKed transmission to the earliest
+        retransmission, >= 1.
     """
 
-    def __init__(self, link, budget_re: int, select_mcs: Optional[Callable] = None):
+    def __init__(self, link, budget_re: int, select_mcs: Optional[Callable] = None,
+                 harq_rtt_slots: int = 4):
         if isinstance(budget_re, bool) or not isinstance(budget_re, int) or not \
                 1 <= budget_re <= link.num_data_re:
             raise ValueError(f"budget_re = {budget_re!r} is not supported; allowed: an integer in "
                              f"[1, {link.num_data_re}] (the slot's data resource elements)")
+        if isinstance(harq_rtt_slots, bool) or not isinstance(harq_rtt_slots, int) or \
+                harq_rtt_slots < 1:
+            raise ValueError(f"harq_rtt_slots = {harq_rtt_slots!r} is not supported; allowed: an "
+                             f"integer >= 1")
+        self.harq_rtt_slots = harq_rtt_slots
         self.link = link
         self.budget_re = budget_re
         self.select_mcs = select_mcs
@@ -94,7 +108,8 @@ class SlotScheduler:
         for p in self.queue:
             (plan.dropped if p.deadline < slot + 1 else keep).append(p)
         self.queue = keep
-        ready = sorted((p for p in keep if p.created <= slot), key=Packet.service_key)
+        ready = sorted((p for p in keep if p.created <= slot and p.ready_at <= slot),
+                       key=Packet.service_key)
         if not ready:
             return plan
         adapted: dict = {}
@@ -124,15 +139,25 @@ class SlotScheduler:
             used += n
         return plan
 
-    def feedback(self, plan: SlotPlan, success) -> list[Packet]:
-        """Apply the slot's ACK/NACKs: acknowledged packets and packets out of transmissions
-        leave the queue. Returns the packets dropped for running out of retransmissions."""
-        gone, exhausted = set(), []
+    def feedback(self, plan: SlotPlan, success) -> list[tuple[Packet, str]]:
+        """Apply the slot's ACK/NACKs (``packet.attempts`` already counts this slot's
+        transmission). Acknowledged packets leave the queue; a NACKed packet waits
+        ``harq_rtt_slots`` (its ``ready_at``), or leaves the queue if it is out of
+        transmissions or its retransmission could not arrive by its deadline.
+
+        Returns ``(packet, reason)`` for every packet dropped: ``"retx"`` (out of
+        transmissions) or ``"deadline"`` (no time left for a retransmission)."""
+        gone, dropped = set(), []
         for p, ok in zip(plan.packets, success):
             if ok:
                 gone.add(id(p))
             elif p.attempts > p.max_retx:
                 gone.add(id(p))
-                exhausted.append(p)
+                dropped.append((p, "retx"))
+            else:
+                p.ready_at = float(plan.slot + self.harq_rtt_slots)
+                if p.ready_at + 1 > p.deadline:
+                    gone.add(id(p))
+                    dropped.append((p, "deadline"))
         self.queue = [p for p in self.queue if id(p) not in gone]
-        return exhausted
+        return dropped

@@ -10,7 +10,9 @@
 Processes (each takes ``env`` first): the source puts each image's packets into the
 scheduler at its arrival and starts the receiver's deadline process for it; the channel
 process serves one slot per time unit; the receiver rebuilds each image at its deadline.
-After the event loop, the rebuilt images are decoded in batches and scored.
+After the event loop, the rebuilt images are decoded in batches and scored; a stream that
+arrived with an undetected error and that the decoder rejects is dropped from that image only
+(:func:`usable_streams`), and the record's ``decoded_streams`` says what was used.
 
 Randomness: every draw derives from ``config.seed`` through
 :func:`channels.fading.derive_seed` with a purpose label -- arrivals, the channel state
@@ -89,7 +91,10 @@ def run_fields(config: SimConfig) -> dict:
                 budget_prbs=int(config.budget_prbs if config.budget_prbs is not None
                                 else sc.ofdm.num_prbs),
                 budget_re=int(config.budget_re), policy=config.policy_obj.name,
-                seed=int(config.seed), codec=config.codec_spec(), arrival=config.arrival,
+                seed=int(config.seed), codec=config.codec_spec(),
+                codec_fingerprint=config.codec_fingerprint(), mcs_table=int(sc.mcs_table),
+                harq_rtt_slots=int(config.harq_rtt_slots),
+                rsrt_tokens_per_packet=int(config.rsrt_tokens_per_packet), arrival=config.arrival,
                 interval_ms=float(config.interval_ms), deadline_ms=float(config.deadline_ms),
                 num_images=int(config.num_images),
                 **{f"mcs_{s}": (-1 if config.policy_obj[s].mcs is None
@@ -143,7 +148,8 @@ def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,
 
         la = StreamLinkAdaptation(policy, link, config.snr_db)
     scheduler = SlotScheduler(link, config.budget_re,
-                              select_mcs=la.select if la is not None else None)
+                              select_mcs=la.select if la is not None else None,
+                              harq_rtt_slots=int(config.harq_rtt_slots))
     packetizer = Packetizer(link, policy, config.budget_re, config.rsrt_tokens_per_packet)
     receiver = Receiver()
     trace: Optional[list] = [] if config.trace else None
@@ -184,23 +190,71 @@ def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,
     return SimOutput(df, tr, images, recs, stats)
 
 
-def _decode_and_score(config, codec, images, items, metrics):
-    received = [im.received for im in images]
-    seeds = [_derive("decode", config.seed, im.image_id) % (2 ** 31) for im in images]
+def usable_streams(codec, encoded):
+    """``encoded`` without the streams the decoder would reject, for one image.
+
+    A stream whose bits passed the CRC but differ from what was sent (bit level, undetected
+    error) can be undecodable (bytes the entropy decoder rejects, an RSRT token outside the
+    codebook). Such a stream is dropped from *this* image only, as a decoder that detects the
+    error would. With the codec's ``streams_of`` (SDGIC: validates and raises ``ValueError`` /
+    ``ContainerError``) each present stream is checked alone; a codec without it is handled
+    in :func:`_decode_and_score` (an image whose decoding fails loses its corrupted streams).
+    An error that no stream causes (an image of another preset) is raised, not hidden.
+    """
+    check = getattr(codec, "streams_of", None)
+    if check is None:
+        return encoded
     try:
-        recs = decode_images(codec, received, seeds, config.decode_steps,
-                             config.decode_batch_size)
+        check(encoded)
+        return encoded
     except ValueError:
-        # A stream whose bits passed the CRC but differ from what was sent (bit level,
-        # undetected error) can be undecodable: such streams are dropped, as a decoder
-        # that detects the error would.
-        fixed = []
-        for im in images:
-            r = im.received
-            for s in im.corrupted:
-                r = r.without(s)
-            fixed.append(r)
-        recs = decode_images(codec, fixed, seeds, config.decode_steps, config.decode_batch_size)
+        check(encoded.without(*STREAMS))      # raises if the image itself is wrong
+    bad = []
+    for s in STREAMS:
+        if encoded.has(s):
+            try:
+                check(encoded.without(*[o for o in STREAMS if o != s]))
+            except ValueError:
+                bad.append(s)
+    return encoded.without(*bad)
+
+
+def _decode_one_by_one(codec, received, corrupted, seeds, steps):
+    out, used = [], []
+    for r, bad, s in zip(received, corrupted, seeds):
+        try:
+            out += decode_images(codec, [r], [s], steps, 1)
+        except ValueError:
+            r = r.without(*bad) if bad else r.without(*STREAMS)
+            try:
+                out += decode_images(codec, [r], [s], steps, 1)
+            except ValueError:
+                r = r.without(*STREAMS)
+                out += decode_images(codec, [r], [s], steps, 1)
+        used.append(r)
+    return out, used
+
+
+def _decode_and_score(config, codec, images, items, metrics):
+    seeds = [_derive("decode", config.seed, im.image_id) % (2 ** 31) for im in images]
+    received = [usable_streams(codec, im.received) for im in images]
+    recs: list = []
+    used: list = []
+    bs = config.decode_batch_size
+    for i in range(0, len(images), bs):
+        part = slice(i, i + bs)
+        try:
+            recs += decode_images(codec, received[part], seeds[part], config.decode_steps, bs)
+            used += received[part]
+        except ValueError:
+            # a codec without streams_of rejected an image: decode this batch image by image,
+            # so only the failing image loses its (corrupted) streams
+            r, u = _decode_one_by_one(codec, received[part], [im.corrupted for im in images[part]],
+                                      seeds[part], config.decode_steps)
+            recs += r
+            used += u
+    for im, u in zip(images, used):
+        im.decoded = u
     metrics = metrics if metrics is not None else _default_metrics()
     scores = metrics([it.image for it in items], recs, items)
     for im, s in zip(images, scores):

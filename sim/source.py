@@ -23,8 +23,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["SourceItem", "SceneSource", "FolderSource", "make_source", "arrival_times",
-           "EncodeCache", "codec_cache_key", "ARRIVALS"]
+from .validation import fail
+
+__all__ = ["SourceItem", "SceneSource", "FolderSource", "make_source", "check_dataset",
+           "arrival_times", "EncodeCache", "codec_cache_key", "ARRIVALS"]
 
 ARRIVALS = ("periodic", "poisson")
 
@@ -88,8 +90,42 @@ class FolderSource:
         return SourceItem(int(index), load_rgb(p), cap, None)
 
 
+_DATASET_KEYS = {"scenes": ("kind", "size", "seed"), "folder": ("kind", "path")}
+
+
+def check_dataset(spec, key: str = "dataset") -> None:
+    """Validate a data-set spec; errors name the key (``dataset.size = 'x' ...``).
+
+    ``{"kind": "scenes", "size": 16..1024, "seed": int >= 0}`` (kind defaults to scenes) or
+    ``{"kind": "folder", "path": an existing folder with images}``."""
+    if not isinstance(spec, dict):
+        fail(key, spec, "a table with kind = 'scenes' (size, seed) or 'folder' (path)")
+    kind = spec.get("kind", "scenes")
+    if kind not in _DATASET_KEYS:
+        fail(f"{key}.kind", kind, ", ".join(_DATASET_KEYS))
+    allowed = _DATASET_KEYS[kind]
+    for k in spec:
+        if k not in allowed:
+            raise ValueError(f"unknown key {key}.{k} for dataset kind {kind!r}; allowed keys: "
+                             f"{', '.join(allowed)}")
+    if kind == "scenes":
+        size, seed = spec.get("size", 64), spec.get("seed", 0)
+        if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 1024:
+            fail(f"{key}.size", size, "an integer in [16, 1024] (pixels)")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            fail(f"{key}.seed", seed, "an integer >= 0")
+        return
+    if "path" not in spec:
+        raise ValueError(f"missing key {key}.path; a 'folder' dataset needs the images' folder")
+    path = spec["path"]
+    if not isinstance(path, (str, Path)) or not Path(path).is_dir():
+        fail(f"{key}.path", str(path) if isinstance(path, Path) else path,
+             "an existing folder of images")
+
+
 def make_source(spec: dict):
     """``{"kind": "scenes", "size": 64, "seed": 0}`` or ``{"kind": "folder", "path": ...}``."""
+    check_dataset(spec)
     spec = dict(spec)
     kind = spec.pop("kind", "scenes")
     if kind == "scenes":
@@ -111,12 +147,19 @@ def arrival_times(kind: str, num_images: int, interval: float, rng: np.random.Ge
 
 
 def codec_cache_key(codec) -> str:
-    """What distinguishes a codec's encodings: its preset, rate point and token count."""
+    """What distinguishes a codec's encodings: its preset, rate point, token count and
+    fingerprint (:func:`sim.codec_api.codec_fingerprint`: retrained weights get a new key,
+    so old encoded files are never reused)."""
+    from .codec_api import codec_fingerprint
+
     parts = [str(getattr(codec, "preset", type(codec).__name__))]
     for attr in ("rate", "num_tokens"):
         v = getattr(codec, attr, None)
         if v is not None:
             parts.append(f"{attr}={v}")
+    fp = codec_fingerprint(codec)
+    if fp:
+        parts.append(fp[:16])
     return "-".join(parts).replace("/", "_").replace(":", "_")
 
 

@@ -16,9 +16,11 @@ Results store (``out_dir``)::
     results.parquet             all finished points, in grid order (rewritten at the end)
 
 A point is finished when its ``.parquet`` exists; a re-run skips finished points, so a sweep
-that was killed resumes where it stopped and loses nothing it had finished. The point id is
-a hash of everything that determines the point's records (scenario contents, policy, codec
-spec, seed, ...), so changing the experiment never reuses stale results.
+that was killed resumes where it stopped and loses nothing it had finished (on Ray, when a
+task fails, the tasks in flight are still awaited and stored before the first error is
+raised). The point id is a hash of everything that determines the point's records (scenario
+contents, policy, codec spec and fingerprint, seed, ...), so changing the experiment or
+retraining the codec's weights never reuses stale results.
 
 Ray: ``workers=N`` starts a local Ray with N CPUs (``ray.init(num_cpus=N)``);
 ``address="ray://host:10001"`` or ``"auto"`` joins a cluster. Each task runs one point in a
@@ -79,15 +81,20 @@ class ResultsStore:
 
 
 def run_point(config: SimConfig, encoded_dir: Optional[str] = None, codec=None, metrics=None):
-    """Run one point: ``(records, trace, stats)``; used by the serial path and Ray tasks."""
+    """Run one point: ``(records, trace, stats)``; used by the serial path and Ray tasks.
+
+    ``codec``: a codec object that becomes the point's codec (``config.replace(codec=...)``,
+    so the records name it); Ray ships a sweep's codec object once this way."""
     import torch
 
     from .simulation import simulate
 
     torch.set_num_threads(1)
     t = time.perf_counter()
+    if codec is not None:
+        config = config.replace(codec=codec)
     cache = _cache(encoded_dir)
-    out = simulate(config, codec=codec, metrics=metrics, cache=cache)
+    out = simulate(config, metrics=metrics, cache=cache)
     stats = dict(out.stats, wall_s=time.perf_counter() - t, pid=os.getpid())
     return out.records, out.trace, stats
 
@@ -121,14 +128,21 @@ def run_sweep(experiment, out_dir: str | Path, workers: Optional[int] = None,
     progress : bool
         tqdm progress bar over points.
     codec, metrics : optional
-        Objects overriding the points' codec spec / the default metrics (they must pickle for
-        Ray).
+        Objects overriding the points' codec / the default metrics (they must pickle for
+        Ray). The codec object becomes part of every point (``SimConfig.codec``): point ids
+        and the ``codec`` / ``codec_fingerprint`` columns name it, so a run with another
+        codec never reuses these points.
     callback : callable (SimConfig, DataFrame) -> None, optional
         Called after each point is stored.
     """
     from tqdm import tqdm
 
     points = experiment.points() if hasattr(experiment, "points") else list(experiment)
+    if codec is not None:
+        from .codec_api import load_codec
+
+        codec = load_codec(codec)            # a spec string loads here, once
+        points = [p.replace(codec=codec) for p in points]
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
         raise ValueError(f"workers = {workers!r} is not supported; allowed: None or an integer "
@@ -145,10 +159,10 @@ def run_sweep(experiment, out_dir: str | Path, workers: Optional[int] = None,
                desc=getattr(experiment, "name", "sweep"), unit="point")
     try:
         if todo and (address is not None or (workers is not None and workers > 1)):
-            _run_ray(todo, store, encoded_dir, workers, address, codec, metrics, callback, bar)
+            _run_ray(todo, store, encoded_dir, workers, address, metrics, callback, bar)
         else:
             for cfg in todo:
-                rec, tr, st = run_point(cfg, encoded_dir, codec, metrics)
+                rec, tr, st = run_point(cfg, encoded_dir, None, metrics)
                 store.save(cfg, rec, tr, st)
                 bar.update(1)
                 if callback is not None:
@@ -161,14 +175,20 @@ def run_sweep(experiment, out_dir: str | Path, workers: Optional[int] = None,
     return df
 
 
-def _run_ray(todo, store, encoded_dir, workers, address, codec, metrics, callback, bar):
+def ray_init_kwargs() -> dict:
+    """Arguments :func:`run_sweep` passes to ``ray.init`` (one thread per worker, offline);
+    start Ray yourself with them to keep one Ray across several sweeps."""
+    return dict(include_dashboard=False, log_to_driver=False,
+                runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+                                          "TOKENIZERS_PARALLELISM": "false"}})
+
+
+def _run_ray(todo, store, encoded_dir, workers, address, metrics, callback, bar):
     import ray
 
     started = False
     if not ray.is_initialized():
-        kw = dict(include_dashboard=False, log_to_driver=False,
-                  runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-                                            "TOKENIZERS_PARALLELISM": "false"}})
+        kw = ray_init_kwargs()
         if address is not None:
             ray.init(address=address, **kw)
         else:
@@ -177,20 +197,41 @@ def _run_ray(todo, store, encoded_dir, workers, address, codec, metrics, callbac
     try:
         task = ray.remote(num_cpus=1)(run_point)
         limit = workers or int(ray.available_resources().get("CPU", 1))
+        shipped: dict = {}
+
+        def submit(cfg):
+            # a codec object goes to the object store once, not pickled into every task
+            if isinstance(cfg.codec, str):
+                return task.remote(cfg, encoded_dir, None, metrics)
+            key = id(cfg.codec)
+            if key not in shipped:
+                shipped[key] = ray.put(cfg.codec)
+            return task.remote(cfg.replace(codec=cfg.codec_spec()), encoded_dir, shipped[key],
+                               metrics)
+
         pending: dict = {}
         queue = list(todo)
+        errors: list = []
         while queue or pending:
-            while queue and len(pending) < max(1, limit):
+            while queue and not errors and len(pending) < max(1, limit):
                 cfg = queue.pop(0)
-                pending[task.remote(cfg, encoded_dir, codec, metrics)] = cfg
+                pending[submit(cfg)] = cfg
+            if not pending:
+                break
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 cfg = pending.pop(ref)
-                rec, tr, st = ray.get(ref)
-                store.save(cfg, rec, tr, st)
-                bar.update(1)
-                if callback is not None:
-                    callback(cfg, rec)
+                try:
+                    rec, tr, st = ray.get(ref)
+                    store.save(cfg, rec, tr, st)
+                    bar.update(1)
+                    if callback is not None:
+                        callback(cfg, rec)
+                except Exception as e:       # noqa: BLE001 -- re-raised below
+                    # keep draining: the points still in flight finish and are stored
+                    errors.append(e)
+        if errors:
+            raise errors[0]
     finally:
         if started:
             ray.shutdown()

@@ -64,6 +64,18 @@ def test_grid_from_toml(tmp_path):
     ("budget_prbs = [2, \"all\"]", "budget_prbs = [2, 99]",
      r"grid\.budget_prbs = 99 is not supported; allowed: an integer in \[1, 11\]"),
     ("enabled = false", "enabled = \"no\"", r"decode\.enabled = 'no' is not supported"),
+    ("deadline_ms = 3.0", "deadline_ms = 3.0\n[packets]\nharq_rtt_slots = 0",
+     r"packets\.harq_rtt_slots = 0 is not supported; allowed: an integer in \[1, "),
+    ("num_images = 3", "num_images = 3\n[dataset]\nkind = \"scenes\"\nsize = 8",
+     r"dataset\.size = 8 is not supported; allowed: an integer in \[16, 1024\]"),
+    ("num_images = 3", "num_images = 3\n[dataset]\nkind = \"folder\"",
+     r"missing key dataset\.path"),
+    ("num_images = 3", "num_images = 3\n[dataset]\nkind = \"folder\"\npath = \"nowhere\"",
+     r"dataset\.path = '.*nowhere' is not supported; allowed: an existing folder"),
+    ("num_images = 3", "num_images = 3\n[dataset]\nkind = \"scenes\"\npath = \"x\"",
+     r"unknown key dataset\.path for dataset kind 'scenes'; allowed keys: kind, size, seed"),
+    ("num_images = 3", "num_images = 3\n[dataset]\nkind = \"photos\"",
+     r"dataset\.kind = 'photos' is not supported; allowed: scenes, folder"),
 ])
 def test_bad_file_names_the_key(tmp_path, old, new, match):
     body = GOOD.replace(old, new)
@@ -91,3 +103,64 @@ def test_python_api_validates_the_same_way():
         make_policy("x")
     with pytest.raises(ValueError, match=r"mcs = 40 is not supported"):
         make_policy("eep", mcs=40)
+
+
+CUSTOM = """
+    [policies.la.caption]
+    priority = 0
+    mcs = "auto"
+    bler_target = 0.01
+    [policies.la.hci]
+    priority = 2
+    mcs = 9
+    [policies.la.rsrt]
+    priority = 1
+    mcs = "auto"
+"""
+
+
+def test_explicit_policy_tables_with_auto_mcs(tmp_path):
+    body = GOOD.replace('policies = ["eep", "strong"]', 'policies = ["eep", "la"]') + CUSTOM
+    pol = next(p for p in load_experiment(write(tmp_path, body)).points()
+               if p.policy_obj.name == "la").policy_obj
+    assert pol.caption.mcs is None and pol.rsrt.mcs is None and pol.hci.mcs == 9
+    assert pol.adaptive and pol.caption.bler_target == 0.01
+
+
+@pytest.mark.parametrize("drop,missing", [("[policies.la.hci]\n    priority = 2\n    mcs = 9\n",
+                                           "hci"),
+                                          ("[policies.la.rsrt]\n    priority = 1\n"
+                                           "    mcs = \"auto\"\n", "rsrt")])
+def test_explicit_policy_needs_all_three_streams(tmp_path, drop, missing):
+    custom = CUSTOM.replace(drop, "")
+    assert custom != CUSTOM
+    body = GOOD.replace('policies = ["eep", "strong"]', 'policies = ["eep", "la"]') + custom
+    with pytest.raises(ValueError, match=rf"exp\.toml: missing table policies\.la\.{missing}"):
+        load_experiment(write(tmp_path, body))
+
+
+def test_bad_auto_mcs_spelling(tmp_path):
+    body = (GOOD.replace('policies = ["eep", "strong"]', 'policies = ["eep", "la"]')
+            + CUSTOM.replace('mcs = "auto"\n    bler', 'mcs = "adaptive"\n    bler'))
+    with pytest.raises(ValueError, match=r"policies\.la\.caption\.mcs = 'adaptive' is not "
+                                         r"supported; allowed: .*\"auto\""):
+        load_experiment(write(tmp_path, body))
+
+
+def test_relative_codec_folder_resolves_next_to_the_file(tmp_path):
+    (tmp_path / "my-preset").mkdir()
+    exp = load_experiment(write(tmp_path, GOOD.replace(
+        'codec = "experiments.sim_baseline_codec:BaselineCodec"', 'codec = "my-preset"')))
+    assert {p.codec for p in exp.points()} == {str(tmp_path / "my-preset")}
+    # a preset name with no such folder stays a name
+    exp = load_experiment(write(tmp_path, GOOD.replace(
+        'codec = "experiments.sim_baseline_codec:BaselineCodec"', 'codec = "scenes-64"')))
+    assert {p.codec for p in exp.points()} == {"scenes-64"}
+
+
+def test_snr_given_as_int_or_float_is_the_same_point(tmp_path):
+    a = load_experiment(write(tmp_path, GOOD)).points()
+    b = load_experiment(write(tmp_path, GOOD.replace("[0, 5]", "[0.0, 5.0]"))).points()
+    assert [p.point_id() for p in a] == [p.point_id() for p in b]
+    c = SimConfig(SCEN, snr_db=5, codec=a[0].codec, num_images=3)
+    assert c.point_id() == c.replace(snr_db=5.0).point_id()

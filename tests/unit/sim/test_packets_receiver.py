@@ -60,3 +60,24 @@ def test_receiver_rebuilds_what_arrived(awgn_link, encoded):
     assert [t for i, t in enumerate(got.rsrt_tokens) if i not in lost_group.tokens] == \
         [t for i, t in enumerate(encoded.rsrt_tokens) if i not in lost_group.tokens]
     assert rx.late == [late] and img.corrupted == []
+
+
+def test_token_bits_round_trip_through_the_container_packing():
+    from codec.container import pack_tokens
+    from sim.packetizer import token_bits
+    from sim.receiver import tokens_of
+
+    rng = np.random.default_rng(0)
+    for b in (1, 3, 9, 10, 17):
+        tokens = [int(t) for t in rng.integers(0, 2 ** b, size=int(rng.integers(1, 12)))]
+        bits = token_bits(tokens, b)
+        assert len(bits) == len(tokens) * b
+        assert np.packbits(bits).tobytes() == pack_tokens(tokens, b)[1]   # as the container
+        assert tokens_of(bits, len(tokens), b) == tokens
+
+
+def test_default_puts_all_tokens_in_one_packet(awgn_link, encoded):
+    packets = Packetizer(awgn_link, make_policy("uep"), awgn_link.num_data_re).packetize(
+        encoded, 0, 0.0, 4.0)
+    rs = [p for p in packets if p.stream == "rsrt"]
+    assert [p.tokens for p in rs] == [tuple(range(len(encoded.rsrt_tokens)))]

@@ -82,17 +82,85 @@ def test_deadline_drops_and_not_yet_created(awgn_link):
     assert future in s.queue
 
 
+class Recorder:
+    """Receiver stand-in: what the channel process delivered and dropped, and when."""
+
+    def __init__(self):
+        self.delivered, self.dropped = [], []
+
+    def put(self, p, t):
+        self.delivered.append((p, t))
+
+    def drop(self, p, reason, t):
+        self.dropped.append((p, reason, t))
+
+
+def run_slots(link, scheduler, snr_db, slots, trace):
+    """Drive the real ChannelProcess (it counts attempts and feeds the scheduler back)."""
+    from sim.channel_process import ChannelProcess
+
+    rec = Recorder()
+    chan = ChannelProcess(None, link, link.new_state(0), snr_db, scheduler, out=rec.put,
+                          on_drop=rec.drop, trace=trace)
+    for slot in range(slots):
+        chan.step(slot)
+    return rec
+
+
 def test_retransmission_limit(awgn_link):
-    s = SlotScheduler(awgn_link, awgn_link.num_data_re)
-    p = pkt(max_retx=1)
+    # -30 dB: every transmission is NACKed; 1 + max_retx transmissions, then a "retx" drop
+    s = SlotScheduler(awgn_link, awgn_link.num_data_re, harq_rtt_slots=1)
+    p = pkt(max_retx=2, deadline=50.0)
     s.put(p)
-    for slot, expect_gone in ((0, False), (1, True)):
-        plan = s.schedule(slot)
-        assert plan.packets == [p]
-        p.attempts += 1
-        exhausted = s.feedback(plan, [False])
-        assert (exhausted == [p]) == expect_gone
-    assert len(s) == 0
+    trace = []
+    rec = run_slots(awgn_link, s, -30.0, 10, trace)
+    assert [(t["slot"], t["attempt"], t["success"]) for t in trace] == \
+        [(0, 1, False), (1, 2, False), (2, 3, False)]
+    assert p.attempts == 3 and rec.delivered == []
+    assert rec.dropped == [(p, "retx", 2)] and len(s) == 0
+
+
+@pytest.mark.parametrize("rtt", [1, 3, 4])
+def test_retransmissions_wait_the_harq_round_trip(awgn_link, rtt):
+    s = SlotScheduler(awgn_link, awgn_link.num_data_re, harq_rtt_slots=rtt)
+    p = pkt(max_retx=3, deadline=100.0)
+    other = pkt(image=1, prio=2, deadline=100.0)        # keeps the slots in between busy
+    s.put(p)
+    s.put(other)
+    trace = []
+    run_slots(awgn_link, s, -30.0, 30, trace)
+    slots = [t["slot"] for t in trace if t["image_id"] == 0]
+    assert len(slots) == 4
+    assert np.diff(slots).tolist() == [rtt] * 3            # gap = RTT, never less
+
+
+def test_retransmission_that_cannot_meet_the_deadline_is_dropped(awgn_link):
+    # RTT 3, deadline 8: sent at 0 and 3; NACK at 3 -> ready at 6, arrives 7 <= 8: sent at 6;
+    # NACK at 6 -> ready at 9, would arrive at 10 > 8: dropped at once, not kept queued
+    s = SlotScheduler(awgn_link, awgn_link.num_data_re, harq_rtt_slots=3)
+    p = pkt(max_retx=5, deadline=8.0)
+    s.put(p)
+    trace = []
+    rec = run_slots(awgn_link, s, -30.0, 12, trace)
+    assert [t["slot"] for t in trace] == [0, 3, 6]
+    assert rec.dropped == [(p, "deadline", 6)] and len(s) == 0
+
+
+def test_not_ready_retransmission_leaves_room_for_others(awgn_link):
+    s = SlotScheduler(awgn_link, awgn_link.num_data_re, harq_rtt_slots=4)
+    nacked = pkt("caption", prio=0)
+    nacked.attempts, nacked.ready_at = 1, 4.0          # NACKed in slot 0
+    new = pkt(image=1, prio=2)
+    s.put(nacked)
+    s.put(new)
+    assert s.schedule(1).packets == [new]
+    assert s.schedule(4).packets[0] is nacked
+
+
+def test_bad_harq_rtt_names_the_argument(awgn_link):
+    with pytest.raises(ValueError, match=r"harq_rtt_slots = 0 is not supported; allowed: an "
+                                         r"integer >= 1"):
+        SlotScheduler(awgn_link, 100, harq_rtt_slots=0)
 
 
 def test_bad_budget_names_the_argument(awgn_link):
