@@ -153,7 +153,7 @@ class SDGIC:
 
     def _working(self, rgb: np.ndarray) -> torch.Tensor:
         """uint8 (H, W, 3) → float (1, 3, R, R) at the preset resolution."""
-        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+        x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255.0
         if x.shape[-2:] != (self.resolution, self.resolution):
             x = F.interpolate(x, size=(self.resolution,) * 2, mode="bicubic", antialias=True,
                               align_corners=False).clamp(0, 1)

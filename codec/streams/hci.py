@@ -589,7 +589,7 @@ class HCICodec:
 
     def _to_model_input(self, rgb: np.ndarray) -> torch.Tensor:
         h, w = rgb.shape[:2]
-        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+        x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255.0
         mh, mw = self._model_size(h, w)
         if self.fit == "resize":
             return _resize(x, mh, mw)
