@@ -28,6 +28,8 @@ import pandas as pd
 __all__ = ["summarize", "plot_results", "fbl_reference"]
 
 _STREAMS = ("caption", "hci", "rsrt")
+# metrics that live in [0, 1]: their axes stay there (a wide interval is clipped at the edge)
+_UNIT_METRICS = ("consistency", "complete", "ms_ssim", "inception_similarity")
 
 
 def summarize(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
@@ -110,6 +112,8 @@ def plot_results(df: pd.DataFrame, out_dir: str | Path, metric: str = "consisten
             ax.errorbar(g.snr_db, g["mean"], yerr=g.ci95, marker="o", ms=3, capsize=2,
                         label=_label(pol, b, many_b))
         ax.set(title=f"{scn} ({mode})", xlabel="SNR [dB]", ylabel=metric)
+        if metric in _UNIT_METRICS or metric.startswith(("ok_", "judge_")):
+            ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     files += _save(fig, out, f"{metric}_vs_snr")
@@ -137,6 +141,10 @@ def plot_results(df: pd.DataFrame, out_dir: str | Path, metric: str = "consisten
         for c, st in enumerate(_STREAMS):
             ax = axes[r][c]
             col = f"ok_{st}"
+            if f"bits_{st}" in sub and not (sub[f"bits_{st}"] > 0).any():
+                ax.set(title=f"{st}: not sent (the codec has no {st} stream)")
+                ax.axis("off")
+                continue
             s = summarize(sub, ["policy", "snr_db"], col)
             for pol, g in s.groupby("policy"):
                 ax.errorbar(g.snr_db, g["mean"], yerr=g.ci95, marker="o", ms=3, capsize=2,
