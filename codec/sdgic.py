@@ -13,6 +13,9 @@ A preset folder holds ``preset.json`` and the DPCD modules:
     controlnet/       ControlNetModel: the HCI path (optional: without it HCI is not used)
     rsrt_encoder/     RSRTEncoder + rsrt_embedding/ RSRTEmbedding (optional: no RSRT stream)
     text_encoder/ + tokenizer/   any transformers text encoder (optional: offline MiniLM)
+    vae/              AutoencoderKL (optional): the UNet works in its latent space, as in
+                      Stable Diffusion 2.1 (a unet/ + controlnet/ + vae/ + text_encoder/ +
+                      tokenizer/ folder loads as it is); without it, space-to-depth pixels
 
 The container's preset id is ``"<preset>:<hci rate point>"`` (e.g. ``scenes-64:mid``): the
 decoder needs to know which HCI model made the HCI bytes, and the header carries that for
@@ -32,11 +35,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import ControlNetModel, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
 from codec.container import ContainerError, EncodedImage
-from codec.dpcd.configs import PATCH
-from codec.dpcd.decoder import DPCDSampler
+from codec.dpcd.decoder import DPCDSampler, LatentSpace, PixelSpace
 from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder
 from codec.streams.caption_coder import CaptionCoder
 from codec.streams.hci import HCICodec, to_rgb_uint8
@@ -80,6 +82,7 @@ class SDGIC:
     guidance_scale: float = 1.0
     num_tokens: int | None = None
     card: dict = field(default_factory=dict)
+    vae: AutoencoderKL | None = None
 
     def __post_init__(self):
         if self.rate not in self.hci:
@@ -89,8 +92,12 @@ class SDGIC:
             raise ValueError("rsrt_encoder and rsrt_embedding come together (both or neither)")
         if self.num_tokens is not None and not 0 <= self.num_tokens <= self.max_tokens:
             raise ValueError(f"num_tokens={self.num_tokens} must be in [0, {self.max_tokens}]")
+        self.space = LatentSpace(self.vae) if self.vae is not None else PixelSpace()
+        if self.resolution % self.space.factor:
+            raise ValueError(f"resolution={self.resolution} must be a multiple of the model "
+                             f"space's factor {self.space.factor}")
         self.sampler = DPCDSampler(self.unet, self.text_encoder, self.controlnet,
-                                   self.rsrt_embedding)
+                                   self.rsrt_embedding, space=self.space)
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -114,6 +121,8 @@ class SDGIC:
         if (folder / "rsrt_encoder" / "config.json").is_file():
             rsrt_enc = RSRTEncoder.from_pretrained(folder / "rsrt_encoder", **f32).eval()
             rsrt_emb = RSRTEmbedding.from_pretrained(folder / "rsrt_embedding", **f32).eval()
+        vae = (AutoencoderKL.from_pretrained(folder / "vae", **f32).eval()
+               if (folder / "vae" / "config.json").is_file() else None)
         if (folder / "text_encoder" / "config.json").is_file():
             tok = folder / "tokenizer" if (folder / "tokenizer").is_dir() else None
             text = TextEncoder(folder / "text_encoder", tokenizer_path=tok)
@@ -130,7 +139,8 @@ class SDGIC:
                   controlnet=controlnet, rsrt_encoder=rsrt_enc, rsrt_embedding=rsrt_emb,
                   steps=int(cfg.get("steps", 20)),
                   guidance_scale=float(cfg.get("guidance_scale", 1.0)),
-                  card=json.loads(card_path.read_text()) if card_path.is_file() else {})
+                  card=json.loads(card_path.read_text()) if card_path.is_file() else {},
+                  vae=vae)
         kw.update(overrides)
         return cls(**kw)
 
@@ -262,7 +272,7 @@ class SDGIC:
                 for j, t in enumerate(p["rsrt_tokens"] or ()):
                     if t is not None:
                         codes[i, j], present[i, j] = t, True
-        side = r // PATCH
+        side = r // self.space.factor
         noise = torch.stack([torch.randn(self.unet.config.in_channels, side, side,
                                          generator=torch.Generator().manual_seed(int(s)))
                              for s in seeds])

@@ -1,7 +1,8 @@
 """DPCD sampler: the explicit denoising loop over the UNet and the ControlNet.
 
-Images live in [0, 1] (B, 3, H, W); the UNet sees them pixel-unshuffled by ``PATCH`` and
-scaled to [-1, 1]. The two condition paths:
+Images live in [0, 1] (B, 3, H, W); the UNet sees them in a model space: pixel-unshuffled by
+``PATCH`` and scaled to [-1, 1] (``PixelSpace``, the shipped presets), or an AutoencoderKL's
+latents (``LatentSpace``, a Stable-Diffusion-style preset with ``vae/``). The two condition paths:
 
 - **semantic** (cross-attention): caption token embeddings (B, L, D) with a mask (B, L),
   followed by the K RSRT embeddings (B, K, D) when the decoder has an RSRT path. A missing
@@ -31,6 +32,37 @@ def to_model_space(images: torch.Tensor) -> torch.Tensor:
 def from_model_space(z: torch.Tensor) -> torch.Tensor:
     """Inverse of ``to_model_space``, clamped to [0, 1]."""
     return ((F.pixel_shuffle(z, PATCH) + 1.0) / 2.0).clamp(0, 1)
+
+
+class PixelSpace:
+    """The model space of the shipped presets: pixels, space-to-depth by ``PATCH`` (no learned
+    autoencoder). ``factor``: image side / model side."""
+
+    factor = PATCH
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return to_model_space(images)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return from_model_space(z)
+
+
+class LatentSpace:
+    """An ``AutoencoderKL``'s latent space, as Stable Diffusion uses it (a preset with a
+    ``vae/`` folder): images (B, 3, H, W) in [0, 1] ↔ scaled latents (B, C, H/f, W/f)."""
+
+    def __init__(self, vae):
+        self.vae = vae.eval()
+        self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.scale = float(vae.config.scaling_factor)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.vae.encode(images * 2.0 - 1.0).latent_dist.mode() * self.scale
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return ((self.vae.decode(z / self.scale).sample + 1.0) / 2.0).clamp(0, 1)
 
 
 def training_scheduler() -> DDPMScheduler:
@@ -93,15 +125,18 @@ class DPCDSampler:
     text_encoder : ``TextEncoder`` for captions.
     controlnet : ``ControlNetModel`` for the HCI path, or None (prior only).
     rsrt_embedding : ``RSRTEmbedding`` for the token path, or None.
+    space : ``PixelSpace`` (default) or ``LatentSpace`` (a VAE): where the UNet works; the
+        HCI enters the ControlNet through the same space.
     """
 
     def __init__(self, unet: UNet2DConditionModel, text_encoder: TextEncoder,
-                 controlnet: ControlNetModel | None = None, rsrt_embedding=None):
+                 controlnet: ControlNetModel | None = None, rsrt_embedding=None, space=None):
         if unet.config.cross_attention_dim != text_encoder.dim:
             raise ValueError(f"UNet cross_attention_dim={unet.config.cross_attention_dim} but the "
                              f"text encoder gives {text_encoder.dim}-d embeddings; they must match")
         self.unet, self.text_encoder = unet, text_encoder
         self.controlnet, self.rsrt_embedding = controlnet, rsrt_embedding
+        self.space = space or PixelSpace()
         self.scheduler = DPMSolverMultistepScheduler.from_config(
             scheduler_config(), algorithm_type="dpmsolver++", solver_order=2)
 
@@ -142,16 +177,17 @@ class DPCDSampler:
         if steps < 1:
             raise ValueError(f"steps={steps} must be >= 1")
         b = len(captions)
-        side = (size or self.unet.config.sample_size * PATCH) // PATCH
+        f = self.space.factor
+        side = (size or self.unet.config.sample_size * f) // f
         cond, mask = self.condition(captions, rsrt_codes, rsrt_present)
         hci_z = None
         if hci is not None:
             if self.controlnet is None:
                 raise ValueError("this decoder has no ControlNet (HCI path); pass hci=None")
-            if hci.shape != (b, 3, side * PATCH, side * PATCH):
-                raise ValueError(f"hci must be (B, 3, {side * PATCH}, {side * PATCH}) = "
-                                 f"{(b, 3, side * PATCH, side * PATCH)}; got {tuple(hci.shape)}")
-            hci_z = to_model_space(hci)
+            if hci.shape != (b, 3, side * f, side * f):
+                raise ValueError(f"hci must be (B, 3, {side * f}, {side * f}) = "
+                                 f"{(b, 3, side * f, side * f)}; got {tuple(hci.shape)}")
+            hci_z = self.space.encode(hci)
         if guidance_scale != 1.0:
             null, null_mask = self.condition([None] * b, rsrt_codes, rsrt_present)
             cond, mask = _pad_cat(cond, mask, null, null_mask)
@@ -173,7 +209,7 @@ class DPCDSampler:
                 c, u = out.chunk(2)
                 out = u + guidance_scale * (c - u)
             z = self.scheduler.step(out, t, z).prev_sample
-        return from_model_space(z)
+        return self.space.decode(z)
 
 
 def _pad_cat(a, am, b, bm):

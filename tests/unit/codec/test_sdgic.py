@@ -97,3 +97,45 @@ def test_wrong_preset_bad_rate_and_missing_folder(codec, scene, tmp_path):
     (tmp_path / "preset.json").write_text('{"preset": "x", "resolution": 16, "hci": {}}')
     with pytest.raises(FileNotFoundError, match="no unet/"):
         SDGIC.from_pretrained(tmp_path)
+
+
+def test_stable_diffusion_style_folder(tmp_path):
+    """unet/ + controlnet/ + vae/ + text_encoder/ + tokenizer/ (tiny, random) load and run:
+    the UNet works in the VAE's latent space and reads any transformers text encoder."""
+    import shutil
+
+    import torch
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+    from transformers import BertConfig, BertModel
+
+    from codec.dpcd.decoder import LatentSpace
+    from codec.sdgic import WEIGHTS, write_preset
+    from codec.text_encoder import minilm_path
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4,
+                        norm_num_groups=8, sample_size=16)
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4,
+                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                                block_out_channels=(16, 32), layers_per_block=1,
+                                attention_head_dim=2, norm_num_groups=8, cross_attention_dim=32)
+    cn = ControlNetModel.from_unet(unet, conditioning_channels=4,
+                                   conditioning_embedding_out_channels=(16,))
+    folder = write_preset(tmp_path / "sd", "sd-tiny", 16, unet, WEIGHTS / "hci-64",
+                          ["low", "mid"], "mid", controlnet=cn)
+    vae.save_pretrained(folder / "vae")
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=37)).save_pretrained(folder / "text_encoder")
+    (folder / "tokenizer").mkdir()
+    for f in minilm_path().iterdir():
+        if "token" in f.name or f.name.startswith("vocab") or f.name == "special_tokens_map.json":
+            shutil.copy(f, folder / "tokenizer" / f.name)
+    codec = SDGIC.from_pretrained(folder)
+    assert isinstance(codec.space, LatentSpace) and codec.text_encoder.dim == 32
+    img, sc = generate(1, seed=2, size=16)
+    enc = codec.encode(img, caption=sc.caption)
+    for drop in ((), ("hci",), ("caption", "hci")):
+        rec = codec.decode(enc.without(*drop), steps=2)
+        assert rec.shape == (16, 16, 3) and rec.dtype == np.uint8
