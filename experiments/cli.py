@@ -1,7 +1,7 @@
 """The ``sdgic`` command line.
 
 Subcommands: ``data scenes``, ``data photos``, ``train judge``, ``train prior``,
-``train dpcd``, ``train captioner``, ``encode``, ``inspect``, ``decode``, ``eval``,
+``train dpcd``, ``train captioner``, ``train regression``, ``encode``, ``inspect``, ``decode``, ``eval``,
 ``demo``, ``sim``, ``sweep``, ``plot``. Errors the user can fix print one line and exit with
 status 2; no traceback.
 """
@@ -53,6 +53,14 @@ def cmd_train_captioner(a):
 
     card = train_captioner(a.out, steps=a.steps, batch_size=a.batch_size, threads=a.threads)
     print(json.dumps(card["metrics"], indent=2))
+
+
+def cmd_train_regression(a):
+    from codec.dpcd.regression import train_regression
+
+    card = train_regression(a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+                            threads=a.threads, captioner=a.captioner)
+    print(json.dumps({k: card[k] for k in ("mse_last_100_steps", "code_health_last_160_images")}))
 
 
 def cmd_train_prior(a):
@@ -209,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=_positive(int), default=32)
     s.add_argument("--threads", type=_positive(int), help="torch threads (default: all cores)")
     s.set_defaults(func=cmd_train_captioner)
+    s = train.add_parser("regression", help="deterministic regression decoder (diagnostic "
+                                            "baseline of what the streams carry)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--steps", type=_positive(int), default=3000)
+    s.add_argument("--batch-size", type=_positive(int), default=16)
+    s.add_argument("--lr", type=_positive(float), default=5e-4)
+    s.add_argument("--captioner", help="SceneCaptioner folder for the training captions")
+    s.add_argument("--threads", type=_positive(int), help="torch threads (default: all cores)")
+    s.set_defaults(func=cmd_train_regression)
     s = train.add_parser("prior", help="DPCD stage 1: caption-conditioned UNet prior (resumable)")
     s.add_argument("--run", required=True, help="run folder (checkpoint/, samples/, train.log)")
     s.add_argument("--steps", type=_positive(int), default=30000)
