@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from codec.dpcd.configs import PATCH
 from codec.dpcd.decoder import from_model_space, to_model_space
-from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder, code_health
+from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder, code_health, range_penalty
 from codec.dpcd.train_dpcd import HCI_POINTS, load_hci_codecs, random_hci, token_dropout
 from codec.dpcd.training import scene_batch
 from codec.provenance import git_commit, write_model_card
@@ -139,7 +139,7 @@ def train_regression(out: str | Path, steps: int = 3000, batch_size: int = 16, l
         q, codes = (fsq.normalize(fsq.bound(z)), fsq(z)[1]) if step < unquantized_steps else fsq(z)
         tokens = model.rsrt_embedding(q=q, present=token_dropout(batch_size, num_tokens, g))
         pred = model.model_out(hci, present, cond, mask, tokens)
-        loss = F.mse_loss(pred, to_model_space(x))
+        loss = F.mse_loss(pred, to_model_space(x)) + 1e-2 * range_penalty(z)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -151,6 +151,7 @@ def train_regression(out: str | Path, steps: int = 3000, batch_size: int = 16, l
             h = code_health(torch.cat(recent), fsq.codebook_size)
             print(f"step {step + 1} mse {np.mean(losses[-50:]):.5f} tokens distinct "
                   f"{np.mean(h['distinct']):.1f} entropy {np.mean(h['entropy_bits']):.2f}b "
+                  f"pre-q std {float(z.detach().std()):.2f} "
                   f"{(time.time() - t0) / (step + 1):.2f}s/step", file=log, flush=True)
     model.eval()
     model.save(out)

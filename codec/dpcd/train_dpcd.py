@@ -41,7 +41,7 @@ from tqdm import tqdm
 from codec.data.scenes import generate
 from codec.dpcd.configs import controlnet_kwargs, unet_config
 from codec.dpcd.decoder import DPCDSampler, denoise, to_model_space, training_scheduler
-from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder, code_health
+from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder, code_health, range_penalty
 from codec.dpcd.training import StopFlag, save_grid, scene_batch, v_loss
 from codec.provenance import git_commit, write_model_card
 from codec.streams.hci import HCICodec
@@ -237,6 +237,8 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         pred = denoise(mods["unet"], xt, t, cond, mask, mods["controlnet"], to_model_space(hci),
                        hci_present)
         loss = v_loss(sched, pred, sched.get_velocity(x0, noise, t), t)
+        if stage == "rsrt":
+            loss = loss + 1e-2 * range_penalty(z_tok)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from codec.dpcd.rsrt import FSQ, RSRTEmbedding, RSRTEncoder, code_health
@@ -42,3 +43,19 @@ def test_embedding_masks_lost_tokens():
     other = emb(codes=torch.zeros_like(codes), present=present)
     torch.testing.assert_close(e[~present], other[~present])
     assert not torch.allclose(e[present], other[present])
+
+
+def test_range_penalty_and_capped_gain():
+    import torch
+
+    from codec.dpcd.rsrt import RSRTEncoder, range_penalty
+
+    assert range_penalty(torch.tensor([0.0, 2.0, -2.5])) == 0
+    assert range_penalty(torch.tensor([3.5, -3.5])) == pytest.approx(1.0)
+    enc = RSRTEncoder(num_tokens=2, width=16, init_gain=3.0)
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        a = enc(x, x, torch.zeros(2, 384))
+        enc.gain.fill_(50.0)                 # a gain grown in training is capped at 3
+        b = enc(x, x, torch.zeros(2, 384))
+    torch.testing.assert_close(a, b)
