@@ -66,8 +66,13 @@ class TextEncoder:
     @torch.no_grad()
     def sentence(self, captions: list[str]) -> torch.Tensor:
         """Unit-norm sentence embeddings float (B, dim): masked mean of token embeddings."""
-        h, m = self.tokens(captions)
-        m = m.unsqueeze(-1).float()
+        return self.pool(*self.tokens(captions))
+
+    @staticmethod
+    def pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Sentence embeddings from token embeddings (B, L, dim) and mask (B, L): the masked
+        mean, unit norm (what ``sentence`` returns, without running the encoder again)."""
+        m = mask.unsqueeze(-1).float()
         return F.normalize((h * m).sum(1) / m.sum(1).clamp_min(1.0), dim=-1)
 
     def similarity(self, a: list[str], b: list[str]) -> torch.Tensor:

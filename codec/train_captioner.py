@@ -18,7 +18,7 @@ from codec.captioner import CaptionerNet, SceneCaptioner, captioner_loss, captio
     background_words
 from codec.data.scene_dataset import render_scenes
 from codec.provenance import git_commit, write_model_card
-from codec.train_judge import corrupt
+from codec.train_judge import corrupt, mirror
 
 TRAIN_SEED = 5005
 EVAL_SEED = 5006
@@ -69,10 +69,8 @@ def train_captioner(out: str | Path, steps: int = 3000, batch_size: int = 32, lr
         idx = torch.randint(0, len(images), (batch_size,), generator=g)
         x = images[idx].float() / 255.0
         t = {k: v[idx] for k, v in targets.items()}
-        if torch.rand(1, generator=g).item() < 0.5:  # mirror: cells and targets flip together
-            x = x.flip(-1)
-            t = {k: (v.view(batch_size, 3, 3).flip(-1).reshape(batch_size, 9) if v.ndim == 2
-                     else v) for k, v in t.items()}
+        if torch.rand(1, generator=g).item() < 0.5:
+            x, t = mirror(x, t)
         loss = captioner_loss(model(corrupt(x, g)), t)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -42,6 +42,14 @@ def corrupt(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return out.clamp(0, 1)
 
 
+def mirror(x: torch.Tensor, targets: dict[str, torch.Tensor]) -> tuple:
+    """Mirror images (B, 3, H, W) left–right with their per-cell targets (B, 9) (row-major
+    3×3 cells flip with them; per-image targets stay)."""
+    b = len(x)
+    return x.flip(-1), {k: (v.view(b, 3, 3).flip(-1).reshape(b, 9) if v.ndim == 2 else v)
+                        for k, v in targets.items()}
+
+
 def evaluate(judge: SceneJudge, n: int, seed: int, size: int = 128, workers: int = 1) -> dict:
     """Per-attribute accuracy of ``judge`` on ``n`` fresh scenes of data set ``seed``."""
     images, scenes = render_scenes(n, seed=seed, size=size, workers=workers)
@@ -79,12 +87,9 @@ def train_judge(out: str | Path, steps: int = 3000, batch_size: int = 32, lr: fl
     for step in bar:
         idx = torch.randint(0, len(images), (batch_size,), generator=g)
         x = images[idx].float() / 255.0
-        if torch.rand(1, generator=g).item() < 0.5:  # mirror: cells and targets flip together
-            x = x.flip(-1)
-            t = {k: (v[idx].view(batch_size, 3, 3).flip(-1).reshape(batch_size, 9)
-                     if v.ndim == 2 else v[idx]) for k, v in targets.items()}
-        else:
-            t = {k: v[idx] for k, v in targets.items()}
+        t = {k: v[idx] for k, v in targets.items()}
+        if torch.rand(1, generator=g).item() < 0.5:
+            x, t = mirror(x, t)
         loss = judge_loss(model(corrupt(x, g)), t)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -28,12 +28,11 @@ from tqdm import tqdm
 from codec.dpcd.configs import PATCH
 from codec.dpcd.decoder import from_model_space, to_model_space
 from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder, code_health, range_penalty
-from codec.dpcd.train_dpcd import HCI_POINTS, load_hci_codecs, random_hci, token_dropout
-from codec.dpcd.training import scene_batch
+from codec.dpcd.train_dpcd import (HCI_POINTS, TRAIN_SEED, conditioned_batch, load_hci_codecs,
+                                    token_dropout)
 from codec.provenance import git_commit, write_model_card
 from codec.text_encoder import TextEncoder
 
-TRAIN_SEED = 3003
 PARTS = ("net", "rsrt_encoder", "rsrt_embedding")
 
 
@@ -126,16 +125,10 @@ def train_regression(out: str | Path, steps: int = 3000, batch_size: int = 16, l
     t0 = time.time()
     losses, recent = [], []
     for step in tqdm(range(steps), desc="train regression", unit="step"):
-        x, captions = scene_batch(step, batch_size, size, TRAIN_SEED)
-        if captioner is not None:
-            captions = captioner(x)
-        hci = random_hci(codecs, x, g)
-        drop = torch.rand(batch_size, generator=g) < caption_dropout
-        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
-        present = torch.rand(batch_size, generator=g) >= hci_dropout
-        cond, mask = text.tokens(captions)
-        pooled = text.sentence(captions) * (~drop).float()[:, None]
-        z = model.rsrt_encoder(x, hci, pooled)
+        b = conditioned_batch(step, batch_size, size, text, codecs, g, captioner,
+                              caption_dropout, hci_dropout)
+        x, hci, present, cond, mask = b["x"], b["hci"], b["hci_present"], b["cond"], b["mask"]
+        z = model.rsrt_encoder(x, hci, b["pooled"])
         q, codes = (fsq.normalize(fsq.bound(z)), fsq(z)[1]) if step < unquantized_steps else fsq(z)
         tokens = model.rsrt_embedding(q=q, present=token_dropout(batch_size, num_tokens, g))
         pred = model.model_out(hci, present, cond, mask, tokens)

@@ -42,7 +42,7 @@ from codec.data.scenes import generate
 from codec.dpcd.configs import controlnet_kwargs, unet_config
 from codec.dpcd.decoder import DPCDSampler, denoise, to_model_space, training_scheduler
 from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder, code_health, range_penalty
-from codec.dpcd.training import StopFlag, save_grid, scene_batch, v_loss
+from codec.dpcd.training import StopFlag, replace_checkpoint, save_grid, scene_batch, v_loss
 from codec.provenance import git_commit, write_model_card
 from codec.streams.hci import HCICodec
 from codec.text_encoder import TextEncoder
@@ -85,6 +85,29 @@ def token_dropout(b: int, k: int, g: torch.Generator) -> torch.Tensor:
     prefix = torch.arange(k)[None] < n
     use_subset = torch.rand(b, 1, generator=g) < 0.5
     return torch.where(use_subset, subset, prefix)
+
+
+def conditioned_batch(step: int, batch_size: int, size: int, text: TextEncoder,
+                      codecs: list[HCICodec], g: torch.Generator, captioner=None,
+                      caption_dropout: float = 0.15, hci_dropout: float = 0.2) -> dict:
+    """One training batch with its streams as the receiver would get them.
+
+    Returns ``x`` (B, 3, H, W) scenes of ``step``; ``hci`` their decoded HCIs at random rate
+    points; ``hci_present`` bool (B,) (HCI dropout); caption token embeddings ``cond`` and
+    ``mask`` after caption dropout (``drop`` bool (B,)); ``pooled`` (B, D) sentence embeddings
+    (zeros where the caption was dropped), as the RSRT encoder reads them.
+    """
+    x, captions = scene_batch(step, batch_size, size, TRAIN_SEED)
+    if captioner is not None:
+        captions = captioner(x)
+    hci = random_hci(codecs, x, g)
+    drop = torch.rand(batch_size, generator=g) < caption_dropout
+    captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+    hci_present = torch.rand(batch_size, generator=g) >= hci_dropout
+    cond, mask = text.tokens(captions)
+    pooled = TextEncoder.pool(cond, mask) * (~drop).float()[:, None]
+    return dict(x=x, hci=hci, hci_present=hci_present, cond=cond, mask=mask, drop=drop,
+                pooled=pooled)
 
 
 def _load(name: str, folder: Path):
@@ -208,17 +231,11 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         warm = min(1.0, (step + 1 - start) / 200) if fresh_optimizer else 1.0
         for group in opt.param_groups:
             group["lr"] = lr * warm
-        x, captions = scene_batch(step, batch_size, size, TRAIN_SEED)
-        if captioner is not None:
-            captions = captioner(x)
-        hci = random_hci(codecs, x, g)
-        drop = torch.rand(batch_size, generator=g) < caption_dropout
-        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
-        hci_present = torch.rand(batch_size, generator=g) >= hci_dropout
-        cond, mask = text.tokens(captions)
+        b = conditioned_batch(step, batch_size, size, text, codecs, g, captioner,
+                              caption_dropout, hci_dropout)
+        x, hci, hci_present, cond, mask = b["x"], b["hci"], b["hci_present"], b["cond"], b["mask"]
         if stage == "rsrt":
-            pooled = text.sentence(captions) * (~drop).float()[:, None]
-            z_tok = mods["rsrt_encoder"](x, hci, pooled)
+            z_tok = mods["rsrt_encoder"](x, hci, b["pooled"])
             fsq = mods["rsrt_encoder"].fsq
             if step < unquantized_steps:
                 q, codes = fsq.normalize(fsq.bound(z_tok)), fsq(z_tok)[1]
@@ -315,13 +332,7 @@ def _save(mods, ema_mods, ema, opt, ckpt: Path, step: int, loss: float, stage: s
     st.pop("shadow_params", None)
     torch.save(st, tmp / "ema_state.pt")
     (tmp / "state.json").write_text(json.dumps({"stage": stage, "step": step, "loss": loss}) + "\n")
-    # a crash leaves either the old or the new checkpoint whole
-    old = ckpt.with_name(ckpt.name + ".old")
-    if ckpt.exists():
-        ckpt.rename(old)
-    tmp.rename(ckpt)
-    if old.exists():
-        shutil.rmtree(old)
+    replace_checkpoint(tmp, ckpt)
 
 
 def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = False,

@@ -26,7 +26,7 @@ from codec.data.scenes import generate
 from codec.dpcd.configs import unet_config
 from codec.provenance import git_commit, write_model_card
 from codec.dpcd.decoder import DPCDSampler, to_model_space, training_scheduler
-from codec.dpcd.training import StopFlag, save_grid, scene_batch, v_loss
+from codec.dpcd.training import StopFlag, replace_checkpoint, save_grid, scene_batch, v_loss
 from codec.text_encoder import TextEncoder
 
 TRAIN_SEED = 3003
@@ -192,11 +192,4 @@ def _save(unet, ema, opt, ckpt: Path, step: int, loss: float) -> None:
     st.pop("shadow_params", None)
     torch.save(st, tmp / "ema_state.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step, "loss": float(loss)}) + "\n")
-    # swap atomically enough: a crash leaves either the old or the new checkpoint whole
-    old = ckpt.with_name(ckpt.name + ".old")
-    if ckpt.exists():
-        ckpt.rename(old)
-    tmp.rename(ckpt)
-    if old.exists():
-        import shutil
-        shutil.rmtree(old)
+    replace_checkpoint(tmp, ckpt)

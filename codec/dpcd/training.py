@@ -50,6 +50,19 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8, scale: int = 2) -
     Image.fromarray(a).resize((nrow * w * scale, ncol * h * scale), Image.NEAREST).save(path)
 
 
+def replace_checkpoint(tmp: Path, ckpt: Path) -> None:
+    """Move the freshly written folder ``tmp`` to ``ckpt``; a crash at any point leaves either
+    the old or the new checkpoint whole."""
+    import shutil
+
+    old = ckpt.with_name(ckpt.name + ".old")
+    if ckpt.exists():
+        ckpt.rename(old)
+    tmp.rename(ckpt)
+    if old.exists():
+        shutil.rmtree(old)
+
+
 class StopFlag:
     """SIGTERM / SIGINT ask the loop to save a checkpoint after the current step and stop."""
 
