@@ -126,7 +126,8 @@ class SceneCaptioner:
         a = images if isinstance(images, torch.Tensor) else np.asarray(images)
         if not isinstance(a, torch.Tensor) and a.ndim == 3:
             a = a[None]
-        lg = self.model(to_float_tensor(a))
+        # One transfer of the logits: the per-cell argmaxes below would each sync a GPU.
+        lg = {k: v.float().cpu() for k, v in self.model(to_float_tensor(a)).items()}
         present = lg["present"] > 0
         out = []
         for i in range(len(present)):

@@ -77,7 +77,10 @@ def cmd_train_dpcd(a):
     ckpt = train_dpcd(a.run, stage=a.stage, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                       init=a.init, hci_root=a.hci, hci_dropout=a.hci_dropout,
                       freeze_unet=a.freeze_unet, threads=a.threads,
-                      max_minutes=a.max_minutes, export=a.export, captioner=a.captioner)
+                      max_minutes=a.max_minutes, export=a.export, captioner=a.captioner,
+                      device=a.device, workers=a.workers, bf16=a.bf16,
+                      text_encoder=a.text_encoder, save_every=a.save_every,
+                      sample_every=a.sample_every)
     print(f"checkpoint: {ckpt}")
 
 
@@ -255,6 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-minutes", type=_positive(float), help="save and stop after this long")
     s.add_argument("--export", help="preset folder to refresh (EMA modules + model card) at "
                                     "every checkpoint")
+    s.add_argument("--device", default="cpu", help="torch device to train on (e.g. cuda)")
+    s.add_argument("--workers", type=int, default=0,
+                   help="processes rendering scene batches ahead of the loop (use on a GPU)")
+    s.add_argument("--bf16", action="store_true", help="bfloat16 autocast for UNet + ControlNet")
+    s.add_argument("--text-encoder", help="caption encoder folder (default: offline MiniLM)")
+    s.add_argument("--save-every", type=_positive(int), default=250,
+                   help="steps between checkpoints (and exports)")
+    s.add_argument("--sample-every", type=int, default=1000,
+                   help="steps between sample grids (0: none)")
     s.set_defaults(func=cmd_train_dpcd)
 
     s = sub.add_parser("encode", help="image → .sdg (caption, HCI and RSRT streams)")

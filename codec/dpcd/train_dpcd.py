@@ -42,7 +42,8 @@ from codec.data.scenes import generate
 from codec.dpcd.configs import controlnet_kwargs, unet_config
 from codec.dpcd.decoder import DPCDSampler, denoise, to_model_space, training_scheduler
 from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder, code_health, range_penalty
-from codec.dpcd.training import StopFlag, replace_checkpoint, save_grid, scene_batch, v_loss
+from codec.dpcd.training import (StopFlag, replace_checkpoint, save_grid, scene_batch,
+                                 scene_batches, v_loss)
 from codec.provenance import git_commit, write_model_card
 from codec.streams.hci import HCICodec
 from codec.text_encoder import TextEncoder
@@ -67,7 +68,7 @@ def load_hci_codecs(root: str | Path, points=HCI_POINTS) -> list[HCICodec]:
 
 def random_hci(codecs: list[HCICodec], x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Each image of ``x`` (B, 3, H, W) through a random rate point: decoded HCIs (B, 3, H, W)."""
-    which = torch.randint(0, len(codecs), (len(x),), generator=g)
+    which = torch.randint(0, len(codecs), (len(x),), generator=g).to(x.device)
     out = torch.empty_like(x)
     for i, codec in enumerate(codecs):
         sel = which == i
@@ -89,24 +90,30 @@ def token_dropout(b: int, k: int, g: torch.Generator) -> torch.Tensor:
 
 def conditioned_batch(step: int, batch_size: int, size: int, text: TextEncoder,
                       codecs: list[HCICodec], g: torch.Generator, captioner=None,
-                      caption_dropout: float = 0.15, hci_dropout: float = 0.2) -> dict:
+                      caption_dropout: float = 0.15, hci_dropout: float = 0.2,
+                      scenes: tuple | None = None) -> dict:
     """One training batch with its streams as the receiver would get them.
 
-    Returns ``x`` (B, 3, H, W) scenes of ``step``; ``hci`` their decoded HCIs at random rate
-    points; ``hci_present`` bool (B,) (HCI dropout); caption token embeddings ``cond`` and
-    ``mask`` after caption dropout (``drop`` bool (B,)); ``pooled`` (B, D) sentence embeddings
-    (zeros where the caption was dropped), as the RSRT encoder reads them.
+    Returns ``x`` (B, 3, H, W) scenes of ``step`` (or the given ``scenes``: ``scene_batch``'s
+    ``(x, captions)``, e.g. rendered ahead by data-loader workers); ``hci`` their decoded HCIs
+    at random rate points; ``hci_present`` bool (B,) (HCI dropout); caption token embeddings
+    ``cond`` and ``mask`` after caption dropout (``drop`` bool (B,)); ``pooled`` (B, D)
+    sentence embeddings (zeros where the caption was dropped), as the RSRT encoder reads them.
+    Tensors live on ``text.device``; random draws come from the CPU generator ``g``, so a run
+    sees the same draws on any device.
     """
-    x, captions = scene_batch(step, batch_size, size, TRAIN_SEED)
+    x, captions = scenes if scenes is not None else scene_batch(step, batch_size, size, TRAIN_SEED)
+    dev = torch.device(text.device)
+    x = x.to(dev)
     if captioner is not None:
         captions = captioner(x)
     hci = random_hci(codecs, x, g)
     drop = torch.rand(batch_size, generator=g) < caption_dropout
     captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
-    hci_present = torch.rand(batch_size, generator=g) >= hci_dropout
+    hci_present = (torch.rand(batch_size, generator=g) >= hci_dropout).to(dev)
     cond, mask = text.tokens(captions)
-    pooled = TextEncoder.pool(cond, mask) * (~drop).float()[:, None]
-    return dict(x=x, hci=hci, hci_present=hci_present, cond=cond, mask=mask, drop=drop,
+    pooled = TextEncoder.pool(cond, mask) * (~drop).float().to(dev)[:, None]
+    return dict(x=x, hci=hci, hci_present=hci_present, cond=cond, mask=mask, drop=drop.to(dev),
                 pooled=pooled)
 
 
@@ -154,8 +161,15 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                unquantized_steps: int = 300, ema_decay: float = 0.999, save_every: int = 250,
                sample_every: int = 1000, threads: int | None = None,
                max_minutes: float | None = None, export: str | Path | None = None,
-               captioner: str | Path | None = None) -> Path:
+               captioner: str | Path | None = None, device: str = "cpu", workers: int = 0,
+               bf16: bool = False, text_encoder: str | Path | None = None) -> Path:
     """Train (or resume) stage ``stage`` in ``run``; returns the checkpoint folder.
+
+    ``device``: where the modules train (``"cuda"`` on a GPU machine); ``workers``: processes
+    rendering scene batches ahead of the loop (0: in the loop, enough on CPU); ``bf16``:
+    autocast the UNet and ControlNet to bfloat16 (the RSRT encoder and the loss stay fp32);
+    ``text_encoder``: caption encoder folder (default: the offline MiniLM). ``sample_every``
+    0 draws no sample grids (draw them later from the export).
 
     ``captioner``: a ``SceneCaptioner`` folder; when given, each training image's caption is
     what that captioner writes for it (as a sender would), instead of the ground truth, so the
@@ -171,15 +185,25 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
             raise ValueError(f"{name}={p} must be in [0, 1)")
     if threads:
         torch.set_num_threads(threads)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device={device!r} but torch sees no CUDA device")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     run = Path(run)
     ckpt = run / "checkpoint"
     (run / "samples").mkdir(parents=True, exist_ok=True)
-    text = TextEncoder()
+    text = TextEncoder(text_encoder, device=str(dev))
     codecs = load_hci_codecs(hci_root)
+    for c in codecs:
+        c.model.to(dev)
     if captioner is not None:
         from codec.captioner import SceneCaptioner
 
         captioner = SceneCaptioner(captioner)
+        captioner.model.to(dev)
     if (ckpt / "state.json").is_file():
         state = json.loads((ckpt / "state.json").read_text())
         if state.get("stage") != stage:
@@ -189,21 +213,25 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         start = state["step"]
         src = f"resumed from {ckpt} at step {start}"
     else:
+        torch.manual_seed(TRAIN_SEED)   # fresh modules start the same in every run
         mods, src = build_modules(stage, init, text.dim, config, num_tokens, levels)
         card = Path(init) / "model_card.json" if init is not None else None
         start = json.loads(card.read_text()).get("stages", {}).get(stage, {}).get("steps", 0) \
             if card is not None and card.is_file() else 0
         src = f"initialised: {src} (stage step {start})"
     size = mods["unet"].config.sample_size * 2
+    mods.to(dev)
     if freeze_unet:
         mods["unet"].requires_grad_(False)
     trainable = [p for p in mods.parameters() if p.requires_grad]
-    ema = EMAModel(trainable, decay=ema_decay, use_ema_warmup=True)
-    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-2)
+    ema = EMAModel(trainable, decay=ema_decay, use_ema_warmup=True, foreach=dev.type == "cuda")
+    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-2, fused=dev.type == "cuda")
     fresh_optimizer = not (ckpt / "optimizer.pt").is_file()
     if not fresh_optimizer:
-        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True,
+                                       map_location=dev))
         ema_mods, _ = build_modules(stage, ckpt / "ema", text.dim, config, num_tokens, levels)
+        ema_mods.to(dev)
         ema_params = [q for p, q in zip(mods.parameters(), ema_mods.parameters()) if p.requires_grad]
         ema.load_state_dict({**torch.load(ckpt / "ema_state.pt", weights_only=True),
                              "shadow_params": [q.detach().clone() for q in ema_params]})
@@ -214,10 +242,12 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     n_params = {k: round(sum(p.numel() for p in m.parameters()) / 1e6, 3) for k, m in mods.items()}
     print(f"dpcd {stage}: {src}; M params {n_params}; {size}×{size}, batch {batch_size}, "
           f"lr {lr}, freeze_unet {freeze_unet}, captions from "
-          f"{'the captioner' if captioner is not None else 'ground truth'}", file=log, flush=True)
+          f"{'the captioner' if captioner is not None else 'ground truth'}; device {dev}, "
+          f"bf16 {bf16}, {workers} data workers", file=log, flush=True)
 
     sample_scenes = [generate(i, seed=SAMPLE_SEED, size=size) for i in range(8)]
     sample_x = torch.from_numpy(np.stack([s[0] for s in sample_scenes])).permute(0, 3, 1, 2) / 255.0
+    sample_x = sample_x.to(dev)
     sample_captions = [s[1].caption for s in sample_scenes]
     sample_hci = codecs[min(1, len(codecs) - 1)].reconstruct_batch(sample_x)
 
@@ -225,14 +255,16 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     stop = StopFlag()
     t_start = time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"dpcd {stage}", unit="step")
+    data = scene_batches(start, steps, batch_size, size, TRAIN_SEED, workers)
     mods.train()
-    losses, recent_codes, spreads = [], [], []
-    for step in bar:
+    # Per-step scalars stay on the device until a log line needs them (no sync per step).
+    losses, recent_codes, spreads, pending = [], [], [], []
+    for step, scenes in zip(bar, data):
         warm = min(1.0, (step + 1 - start) / 200) if fresh_optimizer else 1.0
         for group in opt.param_groups:
             group["lr"] = lr * warm
         b = conditioned_batch(step, batch_size, size, text, codecs, g, captioner,
-                              caption_dropout, hci_dropout)
+                              caption_dropout, hci_dropout, scenes=scenes)
         x, hci, hci_present, cond, mask = b["x"], b["hci"], b["hci_present"], b["cond"], b["mask"]
         if stage == "rsrt":
             z_tok = mods["rsrt_encoder"](x, hci, b["pooled"])
@@ -241,19 +273,21 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                 q, codes = fsq.normalize(fsq.bound(z_tok)), fsq(z_tok)[1]
             else:
                 q, codes = fsq(z_tok)
-            present = token_dropout(batch_size, num_tokens, g)
+            present = token_dropout(batch_size, num_tokens, g).to(dev)
             e = mods["rsrt_embedding"](q=q, present=present)
             cond = torch.cat([cond, e], 1)
-            mask = torch.cat([mask, torch.ones(batch_size, num_tokens, dtype=torch.bool)], 1)
+            mask = torch.cat([mask, torch.ones(batch_size, num_tokens, dtype=torch.bool,
+                                               device=dev)], 1)
             recent_codes = (recent_codes + [codes.detach()])[-10:]
-            spreads.append(float(z_tok.detach().std()))
+            spread = z_tok.detach().std()
         x0 = to_model_space(x)
-        noise = torch.randn(x0.shape, generator=g)
-        t = torch.randint(0, sched.config.num_train_timesteps, (batch_size,), generator=g)
+        noise = torch.randn(x0.shape, generator=g).to(dev)
+        t = torch.randint(0, sched.config.num_train_timesteps, (batch_size,), generator=g).to(dev)
         xt = sched.add_noise(x0, noise, t)
-        pred = denoise(mods["unet"], xt, t, cond, mask, mods["controlnet"], to_model_space(hci),
-                       hci_present)
-        loss = v_loss(sched, pred, sched.get_velocity(x0, noise, t), t)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            pred = denoise(mods["unet"], xt, t, cond, mask, mods["controlnet"],
+                           to_model_space(hci), hci_present)
+        loss = v_loss(sched, pred.float(), sched.get_velocity(x0, noise, t), t)
         if stage == "rsrt":
             loss = loss + 1e-2 * range_penalty(z_tok)
         opt.zero_grad(set_to_none=True)
@@ -261,8 +295,18 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         ema.step(trainable)
-        losses.append(loss.item())
+        pending.append(torch.stack([loss.detach(), spread]) if stage == "rsrt"
+                       else loss.detach()[None])
         done = step + 1
+        out_of_time = (max_minutes is not None and time.time() - t_start > 60 * max_minutes) \
+            or stop.requested
+        saving = done % save_every == 0 or done == steps or out_of_time
+        if done % 25 == 0 or saving:
+            flushed = torch.stack(pending).float().cpu()
+            pending = []
+            losses.extend(flushed[:, 0].tolist())
+            if stage == "rsrt":
+                spreads.extend(flushed[:, 1].tolist())
         if done % 25 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-25:]):.4f}")
             line = (f"step {done} loss {np.mean(losses[-25:]):.5f} "
@@ -272,9 +316,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                 line += (f" | tokens distinct {np.mean(h['distinct']):.1f} entropy "
                          f"{np.mean(h['entropy_bits']):.2f}b pre-q std {np.mean(spreads[-25:]):.2f}")
             print(line, file=log, flush=True)
-        out_of_time = (max_minutes is not None and time.time() - t_start > 60 * max_minutes) \
-            or stop.requested
-        if done % save_every == 0 or done == steps or out_of_time:
+        if saving:
             ema_mods = _ema_modules(mods, ema)
             _save(mods, ema_mods, ema, opt, ckpt, done, float(np.mean(losses[-100:])), stage)
             if export is not None:
@@ -283,7 +325,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                                          caption_dropout=caption_dropout, freeze_unet=freeze_unet,
                                          captions="scene captioner" if captioner is not None
                                          else "ground truth"))
-        if done % sample_every == 0 or done == steps or out_of_time:
+        if sample_every and (done % sample_every == 0 or done == steps or out_of_time):
             ema_mods = _ema_modules(mods, ema).eval()
             _sample_grid(ema_mods, text, sample_x, sample_captions, sample_hci,
                          run / "samples" / f"{stage}-step{done:06d}.png")

@@ -26,6 +26,40 @@ def scene_batch(step: int, batch_size: int, size: int, seed: int):
     return x, [o[1].caption for o in out]
 
 
+class SceneBatches(torch.utils.data.Dataset):
+    """``scene_batch`` of each training step, as a map-style data set indexed by step, so a
+    ``DataLoader`` with worker processes renders batches ahead of the training loop (a GPU
+    step is faster than rendering its scenes in one process). Same data as ``scene_batch``."""
+
+    def __init__(self, batch_size: int, size: int, seed: int):
+        self.batch_size, self.size, self.seed = batch_size, size, seed
+
+    def __len__(self) -> int:
+        return 2 ** 31 - 1
+
+    def __getitem__(self, step: int):
+        return scene_batch(step, self.batch_size, self.size, self.seed)
+
+
+def _one_thread(_worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+def scene_batches(start: int, stop: int, batch_size: int, size: int, seed: int,
+                  workers: int = 0):
+    """Iterate ``(x, captions)`` of steps ``start``..``stop - 1``; ``workers`` > 0 renders them
+    in that many processes (each one torch thread), prefetching 4 batches per worker."""
+    if workers <= 0:
+        for step in range(start, stop):
+            yield scene_batch(step, batch_size, size, seed)
+        return
+    loader = torch.utils.data.DataLoader(
+        SceneBatches(batch_size, size, seed), batch_size=None, sampler=range(start, stop),
+        num_workers=workers, prefetch_factor=4, persistent_workers=False,
+        worker_init_fn=_one_thread)
+    yield from loader
+
+
 def v_loss(sched: DDPMScheduler, pred: torch.Tensor, target: torch.Tensor,
            t: torch.Tensor) -> torch.Tensor:
     """Min-SNR-5 weighted v-prediction MSE, floored at the plain v-loss (scalar).

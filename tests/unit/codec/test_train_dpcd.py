@@ -80,3 +80,25 @@ def test_random_hci_matches_the_bitstream_and_token_dropout():
     assert (~present).all(1).any() and present.all(1).any()   # whole-stream loss and no loss
     with pytest.raises(FileNotFoundError, match="rate points"):
         load_hci_codecs("codec/weights/hci-64", points=("ultra",))
+
+
+def test_scene_batches_from_workers_match_the_serial_batches():
+    from codec.dpcd.training import scene_batches
+
+    serial = list(scene_batches(5, 8, 3, 16, seed=3))
+    parallel = list(scene_batches(5, 8, 3, 16, seed=3, workers=2))
+    assert len(parallel) == 3
+    for (xs, cs), (xp, cp) in zip(serial, parallel):
+        assert torch.equal(xs, xp) and cs == cp
+
+
+def test_data_workers_do_not_change_training_and_bf16_trains(tmp_path):
+    kw = dict(stage="control", steps=2, config="tiny", batch_size=2, save_every=2, threads=1,
+              sample_every=0)
+    losses = []
+    for name, extra in (("serial", {}), ("workers", dict(workers=1)), ("bf16", dict(bf16=True))):
+        train_dpcd(tmp_path / name, **kw, **extra)
+        losses.append(json.loads((tmp_path / name / "checkpoint" / "state.json").read_text())["loss"])
+        assert not any((tmp_path / name / "samples").iterdir())     # sample_every=0: no grids
+    assert losses[0] == losses[1]
+    assert np.isfinite(losses[2]) and losses[2] != losses[0]
