@@ -408,7 +408,10 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
     log = (run / "train.log").read_text().splitlines() if (run / "train.log").is_file() else []
     steps_lines = [l for l in log if l.startswith("step ")]
     card.update({"preset": out.name, "status": "complete" if complete else "in-progress"})
-    card.setdefault("stages", {})[stage] = {
+    # Keys this export does not set (e.g. notes on earlier segments of the run, another
+    # machine's hardware) are kept; the ones it sets describe the latest segment.
+    stages = card.setdefault("stages", {})
+    stages[stage] = {**stages.get(stage, {}), **{
         "what": {"control": "ControlNet (HCI path) + UNet trained with caption/HCI dropout",
                  "rsrt": "RSRT encoder + embedding trained jointly with UNet and ControlNet "
                          "through the denoising loss, with token dropout"}[stage],
@@ -422,6 +425,6 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
         "last_log_line": steps_lines[-1] if steps_lines else None,
         "samples": f"runs/<run>/samples/{stage}-stepNNNNNN.png (rows: source, HCI mid, "
                    "caption+HCI[+tokens], caption only)",
-    }
+    }}
     write_model_card(out, card)
     return out
