@@ -37,7 +37,7 @@ from sionna.phy.channel import cir_to_ofdm_channel, subcarrier_frequencies
 
 from .scenario import Scenario
 
-__all__ = ["ChannelState", "FadingChannel", "derive_seed", "use_generator"]
+__all__ = ["ChannelState", "FadingChannel", "derive_seed", "use_generator", "seeded_build"]
 
 _NUM_SINUSOIDS = 20
 
@@ -67,6 +67,21 @@ def use_generator(generator: torch.Generator, device: str = "cpu"):
             rngs.pop(device, None)
         else:
             rngs[device] = old
+
+
+@contextlib.contextmanager
+def seeded_build(*label, device: str = "cpu"):
+    """Build Sionna blocks whose constructors draw random numbers from a generator seeded
+    by ``label`` (:func:`derive_seed`), through :func:`use_generator`.
+
+    Sionna's global generator is seeded at random in every process and moves on with every
+    draw, so a block built from it (the random QPSK pilots of a ``"kronecker"`` pilot
+    pattern) would differ between processes, Ray workers and rebuilt links. Built here, such
+    a block is a fixed function of its label.
+    """
+    g = torch.Generator(device="cpu").manual_seed(derive_seed("build", *label))
+    with use_generator(g, device):
+        yield g
 
 
 @dataclass

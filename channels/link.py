@@ -31,6 +31,13 @@ its REs, Sionna's PHYAbstraction BLER tables give the code-block error rate at
 the packet's code-block size, and a Bernoulli draw decides the transport block.
 
 SNR is Es/N0 per resource element for a channel of unit average power.
+
+Randomness: every draw of a slot (noise, filler bits, Bernoulli draws) comes from the
+state's generator (:func:`~channels.fading.use_generator` around the whole slot); blocks whose
+constructors draw (the random QPSK pilots of the Kronecker pilot pattern) are built with
+:func:`~channels.fading.seeded_build`. Nothing comes from Sionna's or torch's global
+generators, so a link built in any process, before or after others, gives the same outcomes
+for the same seed and sequence of calls.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ from sionna.phy.ofdm import (LMMSEChannelEstimator, LMMSEEqualizer, LMMSEPostEqu
                              tdl_freq_cov_mat, tdl_time_cov_mat)
 from sionna.phy.channel import ApplyOFDMChannel
 
-from .fading import ChannelState, FadingChannel, use_generator
+from .fading import ChannelState, FadingChannel, seeded_build, use_generator
 from .scenario import Scenario
 from .transport import TransportCoder, TransportFormat, transport_format
 
@@ -71,7 +78,8 @@ def phy_abstraction(mcs_table: int = 1):
     from sionna.sys import PHYAbstraction
     path = os.path.join(os.path.dirname(sionna.sys.__file__), "bler_tables",
                         f"PDSCH_table{mcs_table}.json")
-    return PHYAbstraction(load_bler_tables_from=[path])
+    with seeded_build("phy_abstraction", mcs_table):
+        return PHYAbstraction(load_bler_tables_from=[path])
 
 
 @dataclass
@@ -158,6 +166,13 @@ class Link:
         self.mode = mode
         self._precision = precision
         self._device = device or "cpu"
+        with seeded_build("link", device=self._device):
+            self._build(scenario, precision)
+
+    # ------------------------------------------------------------------ setup
+    def _build(self, scenario, precision):
+        """The channel, the resource grid (its pilots are random QPSK: built under
+        :func:`seeded_build`), the transport coder and the receiver blocks."""
         of, rx = scenario.ofdm, scenario.receiver
         self.channel = FadingChannel(scenario, precision=precision, device=self._device)
         perfect = rx.channel_estimation == "perfect"
@@ -179,7 +194,6 @@ class Link:
         self._blocks: dict = {}
         self._build_receiver()
 
-    # ------------------------------------------------------------------ setup
     def _build_receiver(self):
         sc, rx, of, ch = self.scenario, self.scenario.receiver, self.scenario.ofdm, self.scenario.channel
         kw = dict(precision=self._precision, device=self._device)
@@ -207,7 +221,8 @@ class Link:
     def _qam(self, q: int):
         if q not in self._blocks:
             kw = dict(precision=self._precision, device=self._device)
-            self._blocks[q] = (Mapper("qam", q, **kw), Demapper("app", "qam", q, **kw))
+            with seeded_build("qam", q, device=self._device):
+                self._blocks[q] = (Mapper("qam", q, **kw), Demapper("app", "qam", q, **kw))
         return self._blocks[q]
 
     # ------------------------------------------------------------------ public
@@ -243,12 +258,13 @@ class Link:
         if not fmts:
             return LinkResult(np.zeros(0, bool), [] if self.mode == "bit" else None, [], 0,
                               harq=[])
-        h = self.channel(state, int(slot))                # [num_ofdm_symbols, fft_size]
         no = 10.0 ** (-float(snr_db) / 10.0)
         offsets = np.concatenate([[0], np.cumsum([f.num_re for f in fmts])])
-        if self.mode == "abstraction":
-            return self._abstraction(fmts, offsets, h, no, state, harq)
-        return self._bit_level(fmts, offsets, h, no, state, bits, harq)
+        with use_generator(state.generator, self._device):   # every draw of the slot
+            h = self.channel(state, int(slot))            # [num_ofdm_symbols, fft_size]
+            if self.mode == "abstraction":
+                return self._abstraction(fmts, offsets, h, no, state, harq)
+            return self._bit_level(fmts, offsets, h, no, state, bits, harq)
 
     # ------------------------------------------------------------------ checks
     def _validate(self, sizes, mcs_index, snr_db, slot, state, bits, harq):
@@ -323,8 +339,7 @@ class Link:
         x_rg = self._rg_mapper(x)                                  # [1,1,1,sym,fft]
         h7 = h.reshape(1, 1, 1, 1, 1, *h.shape)
         no_t = torch.tensor(no, dtype=torch.float32)
-        with use_generator(gen, self._device):
-            y = self._apply(x_rg, h7, no_t)                        # [1,1,1,sym,fft]
+        y = self._apply(x_rg, h7, no_t)                            # [1,1,1,sym,fft]
         if self._estimator is None:
             h_hat, err_var = h7, torch.zeros((), dtype=torch.float32)
         else:
@@ -371,8 +386,7 @@ class Link:
         h7 = h.reshape(1, 1, 1, 1, 1, *h.shape)
         no_t = torch.tensor(no, dtype=torch.float32)
         x_rg = self._rg_mapper(torch.zeros(1, 1, 1, self.num_data_re, dtype=h.dtype))
-        with use_generator(state.generator, self._device):
-            y = self._apply(x_rg, h7, no_t)
+        y = self._apply(x_rg, h7, no_t)                  # noise from state.generator
         h_hat, _ = self._estimator(y, no_t)
         sinr = self._post_sinr(h7, no_t, h_hat)          # [1, sym, fft, 1, 1]
         return sinr.reshape(-1)[self._data_idx].float().clamp_min(1e-12)
@@ -380,7 +394,8 @@ class Link:
     def _abstraction(self, fmts, offsets, h, no, state, harq):
         from sionna.sys import EESM
         if "eesm" not in self._blocks:
-            self._blocks["eesm"] = EESM(precision=self._precision, device=self._device)
+            with seeded_build("eesm", device=self._device):
+                self._blocks["eesm"] = EESM(precision=self._precision, device=self._device)
         eesm = self._blocks["eesm"]
         pa = phy_abstraction(self.scenario.mcs_table)
         n = len(fmts)

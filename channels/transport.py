@@ -33,6 +33,7 @@ from functools import lru_cache
 from sionna.phy.nr import TBEncoder
 from sionna.phy.nr.utils import calculate_tb_size, decode_mcs_index
 
+from .fading import seeded_build
 from .ldpc import EarlyStopTBDecoder
 
 __all__ = ["MCS_TABLE_SIZES", "TransportFormat", "mcs_info", "transport_format", "TransportCoder"]
@@ -167,14 +168,17 @@ class TransportCoder:
         """
         key = (fmt.tb_size, fmt.num_coded_bits, fmt.modulation_order, fmt.target_coderate)
         if key not in self._cache:
-            with contextlib.redirect_stdout(io.StringIO()):   # TBEncoder prints notes
-                enc = TBEncoder(target_tb_size=fmt.tb_size, num_coded_bits=fmt.num_coded_bits,
-                                target_coderate=min(fmt.target_coderate, 948 / 1024),
-                                num_bits_per_symbol=fmt.modulation_order, channel_type="PDSCH",
-                                precision=self._precision, device=self._device)
-            if enc.tb_size != fmt.tb_size:
-                raise RuntimeError(f"TB size mismatch {enc.tb_size} != {fmt.tb_size}")
-            dec = EarlyStopTBDecoder(enc, num_bp_iter=self._iter, early_stop=self._early,
-                                     precision=self._precision, device=self._device)
+            # any draw of a constructor is a fixed function of the format
+            with seeded_build("tb", *key, device=self._device or "cpu"):
+                with contextlib.redirect_stdout(io.StringIO()):   # TBEncoder prints notes
+                    enc = TBEncoder(target_tb_size=fmt.tb_size, num_coded_bits=fmt.num_coded_bits,
+                                    target_coderate=min(fmt.target_coderate, 948 / 1024),
+                                    num_bits_per_symbol=fmt.modulation_order,
+                                    channel_type="PDSCH", precision=self._precision,
+                                    device=self._device)
+                if enc.tb_size != fmt.tb_size:
+                    raise RuntimeError(f"TB size mismatch {enc.tb_size} != {fmt.tb_size}")
+                dec = EarlyStopTBDecoder(enc, num_bp_iter=self._iter, early_stop=self._early,
+                                         precision=self._precision, device=self._device)
             self._cache[key] = (enc, dec)
         return self._cache[key]

@@ -83,6 +83,9 @@ class StreamLinkAdaptation:
 
         self._link = link
         self._table = link.scenario.mcs_table
+        # Sionna's OLLA runs the PHY abstraction, which draws HARQ outcomes that OLLA
+        # discards: they come from this generator, not Sionna's global one
+        self._scratch = torch.Generator(device="cpu").manual_seed(0)
         self._pa = phy_abstraction(self._table)
         self._olla = {}
         if link.mode == "abstraction":
@@ -122,8 +125,11 @@ class StreamLinkAdaptation:
             return
         s = torch.tensor([10.0 ** (sinr_eff_db / 10.0)]) if sinr_eff_db is not None \
             and math.isfinite(sinr_eff_db) else None
-        self._olla[stream](torch.tensor([1]), torch.tensor([1 if ack else 0]), s,
-                           mcs_table_index=self._table, mcs_category=_MCS_CATEGORY_PDSCH)
+        from channels.fading import use_generator
+
+        with use_generator(self._scratch):
+            self._olla[stream](torch.tensor([1]), torch.tensor([1 if ack else 0]), s,
+                               mcs_table_index=self._table, mcs_category=_MCS_CATEGORY_PDSCH)
 
     def offset_db(self, stream: str) -> float:
         return float(self._olla[stream].offset.reshape(-1)[0])

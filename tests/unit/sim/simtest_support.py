@@ -9,4 +9,9 @@ AWGN = Scenario.from_dict({"name": "awgn-test", "channel": {"model": "AWGN"},
 RAYLEIGH = Scenario.from_dict({"name": "rayleigh-test",
                                "channel": {"model": "RAYLEIGH", "ue_speed_kmh": 30},
                                "receiver": {"channel_estimation": "perfect"}})
+#: The same fading with LS channel estimation from the grid's pilots (abstraction: the SINR
+#: of the estimate, so the pilot symbols and the noise on them change outcomes).
+RAYLEIGH_LS = Scenario.from_dict({"name": "rayleigh-ls-test",
+                                  "channel": {"model": "RAYLEIGH", "ue_speed_kmh": 30},
+                                  "receiver": {"channel_estimation": "ls"}})
 BASELINE = "experiments.sim_baseline_codec:BaselineCodec"
