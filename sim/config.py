@@ -93,7 +93,11 @@ class SimConfig:
     decode_steps : int or None
         Diffusion steps (``None``: the codec's default).
     decode_batch_size : int
-        Images per decoder batch.
+        Images per decoder batch (used when ``decode_cache`` is off).
+    decode_cache : bool
+        Reuse reconstructions across the points of a process (:class:`sim.decode_cache.
+        DecodeCache`): each distinct (image, streams received, seed) is decoded once, alone,
+        so a result does not depend on the batch it was decoded in.
     trace : bool
         Keep a per-packet transmission trace.
     """
@@ -115,6 +119,7 @@ class SimConfig:
     decode: bool = True
     decode_steps: Optional[int] = None
     decode_batch_size: int = 16
+    decode_cache: bool = True
     trace: bool = False
 
     def __post_init__(self):
@@ -157,6 +162,8 @@ class SimConfig:
         if self.decode_steps is not None:
             _num("decode_steps", self.decode_steps, 1, 1000, integer=True)
         _num("decode_batch_size", self.decode_batch_size, 1, 4096, integer=True)
+        if not isinstance(self.decode_cache, bool):
+            _fail("decode_cache", self.decode_cache, "true or false")
         if not isinstance(self.trace, bool):
             _fail("trace", self.trace, "true or false")
 

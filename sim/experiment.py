@@ -36,7 +36,8 @@ TOML layout (relative paths are relative to the TOML file; every key is optional
     [decode]
     enabled = true
     steps = 20
-    batch_size = 16
+    batch_size = 16                 # used when cache = false
+    cache = true                    # decode each distinct (image, streams, seed) once
 
     [policies.uep_strong]           # a named policy: a preset with arguments ...
     preset = "uep"
@@ -78,7 +79,7 @@ _SECTIONS = {
     "grid": {"scenarios", "modes", "snr_db", "budget_prbs", "policies", "seeds"},
     "traffic": {"arrival", "interval_ms", "deadline_ms"},
     "packets": {"rsrt_tokens_per_packet", "harq_rtt_slots"},
-    "decode": {"enabled", "steps", "batch_size"},
+    "decode": {"enabled", "steps", "batch_size", "cache"},
 }
 
 
@@ -87,6 +88,7 @@ _TOML_KEY = {"interval_ms": "traffic.interval_ms", "deadline_ms": "traffic.deadl
              "arrival": "traffic.arrival", "rsrt_tokens_per_packet": "packets.rsrt_tokens_per_packet",
              "harq_rtt_slots": "packets.harq_rtt_slots", "codec": "codec",
              "decode_steps": "decode.steps", "decode_batch_size": "decode.batch_size",
+             "decode_cache": "decode.cache",
              "decode": "decode.enabled", "budget_prbs": "grid.budget_prbs",
              "snr_db": "grid.snr_db"}
 
@@ -244,7 +246,7 @@ class Experiment:
             base["dataset"] = ds
         dec = data.get("decode", {})
         for src, dst in (("enabled", "decode"), ("steps", "decode_steps"),
-                         ("batch_size", "decode_batch_size")):
+                         ("batch_size", "decode_batch_size"), ("cache", "decode_cache")):
             if src in dec:
                 base[dst] = dec[src]
         try:

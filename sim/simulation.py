@@ -34,7 +34,8 @@ import pandas as pd
 import simpy
 
 from .channel_process import ChannelProcess
-from .codec_api import decode_images, load_codec
+from .codec_api import codec_fingerprint, decode_images, load_codec
+from .decode_cache import DecodeCache
 from .config import SimConfig
 from .packetizer import Packetizer
 from .packets import STREAMS
@@ -175,6 +176,8 @@ def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,
     t_sim = time.perf_counter()
 
     recs = []
+    dcache = _default_decode_cache()
+    misses0 = dcache.misses
     if config.decode:
         recs = _decode_and_score(config, codec, images, items, metrics)
     t_dec = time.perf_counter()
@@ -186,7 +189,8 @@ def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,
     stats = dict(encode_s=t_enc - t0, event_s=t_sim - t_enc, decode_s=t_dec - t_sim,
                  slots=end, slots_used=chan.slots_used, re_used=chan.re_used,
                  max_re_in_slot=chan.max_re_in_slot, budget_re=config.budget_re,
-                 late_packets=len(receiver.late), encoded_now=cache.encoded)
+                 late_packets=len(receiver.late), encoded_now=cache.encoded,
+                 decoded_now=dcache.misses - misses0 if config.decode_cache else None)
     return SimOutput(df, tr, images, recs, stats)
 
 
@@ -219,18 +223,22 @@ def usable_streams(codec, encoded):
     return encoded.without(*bad)
 
 
-def _decode_one_by_one(codec, received, corrupted, seeds, steps):
+def _decode_one_by_one(codec, received, corrupted, seeds, steps, decode_one=None):
+    """Decode each image alone; one whose decoding fails loses its corrupted streams (then
+    all streams). ``decode_one(encoded, seed)`` defaults to an uncached decode."""
+    if decode_one is None:
+        decode_one = lambda r, s: decode_images(codec, [r], [s], steps, 1)[0]  # noqa: E731
     out, used = [], []
     for r, bad, s in zip(received, corrupted, seeds):
         try:
-            out += decode_images(codec, [r], [s], steps, 1)
+            out.append(decode_one(r, s))
         except ValueError:
             r = r.without(*bad) if bad else r.without(*STREAMS)
             try:
-                out += decode_images(codec, [r], [s], steps, 1)
+                out.append(decode_one(r, s))
             except ValueError:
                 r = r.without(*STREAMS)
-                out += decode_images(codec, [r], [s], steps, 1)
+                out.append(decode_one(r, s))
         used.append(r)
     return out, used
 
@@ -238,21 +246,27 @@ def _decode_one_by_one(codec, received, corrupted, seeds, steps):
 def _decode_and_score(config, codec, images, items, metrics):
     seeds = [_derive("decode", config.seed, im.image_id) % (2 ** 31) for im in images]
     received = [usable_streams(codec, im.received) for im in images]
-    recs: list = []
-    used: list = []
-    bs = config.decode_batch_size
-    for i in range(0, len(images), bs):
-        part = slice(i, i + bs)
-        try:
-            recs += decode_images(codec, received[part], seeds[part], config.decode_steps, bs)
-            used += received[part]
-        except ValueError:
-            # a codec without streams_of rejected an image: decode this batch image by image,
-            # so only the failing image loses its (corrupted) streams
-            r, u = _decode_one_by_one(codec, received[part], [im.corrupted for im in images[part]],
-                                      seeds[part], config.decode_steps)
-            recs += r
-            used += u
+    corrupted = [im.corrupted for im in images]
+    if config.decode_cache:
+        cache, fp = _default_decode_cache(), codec_fingerprint(codec)
+        recs, used = _decode_one_by_one(
+            codec, received, corrupted, seeds, config.decode_steps,
+            lambda r, s: cache.decode(codec, fp, [r], [s], config.decode_steps)[0])
+    else:
+        recs, used = [], []
+        bs = config.decode_batch_size
+        for i in range(0, len(images), bs):
+            part = slice(i, i + bs)
+            try:
+                recs += decode_images(codec, received[part], seeds[part], config.decode_steps, bs)
+                used += received[part]
+            except ValueError:
+                # a codec without streams_of rejected an image: decode this batch image by
+                # image, so only the failing image loses its (corrupted) streams
+                r, u = _decode_one_by_one(codec, received[part], corrupted[part], seeds[part],
+                                          config.decode_steps)
+                recs += r
+                used += u
     for im, u in zip(images, used):
         im.decoded = u
     metrics = metrics if metrics is not None else _default_metrics()
@@ -263,7 +277,15 @@ def _decode_and_score(config, codec, images, items, metrics):
 
 
 _CACHE: Optional[EncodeCache] = None
+_DECODE_CACHE: Optional[DecodeCache] = None
 _METRICS = None
+
+
+def _default_decode_cache() -> DecodeCache:
+    global _DECODE_CACHE
+    if _DECODE_CACHE is None:
+        _DECODE_CACHE = DecodeCache()
+    return _DECODE_CACHE
 
 
 def _default_cache() -> EncodeCache:

@@ -203,6 +203,7 @@ def _clear_module_caches():
     sim.simulation._LINKS.clear()
     sim.simulation._CACHE = None
     sim.simulation._METRICS = None
+    sim.simulation._DECODE_CACHE = None
     sim.codec_api._CODECS.clear()
     sim.sweep._CACHES.clear()
     sim.packetizer._max_payload.cache_clear()
@@ -268,3 +269,25 @@ def test_decode_fallback_without_streams_of_is_per_image():
                              metrics=lambda refs, recs, items: [{} for _ in recs])
     assert recs[0][0, 0, 0] == 1 and recs[1][0, 0, 0] == 11     # image 1 untouched by image 0
     assert images[0].decoded == bad.without("caption") and images[1].decoded == odd
+
+
+def test_decode_cache_reuses_reconstructions_across_points():
+    import sim.simulation
+
+    sim.simulation._DECODE_CACHE = None
+    a = cfg(seed=3, snr_db=20.0, policy="uep", decode=True)
+    first = simulate(a)
+    assert first.stats["decoded_now"] == a.num_images
+    again = simulate(a)
+    assert again.stats["decoded_now"] == 0
+    pd.testing.assert_frame_equal(first.records, again.records)
+    eep = simulate(a.replace(policy="eep"))         # same images and seeds, other arrivals
+    same = (eep.records["decoded_streams"] == first.records["decoded_streams"]).to_numpy()
+    assert same.any()
+    assert eep.stats["decoded_now"] == (~same).sum()
+    assert (eep.records["psnr"][same] == first.records["psnr"][same]).all()
+    uncached = simulate(a.replace(decode_cache=False))
+    assert uncached.stats["decoded_now"] is None
+    pd.testing.assert_series_equal(first.records["psnr"], uncached.records["psnr"])
+    with pytest.raises(ValueError, match="decode_cache"):
+        a.replace(decode_cache="yes")

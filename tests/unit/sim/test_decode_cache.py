@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from codec.data.scenes import generate
+from sim.decode_cache import DecodeCache
+
+
+class CountingCodec:
+    """Baseline codec that counts decoder calls and their batch sizes."""
+
+    def __init__(self):
+        from experiments.sim_baseline_codec import BaselineCodec
+
+        self.inner = BaselineCodec()
+        self.preset = self.inner.preset
+        self.batches = []
+
+    def encode(self, image, caption=None):
+        return self.inner.encode(image, caption)
+
+    def decode(self, encoded, seed=0):
+        return self.inner.decode(encoded, seed)
+
+    def decode_batch(self, encoded, seeds):
+        self.batches.append(len(encoded))
+        return [self.inner.decode(e, s) for e, s in zip(encoded, seeds)]
+
+
+def test_cache_decodes_each_distinct_input_once_and_returns_the_same_images():
+    codec = CountingCodec()
+    enc = [codec.encode(generate(i, seed=2, size=64)[0], caption="a red star") for i in range(3)]
+    cache = DecodeCache()
+    first = cache.decode(codec, "fp", enc + [enc[0].without("hci")], [1, 2, 3, 1])
+    assert (cache.misses, cache.hits, len(cache)) == (4, 0, 4)
+    assert codec.batches == [1, 1, 1, 1]             # misses decode alone: batch invariant
+    again = cache.decode(codec, "fp", [enc[2], enc[0].without("hci"), enc[0]], [3, 1, 1])
+    assert (cache.misses, cache.hits) == (4, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(again, [first[2], first[3], first[0]]))
+    cache.decode(codec, "fp", [enc[0]], [9])           # another seed is another input
+    cache.decode(codec, "other-weights", [enc[0]], [1])
+    cache.decode(codec, "fp", [enc[0].with_lost_tokens([0])], [1])
+    assert cache.misses == 7
+    with pytest.raises(ValueError, match="read-only"):
+        first[0][0, 0, 0] = 1
+
+
+def test_cache_stays_within_its_byte_budget():
+    codec = CountingCodec()
+    enc = [codec.encode(generate(i, seed=2, size=64)[0]) for i in range(4)]
+    cache = DecodeCache(max_bytes=2 * 64 * 64 * 3)
+    cache.decode(codec, "fp", enc, [0, 0, 0, 0])
+    assert len(cache) == 2
+    cache.decode(codec, "fp", enc[2:], [0, 0])
+    assert cache.hits == 2
+    with pytest.raises(ValueError, match="max_bytes"):
+        DecodeCache(max_bytes=0)
