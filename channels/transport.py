@@ -36,11 +36,15 @@ from sionna.phy.nr.utils import calculate_tb_size, decode_mcs_index
 from .fading import seeded_build
 from .ldpc import EarlyStopTBDecoder
 
-__all__ = ["MCS_TABLE_SIZES", "TransportFormat", "mcs_info", "transport_format", "TransportCoder"]
+__all__ = ["MCS_TABLE_SIZES", "MIN_LDPC_CODERATE", "TransportFormat", "mcs_info",
+           "transport_format", "TransportCoder"]
 
 #: Valid MCS indices per PDSCH table (TS 38.214 Tables 5.1.3.1-1..4, reserved rows excluded).
 MCS_TABLE_SIZES = {1: 29, 2: 28, 3: 29, 4: 27}
 _MAX_RATE = 0.92
+#: Lowest code rate Sionna's 5G LDPC encoder accepts. NR reaches lower rates by repetition in
+#: rate matching, which Sionna does not implement: such formats exist in abstraction mode only.
+MIN_LDPC_CODERATE = 0.2
 
 
 def _check_mcs(mcs_index, mcs_table) -> None:
@@ -107,6 +111,11 @@ class TransportFormat:
         """Code rate including CRC bits."""
         return self.cb_size * self.num_cb / self.num_coded_bits
 
+    @property
+    def bit_level_ok(self) -> bool:
+        """Whether the bit-level chain can encode it (code rate >= ``MIN_LDPC_CODERATE``)."""
+        return self.coderate >= MIN_LDPC_CODERATE
+
 
 def _tbs(q: int, r: float, target: int, n_coded: int):
     out = calculate_tb_size(q, r, target_tb_size=target, num_coded_bits=n_coded,
@@ -167,6 +176,12 @@ class TransportCoder:
         -> ([..., tb_size], [...] bool CRC status)
         """
         key = (fmt.tb_size, fmt.num_coded_bits, fmt.modulation_order, fmt.target_coderate)
+        if not fmt.bit_level_ok:
+            raise ValueError(
+                f"MCS {fmt.mcs_index} (table {fmt.mcs_table}) codes a {fmt.packet_bits}-bit "
+                f"packet at rate {fmt.coderate:.3f}, below the {MIN_LDPC_CODERATE} that Sionna's "
+                f"5G LDPC encoder supports (it has no repetition); use a higher MCS or the "
+                f"abstraction mode")
         if key not in self._cache:
             # any draw of a constructor is a fixed function of the format
             with seeded_build("tb", *key, device=self._device or "cpu"):

@@ -12,7 +12,8 @@ Feedback: every first transmission's HARQ ACK/NACK, and in abstraction mode the 
 SINR the link measured in that slot (a CQI report one slot old). The bit-level link reports
 no SINR, so there OLLA runs on HARQ feedback alone, starting from the nominal SNR.
 If even the lowest MCS misses the target, the lowest MCS is used: in abstraction mode the
-lowest with BLER data in Sionna's tables (:func:`abstraction_mcs_range`), else MCS 0.
+lowest with BLER data in Sionna's tables (:func:`abstraction_mcs_range`); at bit level the
+lowest whose format for the packet the LDPC encoder can code (rate >= 1/5).
 """
 
 from __future__ import annotations
@@ -109,6 +110,9 @@ class StreamLinkAdaptation:
         sinr_db = float(olla.sinr_eff_db_last.reshape(-1)[0] - olla.offset.reshape(-1)[0])
         mcs = list(range(self._min_mcs, self._max_mcs + 1))
         fmts = [self._link.transport_format(int(size_bits), m) for m in mcs]
+        if self._link.mode == "bit":   # formats the LDPC encoder cannot code are not options
+            keep = [i for i, f in enumerate(fmts) if f.bit_level_ok]
+            mcs, fmts = [mcs[i] for i in keep], [fmts[i] for i in keep]
         bler = self._pa.get_bler(torch.tensor(mcs, dtype=torch.int32), self._table,
                                  _MCS_CATEGORY_PDSCH,
                                  torch.tensor([f.cb_size for f in fmts], dtype=torch.int32),
@@ -117,7 +121,7 @@ class StreamLinkAdaptation:
         ncb = torch.tensor([f.num_cb for f in fmts], dtype=torch.float32)
         tbler = 1.0 - (1.0 - bler) ** ncb
         ok = torch.nonzero(tbler <= olla.bler_target).reshape(-1)
-        return mcs[int(ok[-1])] if len(ok) else self._min_mcs
+        return mcs[int(ok[-1])] if len(ok) else mcs[0]
 
     def feedback(self, stream: str, ack: bool, sinr_eff_db: float | None = None) -> None:
         """HARQ feedback (and optionally an effective-SINR report) of one first transmission."""

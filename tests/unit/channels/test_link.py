@@ -175,3 +175,6 @@ def test_clear_errors(awgn_bit):
     with pytest.raises(ValueError, match="channel.model = 'TDL-Z'"):
         Link(Scenario.from_dict({"channel": {"model": "TDL-Z"}}))
     assert awgn_bit.transport_format(awgn_bit.max_payload_bits(MCS), MCS).num_re <= awgn_bit.num_data_re
+    assert not transport_format(600, 0).bit_level_ok and transport_format(600, 3).bit_level_ok
+    with pytest.raises(ValueError, match=r"MCS 0 \(table 1\).*rate 0\.12.*below the 0\.2"):
+        awgn_bit.transmit([300], 0, 10.0, 0, st)

@@ -129,6 +129,14 @@ def test_adaptive_policy_follows_snr(baseline_codec):
     assert hi[hi.stream == "hci"].mcs.mean() > lo[lo.stream == "hci"].mcs.mean() + 3
 
 
+def test_adaptive_at_bit_level_picks_only_encodable_formats(baseline_codec):
+    # at -6 dB OLLA falls to the lowest MCS; at bit level that is the lowest the 5G LDPC
+    # encoder can code for each packet (rate >= 1/5), not MCS 0
+    out = simulate(cfg(scenario=AWGN, mode="bit", policy="adaptive", snr_db=-6.0, num_images=3),
+                   codec=baseline_codec).trace
+    assert len(out) and out.mcs.min() >= 1
+
+
 def test_abstraction_rejects_mcs_without_bler_tables(baseline_codec):
     with pytest.raises(ValueError, match=r"caption.mcs = 1 .*abstraction.*allowed: 3\.\.28"):
         simulate(cfg(policy=make_policy("uep", robust_mcs=1)), codec=baseline_codec)
