@@ -94,9 +94,11 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
             variants["no_rsrt"] = [e.without("rsrt") for e in enc]
         variants["no_caption"] = [e.without("caption") for e in enc]
         variants["no_hci"] = [e.without("hci") for e in enc]
+        decoded = {}
         for name, es in variants.items():
             recs = _decode(codec, es, steps, batch, f"{name} {rate}")
             score(name, rate, recs, es)
+            decoded[frozenset(s for s in streams if es[0].has(s))] = recs
             if rate == subset_rate:
                 grid[name] = recs[:8]
         if rate == subset_rate:
@@ -105,7 +107,9 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
                 for keep in itertools.combinations(streams, r):
                     drop = [s for s in streams if s not in keep]
                     es = [e.without(*drop) for e in enc]
-                    recs = _decode(codec, es, steps, batch, f"subset {keep}")
+                    recs = decoded.get(frozenset(keep))     # a variant decoded it already
+                    if recs is None:
+                        recs = _decode(codec, es, steps, batch, f"subset {keep}")
                     score("subset:" + ("+".join(keep) or "none"), rate, recs, es)
 
     per_image = pd.concat(rows, ignore_index=True)
