@@ -121,7 +121,9 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
     _grid(images[:8], grid, out / "grid.png")
     (out / "command.json").write_text(json.dumps({
         "command": f"python -m experiments.dpcd_eval --preset {preset} --n {n} --steps {steps} "
-                   f"--out {out}" + (" --true-captions" if true_captions else ""),
+                   f"--rates {','.join(rates)} --subset-rate {subset_rate} --out {out}"
+                   + (" --true-captions" if true_captions else "")
+                   + ("" if inception else " --no-inception"),
         "preset_status": codec.card.get("status"),
         "stages": {k: v.get("steps") for k, v in codec.card.get("stages", {}).items()},
         "eval_seed": EVAL_SEED, "seconds": round(time.time() - t0, 1)}, indent=2) + "\n")
