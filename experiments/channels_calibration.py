@@ -41,6 +41,11 @@ def scenarios():
         "TDL-A (LS est.)": Scenario.from_dict({
             "name": "tdl-a-ls", "channel": {"model": "TDL-A", "delay_spread_ns": 100, "ue_speed_kmh": 3},
             "receiver": {"channel_estimation": "ls", "interpolation": "lin"}}),
+        "TDL-C 120 km/h (LMMSE est.)": Scenario.from_dict({
+            "name": "tdl-c-vehicular", "channel": {"model": "TDL-C", "delay_spread_ns": 100,
+                                                   "ue_speed_kmh": 120},
+            "ofdm": {"num_prbs": 24, "pilot_ofdm_symbols": [2, 7, 11]},
+            "receiver": {"channel_estimation": "lmmse"}}),
         "CDL-C (LS est.)": Scenario.from_dict({
             "name": "cdl-c", "channel": {"model": "CDL-C", "delay_spread_ns": 100, "ue_speed_kmh": 30},
             "receiver": {"channel_estimation": "ls", "interpolation": "lin_time_avg"}}),
