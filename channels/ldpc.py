@@ -174,16 +174,7 @@ class _EarlyStopBP(LDPCBPDecoder):
                     active = active[keep]
                     break
                 active, v2c, llr = active[keep], v2c[keep], llr[keep]
-        if active.numel():
-            out[active] = x
-        if clip is not None:
-            out = out.clamp(-clip, clip)
-        self.last_iterations = iters
-        if self._hard_out:
-            out = (out <= 0).to(self.dtype)
-        else:
-            out = out * -1.0
-        return out.reshape(shape)
+        return self._finish(out, active, x, iters, shape, clip)
 
     # ---------------------------------------------------------- generic path
     def _call_generic(self, llr_ch, num_iter: int):
@@ -213,8 +204,15 @@ class _EarlyStopBP(LDPCBPDecoder):
                 active, v2c, c2v, x, llr_a = active[keep], v2c[keep], c2v[keep], x[keep], llr_a[keep]
                 if active.numel() == 0:
                     break
+        return self._finish(out, active, x, iters, shape)
+
+    def _finish(self, out, active, x, iters, shape, clip=None):
+        """Output of either loop: rows still ``active`` take their last ``x``; then the
+        optional clipping, hard or soft (Sionna's sign convention) decisions, ``shape``."""
         if active.numel():
             out[active] = x
+        if clip is not None:
+            out = out.clamp(-clip, clip)
         self.last_iterations = iters
         if self._hard_out:
             out = (out <= 0).to(self.dtype)
