@@ -103,53 +103,6 @@ def bench_sizes(folder: str, out: str, repeats: int = 3) -> dict:
     return res
 
 
-def load_photos(root: str | Path, n: int, size: int, seed: int = EVAL_SEED):
-    """A fixed subset of ``n`` val tiles of the photo set at ``root`` (``n`` ≤ 0: all), drawn
-    evenly per source photo with a seeded generator, resized to ``size``² (antialiased
-    bicubic). Returns uint8 (n, size, size, 3), the tile names and a description."""
-    import torch.nn.functional as F
-
-    from codec.data.folder import load_rgb
-
-    root = Path(root)
-    mf = root / "manifest.json"
-    if not mf.is_file():
-        raise FileNotFoundError(f"no photo set at {root} (manifest.json missing); build it with "
-                                f"`sdgic data photos --out {root}`")
-    manifest = json.loads(mf.read_text())
-    val = sorted(p["name"] for p in manifest["photos"] if p["split"] == "val")
-    by_photo = {v: sorted((root / "val").glob(f"{v}_s*.png")) for v in val}
-    total = sum(len(t) for t in by_photo.values())
-    if total == 0:
-        raise FileNotFoundError(f"no val tiles under {root / 'val'}; rebuild with "
-                                f"`sdgic data photos --out {root}`")
-    rng = np.random.default_rng(seed)
-    if n <= 0 or n >= total:
-        paths = [p for v in val for p in by_photo[v]]
-    else:  # equal share per photo; a photo with too few tiles gives its share to the others
-        quota, left, todo = {}, n, sorted(val, key=lambda v: len(by_photo[v]))
-        for i, v in enumerate(todo):
-            quota[v] = min(len(by_photo[v]), left // (len(todo) - i))
-            left -= quota[v]
-        paths = []
-        for v in val:
-            pick = rng.choice(len(by_photo[v]), size=quota[v], replace=False)
-            paths += [by_photo[v][i] for i in sorted(pick)]
-    images = np.stack([load_rgb(p) for p in paths])
-    tile = images.shape[1]
-    if (tile, images.shape[2]) != (size, size):
-        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-        x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True,
-                          align_corners=False).clamp(0, 1)
-        images = (x * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    counts = {v: sum(p.name.startswith(v + "_s") for p in paths) for v in val}
-    desc = (f"{len(paths)} of {total} val tiles ({tile}x{tile}) of the photo set {root} "
-            f"(val photos: {counts}; fixed subset, seed {seed}), resized to {size}x{size} with "
-            "antialiased bicubic interpolation (torch F.interpolate, antialias=True), rounded to "
-            "uint8; the HCI rate points were trained on procedural scenes only")
-    return images, [p.name for p in paths], desc
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", default="codec/weights/hci-64")
@@ -179,7 +132,9 @@ def main(argv=None):
         images, _ = render_scenes(a.n, seed=EVAL_SEED, size=a.size)
         data_desc = f"{a.n} procedural scenes of seed {EVAL_SEED} at {a.size}x{a.size}"
     else:
-        images, _, data_desc = load_photos(a.photos, a.n, a.size)
+        from codec.data.photos import val_tiles
+
+        images, _, data_desc = val_tiles(a.photos, a.n, a.size, seed=EVAL_SEED)
     n = len(images)
     h, w = images.shape[1:3]
     incep = None if a.no_inception else metrics.inception_features()
@@ -268,7 +223,7 @@ def main(argv=None):
         ax.grid(alpha=0.3, which="both")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     what = (f"{n} scenes" if a.data == "scenes" else
-            f"{n} photo val tiles (128² → {h}², HCI trained on scenes)")
+            f"{n} photo val tiles (128² → {h}²)")
     fig.suptitle(f"HCI vs JPEG/WebP lowest qualities, {what} {h}×{w}", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / f"{stem}.png", dpi=130)

@@ -135,3 +135,79 @@ def build_photo_set(out: str | Path, workdir: str | Path | None = None, tile: in
     if tmp is not None:
         tmp.cleanup()
     return manifest
+
+
+def _manifest(root: Path) -> dict:
+    mf = root / "manifest.json"
+    if not mf.is_file():
+        raise FileNotFoundError(f"no photo set at {root} (manifest.json missing); build it with "
+                                f"`sdgic data photos --out {root}`")
+    return json.loads(mf.read_text())
+
+
+def resize_tiles(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (n, t, t, 3) → uint8 (n, size, size, 3), antialiased bicubic (as the SDGIC encoder
+    resizes to its preset), rounded."""
+    import torch
+    import torch.nn.functional as F
+
+    if images.shape[1:3] == (size, size):
+        return images
+    out = []
+    for i in range(0, len(images), 512):  # bounded memory for the whole train split
+        x = torch.from_numpy(images[i:i + 512]).permute(0, 3, 1, 2).float() / 255.0
+        x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True,
+                          align_corners=False).clamp(0, 1)
+        out.append((x * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out)
+
+
+def train_tiles(root: str | Path, size: int) -> np.ndarray:
+    """All train tiles of the photo set at ``root`` resized to ``size``²: uint8 (n, size, size, 3),
+    in file-name order."""
+    from codec.data.folder import load_rgb
+
+    root = Path(root)
+    _manifest(root)
+    paths = sorted((root / "train").glob("*.png"))
+    if not paths:
+        raise FileNotFoundError(f"no train tiles under {root / 'train'}; rebuild with "
+                                f"`sdgic data photos --out {root}`")
+    return resize_tiles(np.stack([load_rgb(p) for p in paths]), size)
+
+
+def val_tiles(root: str | Path, n: int, size: int, seed: int):
+    """A fixed subset of ``n`` val tiles of the photo set at ``root`` (``n`` ≤ 0: all), drawn
+    evenly per source photo with a seeded generator, resized to ``size``² (``resize_tiles``).
+    Returns uint8 (n, size, size, 3), the tile names and a description."""
+    from codec.data.folder import load_rgb
+
+    root = Path(root)
+    manifest = _manifest(root)
+    val = sorted(p["name"] for p in manifest["photos"] if p["split"] == "val")
+    by_photo = {v: sorted((root / "val").glob(f"{v}_s*.png")) for v in val}
+    total = sum(len(t) for t in by_photo.values())
+    if total == 0:
+        raise FileNotFoundError(f"no val tiles under {root / 'val'}; rebuild with "
+                                f"`sdgic data photos --out {root}`")
+    rng = np.random.default_rng(seed)
+    if n <= 0 or n >= total:
+        paths = [p for v in val for p in by_photo[v]]
+    else:  # equal share per photo; a photo with too few tiles gives its share to the others
+        quota, left, todo = {}, n, sorted(val, key=lambda v: len(by_photo[v]))
+        for i, v in enumerate(todo):
+            quota[v] = min(len(by_photo[v]), left // (len(todo) - i))
+            left -= quota[v]
+        paths = []
+        for v in val:
+            pick = rng.choice(len(by_photo[v]), size=quota[v], replace=False)
+            paths += [by_photo[v][i] for i in sorted(pick)]
+    images = np.stack([load_rgb(p) for p in paths])
+    tile = images.shape[1]
+    images = resize_tiles(images, size)
+    counts = {v: sum(p.name.startswith(v + "_s") for p in paths) for v in val}
+    desc = (f"{len(paths)} of {total} val tiles ({tile}x{tile}) of the photo set {root} "
+            f"(val photos: {counts}; fixed subset, seed {seed}), resized to {size}x{size} with "
+            "antialiased bicubic interpolation (torch F.interpolate, antialias=True), rounded to "
+            "uint8")
+    return images, [p.name for p in paths], desc

@@ -1,11 +1,15 @@
-"""Train one HCI rate point on procedural scenes (resumable).
+"""Train one HCI rate point on procedural scenes and photo crops (resumable).
 
-    python -m codec.streams.train_hci --out codec/weights/hci-64/r40 --lmbda 3e-5 --steps 3000
+    python -m codec.streams.train_hci --out codec/weights/hci-64/r40 --lmbda 3e-5 --steps 3000 \
+        --photos data/photos --photo-fraction 0.25
 
 Loss = ``lmbda · 255² · MSE + bits/pixel`` (CompressAI's rate–distortion convention) plus the
 entropy bottleneck's auxiliary quantile loss on its own optimizer. Training images are scenes
 ``0 … n_train-1`` of seed 6006 at the working size (rendered once, cached as ``.npy`` under
-``runs/hci-data/``) with random flips; evaluation uses 500 scenes of seed 6007.
+``runs/hci-data/``) and, with ``--photos``, the train tiles of ``sdgic data photos`` resized to the
+working size (``round(photo_fraction · batch)`` of every batch), all with random flips.
+Evaluation uses 500 scenes of seed 6007 and, with ``--photos``, 300 photo val tiles (the same
+fixed subset as ``experiments/hci_rd.py``).
 
 The run folder (``runs/hci/<name>/``, ignored by git) holds ``checkpoint.pt`` with the model and
 both optimizers' state: re-running the same command resumes from it. The shipped folder
@@ -70,7 +74,13 @@ def train(out: str | Path, lmbda: float, steps: int, arch: str = "factorized", N
           M: int = 16, depth: int = 4, size: int = 64, batch_size: int = 16, lr: float = 1e-3,
           n_train: int = 16000, n_eval: int = 500, run_dir: str | Path | None = None,
           threads: int = 1, seed: int = 0, checkpoint_every: int = 250,
-          init_from: str | Path | None = None) -> dict:
+          init_from: str | Path | None = None, photos: str | Path | None = None,
+          photo_fraction: float = 0.25) -> dict:
+    if photos is None:
+        photo_fraction = 0.0
+    if not 0.0 <= photo_fraction <= 1.0:
+        raise ValueError(f"photo_fraction must be in [0, 1]; got {photo_fraction}")
+    n_photo = round(photo_fraction * batch_size)
     torch.set_num_threads(threads)
     out = Path(out)
     run_dir = Path(run_dir) if run_dir else ROOT / "runs" / "hci" / out.name
@@ -78,6 +88,10 @@ def train(out: str | Path, lmbda: float, steps: int, arch: str = "factorized", N
     cache = ROOT / "runs" / "hci-data"
     train_images = torch.from_numpy(scene_array(n_train, TRAIN_SEED, size, cache))
     train_images = train_images.permute(0, 3, 1, 2).contiguous()  # uint8 (n, 3, H, W)
+    if n_photo:
+        from codec.data.photos import train_tiles
+
+        photo_images = torch.from_numpy(train_tiles(photos, size)).permute(0, 3, 1, 2).contiguous()
 
     model_cfg = {"arch": arch, "N": N, "M": M, "depth": depth}
     torch.manual_seed(seed)
@@ -110,7 +124,7 @@ def train(out: str | Path, lmbda: float, steps: int, arch: str = "factorized", N
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
                     "aux_opt": aux_opt.state_dict(), "step": step, "rng": torch.get_rng_state(),
                     "model_config": model_cfg, "lmbda": lmbda, "init_from": init_from,
-                    "init_step": init_step}, ckpt_path)
+                    "init_step": init_step, "n_photo": n_photo}, ckpt_path)
 
     num_pixels = size * size
     model.train()
@@ -118,8 +132,12 @@ def train(out: str | Path, lmbda: float, steps: int, arch: str = "factorized", N
     log = open(run_dir / "train.log", "a")
     while step < steps:
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        idx = torch.randint(0, len(train_images), (batch_size,), generator=g)
-        x = train_images[idx].float() / 255.0
+        idx = torch.randint(0, len(train_images), (batch_size - n_photo,), generator=g)
+        x = train_images[idx]
+        if n_photo:
+            pidx = torch.randint(0, len(photo_images), (n_photo,), generator=g)
+            x = torch.cat([x, photo_images[pidx]])
+        x = x.float() / 255.0
         flip = torch.rand(batch_size, generator=g) < 0.5
         x[flip] = x[flip].flip(-1)
         for group in opt.param_groups:  # step decay: ×0.1 for the last 15 %
@@ -152,6 +170,12 @@ def train(out: str | Path, lmbda: float, steps: int, arch: str = "factorized", N
     codec = HCICodec(model, working_size=size, fit="resize", check_bits=0)
     eval_images = scene_array(n_eval, EVAL_SEED, size, cache)
     metrics = evaluate(codec, eval_images)
+    photo_metrics, photo_desc = None, None
+    if photos is not None:
+        from codec.data.photos import val_tiles
+
+        val_images, _, photo_desc = val_tiles(photos, 300, size, seed=EVAL_SEED)
+        photo_metrics = evaluate(codec, val_images)
     codec.save_pretrained(out)
     card = {
         "name": out.name,
@@ -164,10 +188,13 @@ def train(out: str | Path, lmbda: float, steps: int, arch: str = "factorized", N
         "initialized_from": None if not init_from else
         f"{init_from} at step {init_step} (steps count from it)",
         "batch_size": batch_size, "lr": lr,
-        "train_data": f"procedural scenes 0..{n_train - 1} of seed {TRAIN_SEED} at {size}x{size}, "
-                      "random horizontal flips",
+        "train_data": f"procedural scenes 0..{n_train - 1} of seed {TRAIN_SEED} at {size}x{size}"
+                      + (f" ({batch_size - n_photo} per batch) and the train tiles of the photo "
+                         f"set {photos} resized to {size}x{size} ({n_photo} per batch)"
+                         if n_photo else "") + ", random horizontal flips",
         "eval_data": f"procedural scenes 0..{n_eval - 1} of seed {EVAL_SEED} at {size}x{size}",
         "eval": metrics,
+        **({"eval_photos_data": photo_desc, "eval_photos": photo_metrics} if photos else {}),
         "entropy_coder": codec.config()["entropy_coder"],
         "note": "bits are real HCI bytes ×8 (1-bit size flag included); trained on CPU",
     }
@@ -193,12 +220,17 @@ def main(argv=None):
     p.add_argument("--run-dir", default=None, help="checkpoint folder (default runs/hci/<name>)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--photos", default=None,
+                   help="photo set (sdgic data photos) to mix into training and evaluation")
+    p.add_argument("--photo-fraction", type=float, default=0.25,
+                   help="share of each batch taken from the photo train tiles")
     p.add_argument("--init-from", default=None,
                    help="checkpoint.pt of another run to start from (model, optimizers, step)")
     a = p.parse_args(argv)
     train(a.out, a.lmbda, a.steps, arch=a.arch, N=a.N, M=a.M, depth=a.depth, size=a.size,
           batch_size=a.batch_size, lr=a.lr, n_train=a.n_train, n_eval=a.n_eval,
-          run_dir=a.run_dir, threads=a.threads, seed=a.seed, init_from=a.init_from)
+          run_dir=a.run_dir, threads=a.threads, seed=a.seed, init_from=a.init_from,
+          photos=a.photos, photo_fraction=a.photo_fraction)
 
 
 if __name__ == "__main__":

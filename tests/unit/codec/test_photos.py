@@ -37,3 +37,28 @@ def test_build_from_debian_packages_no_leakage(tmp_path):
     train, val = sources("train"), sources("val")
     assert train and val and not (train & val)
     assert m["tiles"]["train"] + m["tiles"]["val"] > 8000
+
+
+def test_train_and_val_tiles_resize_and_split(tmp_path, tiny_photo_set):
+    from codec.data.photos import resize_tiles, train_tiles, val_tiles
+
+    root = tiny_photo_set(tmp_path / "photos")
+    tr = train_tiles(root, 16)
+    assert tr.shape == (5, 16, 16, 3) and tr.dtype == np.uint8
+    va, names, desc = val_tiles(root, 2, 16, seed=0)
+    assert va.shape == (2, 16, 16, 3) and all(n.startswith("va_") for n in names)
+    assert "2 of 3 val tiles" in desc
+    assert val_tiles(root, 0, 16, seed=0)[0].shape[0] == 3
+    # resizing keeps a flat tile flat and leaves a tile at the target size untouched
+    flat = np.full((1, 32, 32, 3), 77, np.uint8)
+    assert (resize_tiles(flat, 8) == 77).all()
+    assert resize_tiles(tr, 16) is tr
+
+
+def test_missing_photo_set_names_the_build_command(tmp_path):
+    from codec.data.photos import train_tiles, val_tiles
+
+    with pytest.raises(FileNotFoundError, match="sdgic data photos"):
+        train_tiles(tmp_path, 16)
+    with pytest.raises(FileNotFoundError, match="sdgic data photos"):
+        val_tiles(tmp_path, 4, 16, seed=0)
