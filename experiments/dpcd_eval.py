@@ -37,20 +37,25 @@ EVAL_SEED = 7007
 STREAMS = ("caption", "hci", "rsrt")
 
 
-def _decode(codec: SDGIC, encoded, steps: int, batch: int, desc: str) -> np.ndarray:
+def _decode(codec: SDGIC, encoded, steps: int, batch: int, desc: str,
+            guidance_scale: float | None = None) -> np.ndarray:
     out = []
     for i in tqdm(range(0, len(encoded), batch), desc=desc, unit="batch", leave=False):
-        out += codec.decode_batch(encoded[i:i + batch], seeds=list(range(i, i + len(encoded[i:i + batch]))),
-                                  steps=steps)
+        chunk = encoded[i:i + batch]
+        out += codec.decode_batch(chunk, seeds=list(range(i, i + len(chunk))), steps=steps,
+                                  guidance_scale=guidance_scale)
     return np.stack(out)
 
 
 def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         rates: list[str] | None = None, subset_rate: str | None = None,
-        true_captions: bool = False, inception: bool = True) -> pd.DataFrame:
+        true_captions: bool = False, inception: bool = True,
+        guidance_scale: float | None = None) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     codec = SDGIC.from_pretrained(preset)
+    if guidance_scale is not None:
+        codec.guidance_scale = guidance_scale
     rates = rates or list(codec.hci)
     subset_rate = subset_rate or codec.rate
     images, scenes = render_scenes(n, seed=EVAL_SEED, size=codec.resolution, progress=True)
@@ -123,7 +128,8 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         "command": f"python -m experiments.dpcd_eval --preset {preset} --n {n} --steps {steps} "
                    f"--rates {','.join(rates)} --subset-rate {subset_rate} --out {out}"
                    + (" --true-captions" if true_captions else "")
-                   + ("" if inception else " --no-inception"),
+                   + ("" if inception else " --no-inception")
+                   + f" --guidance-scale {codec.guidance_scale:g}",
         "preset_status": codec.card.get("status"),
         "stages": {k: v.get("steps") for k, v in codec.card.get("stages", {}).items()},
         "eval_seed": EVAL_SEED, "seconds": round(time.time() - t0, 1)}, indent=2) + "\n")
@@ -134,7 +140,8 @@ def _write_markdown(summary: pd.DataFrame, path: Path, codec, n, steps, true_cap
     cols = ["variant", "rate", "bits", "bpp", "consistency", "consistency_ci95", "judge_shape",
             "judge_texture", "caption_similarity", "inception_similarity", "fid", "psnr", "ms_ssim"]
     cols = [c for c in cols if c in summary.columns]
-    lines = [f"# SDGIC {codec.preset} on {n} held-out scenes (seed {EVAL_SEED}), {steps} steps",
+    lines = [f"# SDGIC {codec.preset} on {n} held-out scenes (seed {EVAL_SEED}), {steps} steps, "
+             f"guidance scale {codec.guidance_scale:g}",
              "", f"captions: {'ground truth' if true_captions else 'scene captioner'}; bits are "
              "stream payload bits per image (container framing not counted)", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -183,13 +190,15 @@ def main(argv=None):
     p.add_argument("--subset-rate", help="rate point of the stream-subset table")
     p.add_argument("--true-captions", action="store_true")
     p.add_argument("--no-inception", action="store_true")
+    p.add_argument("--guidance-scale", type=float, default=None,
+                   help="classifier-free guidance scale (default: the preset's)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="results/dpcd")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     s = run(a.preset, a.n, Path(a.out), a.steps, a.batch,
             a.rates.split(",") if a.rates else None, a.subset_rate, a.true_captions,
-            not a.no_inception)
+            not a.no_inception, a.guidance_scale)
     print(s[["variant", "rate", "bits", "bpp", "consistency"]].to_string())
 
 
