@@ -182,17 +182,19 @@ def _takes(fn, name: str) -> bool:
 
 
 def decode_images(codec, encoded: list, seeds: list[int], steps: Optional[int] = None,
-                  batch_size: int = 16) -> list[np.ndarray]:
-    """Decode ``encoded[i]`` with ``seeds[i]``, in batches if the codec has ``decode_batch``."""
-    kw = {"steps": steps} if steps is not None else {}
+                  batch_size: int = 16, guidance_scale: Optional[float] = None
+                  ) -> list[np.ndarray]:
+    """Decode ``encoded[i]`` with ``seeds[i]``, in batches if the codec has ``decode_batch``.
+    ``steps`` and ``guidance_scale`` (``None``: the codec's default) reach the codec's decode
+    when it takes them; a codec that does not is decoded with its own settings."""
+    opts = {k: v for k, v in (("steps", steps), ("guidance_scale", guidance_scale))
+            if v is not None}
     batch = getattr(codec, "decode_batch", None)
     out: list = []
     if batch is not None:
-        if kw and not _takes(batch, "steps"):
-            kw = {}
+        kw = {k: v for k, v in opts.items() if _takes(batch, k)}
         for i in range(0, len(encoded), batch_size):
             out += list(batch(encoded[i:i + batch_size], seeds[i:i + batch_size], **kw))
         return out
-    if kw and not _takes(codec.decode, "steps"):
-        kw = {}
+    kw = {k: v for k, v in opts.items() if _takes(codec.decode, k)}
     return [codec.decode(e, seed=s, **kw) for e, s in zip(encoded, seeds)]

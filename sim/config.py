@@ -92,6 +92,10 @@ class SimConfig:
         Decode and score reconstructions (``False``: event model and delivery only).
     decode_steps : int or None
         Diffusion steps (``None``: the codec's default).
+    decode_guidance : float or None
+        Classifier-free guidance scale of the decoder (``None``: the codec's default, e.g.
+        ``guidance_scale`` in an SDGIC preset's ``preset.json``; 1: no guidance, half the
+        decoder work).
     decode_batch_size : int
         Images per decoder batch (used when ``decode_cache`` is off).
     decode_cache : bool
@@ -118,6 +122,7 @@ class SimConfig:
     dataset: dict = field(default_factory=lambda: {"kind": "scenes", "size": 64, "seed": 0})
     decode: bool = True
     decode_steps: Optional[int] = None
+    decode_guidance: Optional[float] = None
     decode_batch_size: int = 16
     decode_cache: bool = True
     trace: bool = False
@@ -161,6 +166,8 @@ class SimConfig:
             _fail("decode", self.decode, "true or false")
         if self.decode_steps is not None:
             _num("decode_steps", self.decode_steps, 1, 1000, integer=True)
+        if self.decode_guidance is not None:
+            _num("decode_guidance", self.decode_guidance, 0, 100, open_lo=True)
         _num("decode_batch_size", self.decode_batch_size, 1, 4096, integer=True)
         if not isinstance(self.decode_cache, bool):
             _fail("decode_cache", self.decode_cache, "true or false")
@@ -216,6 +223,8 @@ class SimConfig:
             d[k] = float(d[k])
         for k in ("budget_prbs", "decode_steps"):
             d[k] = None if d[k] is None else int(d[k])
+        if d["decode_guidance"] is not None:
+            d["decode_guidance"] = float(d["decode_guidance"])
         d["trace"] = False   # the trace does not change the records
         return d
 

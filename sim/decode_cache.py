@@ -45,7 +45,8 @@ class DecodeCache:
         return len(self._items)
 
     @staticmethod
-    def key(fingerprint: str, encoded, seed: int, steps: Optional[int]) -> Optional[bytes]:
+    def key(fingerprint: str, encoded, seed: int, steps: Optional[int],
+            guidance_scale: Optional[float] = None) -> Optional[bytes]:
         """Digest of what the decoder reads: the encoding's canonical bytes (``to_bytes()``,
         as SDGIC's container has) or its pickle; ``None`` when it has neither (such an input
         is decoded every time)."""
@@ -55,12 +56,13 @@ class DecodeCache:
         except (pickle.PicklingError, TypeError, AttributeError):
             return None
         h = hashlib.blake2b(digest_size=20)
-        h.update(f"{fingerprint}|{int(seed)}|{steps}|".encode())
+        h.update(f"{fingerprint}|{int(seed)}|{steps}|{guidance_scale}|".encode())
         h.update(blob)
         return h.digest()
 
     def decode(self, codec, fingerprint: str, encoded: list, seeds: list[int],
-               steps: Optional[int] = None) -> list[np.ndarray]:
+               steps: Optional[int] = None, guidance_scale: Optional[float] = None
+               ) -> list[np.ndarray]:
         """Reconstructions uint8 (H, W, 3) of ``encoded[i]`` with ``seeds[i]``; misses are
         decoded one image at a time (see the module docstring). Returned arrays are read-only
         views shared with the cache."""
@@ -68,14 +70,14 @@ class DecodeCache:
 
         out: list = []
         for e, s in zip(encoded, seeds):
-            k = self.key(fingerprint, e, s, steps)
+            k = self.key(fingerprint, e, s, steps, guidance_scale)
             if k is not None and k in self._items:
                 self._items.move_to_end(k)
                 self.hits += 1
                 out.append(self._items[k])
                 continue
             self.misses += 1
-            img = np.asarray(decode_images(codec, [e], [s], steps, 1)[0])
+            img = np.asarray(decode_images(codec, [e], [s], steps, 1, guidance_scale)[0])
             img.setflags(write=False)
             if k is not None:
                 self._put(k, img)

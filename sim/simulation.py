@@ -223,11 +223,13 @@ def usable_streams(codec, encoded):
     return encoded.without(*bad)
 
 
-def _decode_one_by_one(codec, received, corrupted, seeds, steps, decode_one=None):
+def _decode_one_by_one(codec, received, corrupted, seeds, steps, decode_one=None,
+                       guidance_scale=None):
     """Decode each image alone; one whose decoding fails loses its corrupted streams (then
     all streams). ``decode_one(encoded, seed)`` defaults to an uncached decode."""
     if decode_one is None:
-        decode_one = lambda r, s: decode_images(codec, [r], [s], steps, 1)[0]  # noqa: E731
+        decode_one = lambda r, s: decode_images(  # noqa: E731
+            codec, [r], [s], steps, 1, guidance_scale)[0]
     out, used = [], []
     for r, bad, s in zip(received, corrupted, seeds):
         try:
@@ -251,20 +253,23 @@ def _decode_and_score(config, codec, images, items, metrics):
         cache, fp = _default_decode_cache(), codec_fingerprint(codec)
         recs, used = _decode_one_by_one(
             codec, received, corrupted, seeds, config.decode_steps,
-            lambda r, s: cache.decode(codec, fp, [r], [s], config.decode_steps)[0])
+            lambda r, s: cache.decode(codec, fp, [r], [s], config.decode_steps,
+                                      config.decode_guidance)[0])
     else:
         recs, used = [], []
         bs = config.decode_batch_size
         for i in range(0, len(images), bs):
             part = slice(i, i + bs)
             try:
-                recs += decode_images(codec, received[part], seeds[part], config.decode_steps, bs)
+                recs += decode_images(codec, received[part], seeds[part], config.decode_steps,
+                                      bs, config.decode_guidance)
                 used += received[part]
             except ValueError:
                 # a codec without streams_of rejected an image: decode this batch image by
                 # image, so only the failing image loses its (corrupted) streams
                 r, u = _decode_one_by_one(codec, received[part], corrupted[part], seeds[part],
-                                          config.decode_steps)
+                                          config.decode_steps,
+                                          guidance_scale=config.decode_guidance)
                 recs += r
                 used += u
     for im, u in zip(images, used):

@@ -54,3 +54,30 @@ def test_cache_stays_within_its_byte_budget():
     assert cache.hits == 2
     with pytest.raises(ValueError, match="max_bytes"):
         DecodeCache(max_bytes=0)
+
+
+class GuidedCodec(CountingCodec):
+    """Counting codec whose decoder takes a guidance scale (it brightens the image by it)."""
+
+    def decode_batch(self, encoded, seeds, guidance_scale=1.0):
+        self.batches.append(guidance_scale)
+        return [np.clip(self.inner.decode(e, s).astype(int) + int(guidance_scale), 0, 255)
+                .astype(np.uint8) for e, s in zip(encoded, seeds)]
+
+
+def test_guidance_reaches_the_codec_and_keys_the_cache():
+    from sim.codec_api import decode_images
+
+    codec = GuidedCodec()
+    enc = [codec.encode(generate(0, seed=2, size=64)[0], caption="a red star")]
+    cache = DecodeCache()
+    a = cache.decode(codec, "fp", enc, [1], guidance_scale=2.0)[0]
+    b = cache.decode(codec, "fp", enc, [1], guidance_scale=5.0)[0]
+    assert cache.misses == 2 and codec.batches == [2.0, 5.0]
+    assert not np.array_equal(a, b)
+    cache.decode(codec, "fp", enc, [1], guidance_scale=5.0)
+    assert cache.hits == 1
+    # None keeps the codec's default; a codec without the keyword is decoded with its own
+    decode_images(codec, enc, [1])
+    assert codec.batches[-1] == 1.0
+    assert decode_images(CountingCodec(), enc, [1], guidance_scale=5.0)[0].shape == (64, 64, 3)

@@ -47,6 +47,11 @@ def test_grid_from_toml(tmp_path):
     strong = next(p for p in pts if p.policy_obj.name == "strong")
     assert strong.policy_obj.caption.mcs == 4 and strong.arrival == "poisson"
     assert not strong.decode and strong.deadline_ms == 3.0
+    assert strong.decode_guidance is None                     # the codec's own default
+    guided = load_experiment(write(tmp_path, GOOD.replace(
+        "enabled = false", "enabled = false\n    guidance_scale = 3"))).points()
+    assert {p.decode_guidance for p in guided} == {3}
+    assert guided[0].point_id() != pts[0].point_id()         # another decoder, another point
     assert len({p.point_id() for p in pts}) == len(pts)      # ids are distinct and stable
     assert [p.point_id() for p in load_experiment(write(tmp_path, GOOD)).points()] == \
         [p.point_id() for p in pts]
@@ -64,6 +69,8 @@ def test_grid_from_toml(tmp_path):
     ("budget_prbs = [2, \"all\"]", "budget_prbs = [2, 99]",
      r"grid\.budget_prbs = 99 is not supported; allowed: an integer in \[1, 11\]"),
     ("enabled = false", "enabled = \"no\"", r"decode\.enabled = 'no' is not supported"),
+    ("enabled = false", "enabled = false\nguidance_scale = 0",
+     r"decode\.guidance_scale = 0 is not supported; allowed: a number in \(0, 100\]"),
     ("deadline_ms = 3.0", "deadline_ms = 3.0\n[packets]\nharq_rtt_slots = 0",
      r"packets\.harq_rtt_slots = 0 is not supported; allowed: an integer in \[1, "),
     ("num_images = 3", "num_images = 3\n[dataset]\nkind = \"scenes\"\nsize = 8",

@@ -299,3 +299,20 @@ def test_decode_cache_reuses_reconstructions_across_points():
     pd.testing.assert_series_equal(first.records["psnr"], uncached.records["psnr"])
     with pytest.raises(ValueError, match="decode_cache"):
         a.replace(decode_cache="yes")
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_decode_guidance_reaches_the_decoder(cache):
+    from experiments.sim_baseline_codec import BaselineCodec
+
+    class Guided(BaselineCodec):
+        seen = []
+
+        def decode_batch(self, encoded, seeds, guidance_scale=1.0):
+            Guided.seen.append(guidance_scale)
+            return [self.decode(e, s) for e, s in zip(encoded, seeds)]
+
+    codec = Guided()
+    simulate(cfg(seed=4, snr_db=20.0, decode=True, decode_cache=cache, decode_guidance=2.5),
+             codec=codec)
+    assert Guided.seen and set(Guided.seen) == {2.5}
