@@ -103,6 +103,30 @@ def bench_sizes(folder: str, out: str, repeats: int = 3) -> dict:
     return res
 
 
+def _classical_rows(path: Path, n: int, size: list[int], inception: bool):
+    """JPEG/WebP rows of an earlier run written to ``path`` on the same data (same number and
+    size of images, Inception similarity present iff wanted), and its command; else None."""
+    if not path.is_file():
+        return None
+    old = json.loads(path.read_text())
+    rows = [r for r in old.get("rows", []) if r.get("codec") in ("JPEG", "WebP")]
+    has_inc = bool(rows) and all(r.get("inception_sim") == r.get("inception_sim") for r in rows)
+    if old.get("n_images") != n or old.get("image_size") != size or has_inc != inception \
+            or len(rows) != 21:
+        return None
+    return rows, old.get("command", "?")
+
+
+def _training_data(folders: list[Path]) -> dict:
+    """Each rate point's training data, from its model card."""
+    out = {}
+    for f in folders:
+        card = f / "model_card.json"
+        out[f.name] = json.loads(card.read_text()).get("train_data", "?") if card.is_file() \
+            else "no model card"
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", default="codec/weights/hci-64")
@@ -115,6 +139,9 @@ def main(argv=None):
     p.add_argument("--no-inception", action="store_true")
     p.add_argument("--inception-n", type=int, default=300,
                    help="evenly spaced images per codec point for Inception similarity (CPU cost)")
+    p.add_argument("--reuse-classical", action="store_true",
+                   help="take the JPEG/WebP rows from the existing results file when it was made "
+                        "on the same data (saves the Inception passes of 21 classical points)")
     p.add_argument("--bench", default=None, help="rate-point folder: time large images only")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -165,14 +192,18 @@ def main(argv=None):
     for f in folders:
         bits, recs, sec = _hci(images, f)
         rows.append(row("HCI", f.name, bits, recs, sec))
-    for q in range(1, 11):
-        rows.append(row("JPEG", f"q{q}", *_pillow(images, "JPEG", q)))
-    for q in range(0, 11):
-        rows.append(row("WebP", f"q{q}", *_pillow(images, "WEBP", q)))
-
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"rd_{a.data}{a.size}"
+    reused = _classical_rows(out / f"{stem}.json", n, [h, w], incep is not None) \
+        if a.reuse_classical else None
+    if reused is not None:
+        rows += reused[0]
+    else:
+        for q in range(1, 11):
+            rows.append(row("JPEG", f"q{q}", *_pillow(images, "JPEG", q)))
+        for q in range(0, 11):
+            rows.append(row("WebP", f"q{q}", *_pillow(images, "WEBP", q)))
     df = pd.DataFrame(rows)
     df.to_csv(out / f"{stem}.csv", index=False)
     side = min(h, w)
@@ -194,7 +225,10 @@ def main(argv=None):
         "bits": "real bytes x 8 per image (HCI: its bitstream; JPEG: Pillow optimize=True; "
                 "WebP: Pillow method=6), headers included",
         "hci_weights": str(a.weights),
-        "hci_training_data": "procedural scenes only (see each rate point's model_card.json)",
+        "hci_training_data": _training_data(folders),
+        "classical_rows": ("computed in this run" if reused is None else
+                           f"JPEG/WebP rows reused from an earlier run on the same data "
+                           f"({reused[1]}); Pillow's codecs are deterministic"),
         "threads": torch.get_num_threads(),
         "wall_s": round(time.perf_counter() - t_start, 1),
         "total_budget_bpp": BUDGET_BPP,
