@@ -23,6 +23,7 @@ import torch
 from codec.data.scene_dataset import render_scenes
 from codec.evaluate import score_images
 from codec.sdgic import SDGIC
+from experiments.dpcd_eval import _decode
 
 EVAL_SEED = 7007
 
@@ -48,13 +49,9 @@ def run(preset: str, n: int, scales: list[float], out: Path, steps: int | None =
     for name, es in sets.items():
         for g in scales:
             t0 = time.perf_counter()
-            recs = []
-            for i in range(0, n, batch):
-                chunk = es[i:i + batch]
-                recs += codec.decode_batch(chunk, seeds=list(range(i, i + len(chunk))),
-                                           steps=steps, guidance_scale=g)
+            recs = _decode(codec, es, steps or codec.steps, batch, f"{name} g={g:g}", g)
             sec = (time.perf_counter() - t0) / n
-            df, _ = score_images(images, np.stack(recs), scenes, inception=False,
+            df, _ = score_images(images, recs, scenes, inception=False,
                                  captioner=captioner)
             c = df["consistency"].to_numpy(float)
             per[(name, g)] = c
