@@ -80,7 +80,8 @@ def cmd_train_dpcd(a):
                       max_minutes=a.max_minutes, export=a.export, captioner=a.captioner,
                       device=a.device, workers=a.workers, bf16=a.bf16,
                       text_encoder=a.text_encoder, save_every=a.save_every,
-                      sample_every=a.sample_every)
+                      sample_every=a.sample_every, caption_dropout=a.caption_dropout,
+                      rsrt_lr_scale=a.rsrt_lr_scale)
     print(f"checkpoint: {ckpt}")
 
 
@@ -251,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=_positive(float), default=1e-4)
     s.add_argument("--hci-dropout", type=float, default=0.2, help="fraction of images trained "
                                                                   "without their HCI")
+    s.add_argument("--caption-dropout", type=float, default=0.15,
+                   help="fraction of images trained with the null caption")
+    s.add_argument("--rsrt-lr-scale", type=_positive(float), default=1.0,
+                   help="learning-rate multiplier for the RSRT encoder and embedding")
     s.add_argument("--freeze-unet", action="store_true", help="train the new modules only")
     s.add_argument("--captioner", help="SceneCaptioner folder: train on its captions instead "
                                        "of the ground truth (e.g. codec/weights/captioner)")

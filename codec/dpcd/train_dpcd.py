@@ -162,7 +162,8 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                sample_every: int = 1000, threads: int | None = None,
                max_minutes: float | None = None, export: str | Path | None = None,
                captioner: str | Path | None = None, device: str = "cpu", workers: int = 0,
-               bf16: bool = False, text_encoder: str | Path | None = None) -> Path:
+               bf16: bool = False, text_encoder: str | Path | None = None,
+               rsrt_lr_scale: float = 1.0) -> Path:
     """Train (or resume) stage ``stage`` in ``run``; returns the checkpoint folder.
 
     ``device``: where the modules train (``"cuda"`` on a GPU machine); ``workers``: processes
@@ -177,12 +178,17 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
 
     ``export``: a preset folder refreshed at every checkpoint with the EMA modules (UNet and
     ControlNet as fp16 safetensors) and an in-progress model card, ready to commit.
+
+    ``rsrt_lr_scale``: the RSRT encoder and embedding learn at ``lr * rsrt_lr_scale`` (stage
+    rsrt): their gradient arrives through cross-attention and is much weaker than the UNet's.
     """
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r}; expected one of {STAGES}")
     for name, p in (("caption_dropout", caption_dropout), ("hci_dropout", hci_dropout)):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"{name}={p} must be in [0, 1)")
+    if not rsrt_lr_scale > 0:
+        raise ValueError(f"rsrt_lr_scale={rsrt_lr_scale} must be > 0")
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
@@ -224,12 +230,16 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     if freeze_unet:
         mods["unet"].requires_grad_(False)
     trainable = [p for p in mods.parameters() if p.requires_grad]
+    groups = param_groups(mods, lr, rsrt_lr_scale)
     ema = EMAModel(trainable, decay=ema_decay, use_ema_warmup=True, foreach=dev.type == "cuda")
-    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-2, fused=dev.type == "cuda")
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-2, fused=dev.type == "cuda")
+    base_lrs = [grp["lr"] for grp in opt.param_groups]
     fresh_optimizer = not (ckpt / "optimizer.pt").is_file()
     if not fresh_optimizer:
-        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True,
-                                       map_location=dev))
+        saved = torch.load(ckpt / "optimizer.pt", weights_only=True, map_location=dev)
+        opt.load_state_dict(regroup_optimizer_state(saved, [len(g["params"]) for g in groups]))
+        for grp, base in zip(opt.param_groups, base_lrs):
+            grp["lr"] = base       # this run's learning rates, not the checkpoint's
         ema_mods, _ = build_modules(stage, ckpt / "ema", text.dim, config, num_tokens, levels)
         ema_mods.to(dev)
         ema_params = [q for p, q in zip(mods.parameters(), ema_mods.parameters()) if p.requires_grad]
@@ -241,7 +251,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     log = open(run / "train.log", "a")
     n_params = {k: round(sum(p.numel() for p in m.parameters()) / 1e6, 3) for k, m in mods.items()}
     print(f"dpcd {stage}: {src}; M params {n_params}; {size}×{size}, batch {batch_size}, "
-          f"lr {lr}, freeze_unet {freeze_unet}, captions from "
+          f"lr {lr} (RSRT modules ×{rsrt_lr_scale:g}), freeze_unet {freeze_unet}, captions from "
           f"{'the captioner' if captioner is not None else 'ground truth'}; device {dev}, "
           f"bf16 {bf16}, {workers} data workers", file=log, flush=True)
 
@@ -261,8 +271,8 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     losses, recent_codes, spreads, pending = [], [], [], []
     for step, scenes in zip(bar, data):
         warm = min(1.0, (step + 1 - start) / 200) if fresh_optimizer else 1.0
-        for group in opt.param_groups:
-            group["lr"] = lr * warm
+        for group, base in zip(opt.param_groups, base_lrs):
+            group["lr"] = base * warm
         b = conditioned_batch(step, batch_size, size, text, codecs, g, captioner,
                               caption_dropout, hci_dropout, scenes=scenes)
         x, hci, hci_present, cond, mask = b["x"], b["hci"], b["hci_present"], b["cond"], b["mask"]
@@ -321,7 +331,10 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
             _save(mods, ema_mods, ema, opt, ckpt, done, float(np.mean(losses[-100:])), stage)
             if export is not None:
                 export_dpcd(run, export, stage, complete=done >= steps, hci_root=hci_root,
-                            hparams=dict(batch_size=batch_size, lr=lr, hci_dropout=hci_dropout,
+                            hparams=dict(batch_size=batch_size, lr=lr,
+                                         **({"rsrt_lr_scale": rsrt_lr_scale}
+                                            if stage == "rsrt" else {}),
+                                         hci_dropout=hci_dropout,
                                          caption_dropout=caption_dropout, freeze_unet=freeze_unet,
                                          captions="scene captioner" if captioner is not None
                                          else "ground truth"))
@@ -336,6 +349,38 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     stop.restore()
     log.close()
     return ckpt
+
+
+def param_groups(mods: nn.ModuleDict, lr: float, rsrt_lr_scale: float = 1.0) -> list[dict]:
+    """AdamW parameter groups: the diffusion modules at ``lr``, then (when present) the RSRT
+    modules at ``lr * rsrt_lr_scale``. Parameters keep ``mods.parameters()`` order, so the
+    groups' concatenation is the EMA's parameter list."""
+    main, rsrt = [], []
+    for name, m in mods.items():
+        (rsrt if name.startswith("rsrt_") else main).extend(
+            p for p in m.parameters() if p.requires_grad)
+    return [g for g in ({"params": main, "lr": lr}, {"params": rsrt, "lr": lr * rsrt_lr_scale})
+            if g["params"]]
+
+
+def regroup_optimizer_state(state: dict, sizes: list[int]) -> dict:
+    """An optimizer ``state_dict`` re-split into groups of ``sizes`` parameters (checkpoints
+    written before the RSRT modules had their own group hold one group). Parameter ids are
+    positions in the flat parameter order, which the split keeps; hyperparameters come from
+    the first saved group (the caller sets this run's learning rates)."""
+    saved = state["param_groups"]
+    if [len(g["params"]) for g in saved] == sizes:
+        return state
+    ids = [i for g in saved for i in g["params"]]
+    if len(ids) != sum(sizes):
+        raise ValueError(f"optimizer checkpoint holds {len(ids)} parameters; the modules have "
+                         f"{sum(sizes)}: it belongs to another model")
+    groups, at = [], 0
+    for n in sizes:
+        groups.append({**{k: v for k, v in saved[0].items() if k != "params"},
+                       "params": ids[at:at + n]})
+        at += n
+    return {"state": state["state"], "param_groups": groups}
 
 
 def _ema_modules(mods: nn.ModuleDict, ema: EMAModel) -> nn.ModuleDict:

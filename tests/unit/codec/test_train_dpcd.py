@@ -102,3 +102,39 @@ def test_data_workers_do_not_change_training_and_bf16_trains(tmp_path):
         assert not any((tmp_path / name / "samples").iterdir())     # sample_every=0: no grids
     assert losses[0] == losses[1]
     assert np.isfinite(losses[2]) and losses[2] != losses[0]
+
+
+def test_rsrt_modules_get_their_own_learning_rate_and_old_checkpoints_resume(tmp_path):
+    from codec.dpcd.train_dpcd import build_modules, param_groups, regroup_optimizer_state
+
+    mods, _ = build_modules("rsrt", None, 384, "tiny", num_tokens=4)
+    groups = param_groups(mods, 1e-4, rsrt_lr_scale=5)
+    assert [g["lr"] for g in groups] == [1e-4, 5e-4]
+    flat = [p for g in groups for p in g["params"]]
+    assert [id(p) for p in flat] == [id(p) for p in mods.parameters()]   # EMA order kept
+    # A checkpoint from before the split: one group over every parameter, with Adam moments.
+    old = torch.optim.AdamW(list(mods.parameters()), lr=1e-4)
+    for p in mods.parameters():
+        p.grad = torch.ones_like(p)
+    old.step()
+    state = regroup_optimizer_state(old.state_dict(), [len(g["params"]) for g in groups])
+    new = torch.optim.AdamW(groups, lr=1e-4)
+    new.load_state_dict(state)
+    last = flat[-1]
+    assert torch.equal(new.state[last]["exp_avg"], old.state[last]["exp_avg"])
+    with pytest.raises(ValueError, match="belongs to another model"):
+        regroup_optimizer_state(old.state_dict(), [3, 4])
+
+    # Resuming a one-group checkpoint with a scaled RSRT learning rate trains on.
+    run = tmp_path / "r"
+    kw = dict(stage="rsrt", config="tiny", batch_size=2, threads=1, sample_every=0,
+              save_every=1, num_tokens=4, unquantized_steps=0)
+    train_dpcd(run, steps=1, **kw)
+    opt = torch.load(run / "checkpoint" / "optimizer.pt", weights_only=True)
+    merged = {"state": opt["state"], "param_groups": [{
+        **opt["param_groups"][0], "params": [i for g in opt["param_groups"] for i in g["params"]]}]}
+    torch.save(merged, run / "checkpoint" / "optimizer.pt")
+    train_dpcd(run, steps=2, rsrt_lr_scale=5, **kw)
+    assert "(RSRT modules ×5)" in (run / "train.log").read_text()
+    with pytest.raises(ValueError, match="rsrt_lr_scale"):
+        train_dpcd(tmp_path / "bad", rsrt_lr_scale=0, **kw)
