@@ -500,10 +500,14 @@ def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 @contextlib.contextmanager
 def _deterministic():
+    """Deterministic kernels, no autograd and full precision whatever the caller set up: the
+    encoder and the decoder must compute bit-identical entropy-model scales (under an
+    enclosing bfloat16 autocast they would not, and the rANS stream would fail to decode)."""
     was = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", enabled=False), \
+                torch.autocast("cuda", enabled=False):
             yield
     finally:
         torch.use_deterministic_algorithms(was)
@@ -612,7 +616,8 @@ class HCICodec:
         if not default:
             enc.bits(h - 1, _SIZE_BITS)
             enc.bits(w - 1, _SIZE_BITS)
-        self.model._push(enc, latents)
+        with _deterministic():
+            self.model._push(enc, latents)
         if self.check_bits:
             values = [op[1] for op in enc._ops]  # header values, then latent values
             enc.bits(self._check_value(values), self.check_bits)
@@ -638,7 +643,8 @@ class HCICodec:
         if (mh // d) * (mw // d) * self.model.M > 8 * _MAX_STREAM_BYTES:
             raise ValueError(f"corrupt HCI stream: implausible image size {h}×{w}")
         log = _RecordingDecoder(dec) if self.check_bits else dec
-        y_hat = self.model._pop(log, (mh // d, mw // d))
+        with _deterministic():
+            y_hat = self.model._pop(log, (mh // d, mw // d))
         if self.check_bits:
             got = dec.bits(self.check_bits)
             if got != self._check_value(header + log.values):

@@ -228,3 +228,18 @@ def test_shipped_rate_points_increase_in_bits_and_psnr():
         img, _ = generate(0, seed=6007, size=64)
         data = codec.encode(img)
         assert np.array_equal(codec.decode(data), codec.decode(data))
+
+
+def test_bfloat16_autocast_around_the_codec_changes_nothing():
+    """A caller decoding the diffusion model in bf16 autocast must still get the fp32 bitstream
+    (the entropy model's scales are computed in full precision on both sides)."""
+    codecs = [HCICodec(tiny("hyperprior"))]
+    if (WEIGHTS / "mid").is_dir():
+        codecs.append(HCICodec.from_pretrained(WEIGHTS / "mid"))
+    for codec in codecs:
+        for seed in range(3):
+            img = scene_like(seed=seed)
+            data, ref = codec.roundtrip(img)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                assert codec.encode(img) == data
+                assert np.array_equal(codec.decode(data), ref)
