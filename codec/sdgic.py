@@ -8,7 +8,9 @@
 A preset folder holds ``preset.json`` and the DPCD modules:
 
     preset.json       {"preset", "resolution", "hci": {"root", "rate_points", "default"},
-                       "caption_model" (optional JSON path), "guidance_scale", "steps"}
+                       "caption_model" (optional JSON path), "guidance_scale", "steps",
+                       "precision" ("fp32" or "bf16": UNet + ControlNet under bfloat16
+                       autocast where the machine runs bf16 natively, else fp32)}
     unet/             UNet2DConditionModel (required)
     controlnet/       ControlNetModel: the HCI path (optional: without it HCI is not used)
     rsrt_encoder/     RSRTEncoder + rsrt_embedding/ RSRTEmbedding (optional: no RSRT stream)
@@ -29,6 +31,7 @@ and resizes back to the original size.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +41,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
 from codec.container import ContainerError, EncodedImage
-from codec.dpcd.decoder import DPCDSampler, LatentSpace, PixelSpace
+from codec.dpcd.decoder import PRECISIONS, DPCDSampler, LatentSpace, PixelSpace, bf16_is_fast
 from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder
 from codec.streams.caption_coder import CaptionCoder
 from codec.streams.hci import HCICodec, to_rgb_uint8
@@ -65,7 +68,8 @@ class SDGIC:
     """The codec. Build it with :meth:`from_pretrained`; the fields are its parts.
 
     ``rate``: the HCI rate point used by ``encode`` (one of ``hci`` keys); ``num_tokens``:
-    RSRT tokens sent (a prefix of the K the encoder makes; None: all).
+    RSRT tokens sent (a prefix of the K the encoder makes; None: all); ``precision``: the
+    decoder's default arithmetic (``"fp32"`` or ``"bf16"``, see ``DPCDSampler.sample``).
     """
 
     preset: str
@@ -81,6 +85,7 @@ class SDGIC:
     steps: int = 20
     guidance_scale: float = 1.0
     num_tokens: int | None = None
+    precision: str = "fp32"
     card: dict = field(default_factory=dict)
     vae: AutoencoderKL | None = None
 
@@ -90,6 +95,8 @@ class SDGIC:
                              f"{self.preset!r}; expected one of {list(self.hci)}")
         if (self.rsrt_encoder is None) != (self.rsrt_embedding is None):
             raise ValueError("rsrt_encoder and rsrt_embedding come together (both or neither)")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}; expected one of {PRECISIONS}")
         if self.num_tokens is not None and not 0 <= self.num_tokens <= self.max_tokens:
             raise ValueError(f"num_tokens={self.num_tokens} must be in [0, {self.max_tokens}]")
         self.space = LatentSpace(self.vae) if self.vae is not None else PixelSpace()
@@ -139,6 +146,7 @@ class SDGIC:
                   controlnet=controlnet, rsrt_encoder=rsrt_enc, rsrt_embedding=rsrt_emb,
                   steps=int(cfg.get("steps", 20)),
                   guidance_scale=float(cfg.get("guidance_scale", 1.0)),
+                  precision=_preset_precision(cfg.get("precision", "fp32"), folder),
                   card=json.loads(card_path.read_text()) if card_path.is_file() else {},
                   vae=vae)
         kw.update(overrides)
@@ -243,11 +251,12 @@ class SDGIC:
 
     @torch.no_grad()
     def decode_batch(self, encoded: list[EncodedImage], seeds: list[int] | None = None,
-                     steps: int | None = None, guidance_scale: float | None = None
-                     ) -> list[np.ndarray]:
+                     steps: int | None = None, guidance_scale: float | None = None,
+                     precision: str | None = None) -> list[np.ndarray]:
         """Decode images together (one batched denoising loop); each uses only the streams
         and tokens it carries. ``seeds[i]`` fixes image i's starting noise, so a result does
-        not depend on the batch it was decoded in. Returns uint8 (H_i, W_i, 3) arrays."""
+        not depend on the batch it was decoded in. ``steps``, ``guidance_scale`` and
+        ``precision``: None takes the codec's. Returns uint8 (H_i, W_i, 3) arrays."""
         if not encoded:
             return []
         seeds = list(seeds) if seeds is not None else [0] * len(encoded)
@@ -281,7 +290,8 @@ class SDGIC:
                                   else guidance_scale,
                                   hci=hci if use_hci else None,
                                   hci_present=hci_present if use_hci else None,
-                                  rsrt_codes=codes, rsrt_present=present, noise=noise)
+                                  rsrt_codes=codes, rsrt_present=present, noise=noise,
+                                  precision=precision or self.precision)
         images = []
         for i, e in enumerate(encoded):
             x = out[i:i + 1]
@@ -292,16 +302,29 @@ class SDGIC:
         return images
 
     def decode(self, encoded: EncodedImage, seed: int = 0, steps: int | None = None,
-               guidance_scale: float | None = None) -> np.ndarray:
+               guidance_scale: float | None = None, precision: str | None = None) -> np.ndarray:
         """One image: uint8 (H, W, 3) at the original size, from whatever streams it carries."""
-        return self.decode_batch([encoded], [seed], steps, guidance_scale)[0]
+        return self.decode_batch([encoded], [seed], steps, guidance_scale, precision)[0]
+
+
+def _preset_precision(value, folder: Path) -> str:
+    """A preset's ``precision``, checked; ``"bf16"`` falls back to fp32 (with a warning) on a
+    machine that would only emulate it (slower than fp32 there)."""
+    if value not in PRECISIONS:
+        raise ValueError(f"{folder / PRESET_FILE}: precision={value!r}; expected one of "
+                         f"{PRECISIONS}")
+    if value == "bf16" and not bf16_is_fast("cpu"):
+        warnings.warn(f"preset {folder.name} decodes in bf16 but this CPU has no native bf16 "
+                      "(AVX512-BF16/AMX); decoding in fp32 instead", stacklevel=3)
+        return "fp32"
+    return value
 
 
 def write_preset(folder: str | Path, preset: str, resolution: int, unet: UNet2DConditionModel,
                  hci_root: str | Path, rate_points: list[str], default_rate: str | None = None,
                  controlnet: ControlNetModel | None = None, rsrt_encoder: RSRTEncoder | None = None,
                  rsrt_embedding: RSRTEmbedding | None = None, steps: int = 20,
-                 guidance_scale: float = 1.0) -> Path:
+                 guidance_scale: float = 1.0, precision: str = "fp32") -> Path:
     """Save DPCD modules and ``preset.json`` into ``folder`` (loadable by ``from_pretrained``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -312,6 +335,6 @@ def write_preset(folder: str | Path, preset: str, resolution: int, unet: UNet2DC
     cfg = {"preset": preset, "resolution": int(resolution),
            "hci": {"root": str(hci_root), "rate_points": list(rate_points),
                    "default": default_rate or rate_points[0]},
-           "steps": int(steps), "guidance_scale": float(guidance_scale)}
+           "steps": int(steps), "guidance_scale": float(guidance_scale), "precision": precision}
     (folder / PRESET_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
     return folder

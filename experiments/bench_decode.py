@@ -1,7 +1,7 @@
 """DPCD decode time per image and peak memory on this CPU → results/dpcd/bench_decode.json.
 
     python -m experiments.bench_decode [--preset scenes-64] [--steps 20] [--batches 1,16]
-                                       [--guidance-scale G]
+                                       [--guidance-scale G] [--precision fp32|bf16]
 
 Times ``SDGIC.decode_batch`` (all three streams present) after one warm-up call, for each
 batch size, with ``--threads`` torch threads; peak memory is the process's max RSS.
@@ -33,11 +33,14 @@ def main(argv=None):
     p.add_argument("--guidance-scale", type=float, default=None,
                    help="classifier-free guidance scale (default: the preset's; > 1 doubles the "
                         "UNet batch)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                   help="decoder arithmetic (default: the preset's)")
     p.add_argument("--out", default="results/dpcd/bench_decode.json")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     codec = SDGIC.from_pretrained(a.preset)
     g = codec.guidance_scale if a.guidance_scale is None else a.guidance_scale
+    prec = a.precision or codec.precision
     sizes = [int(b) for b in a.batches.split(",")]
     scenes = [generate(i, seed=9009, size=codec.resolution) for i in range(max(sizes))]
     enc = [codec.encode(img, caption=sc.caption) for img, sc in scenes]
@@ -47,14 +50,15 @@ def main(argv=None):
         times = []
         for r in range(a.repeats):
             t = time.perf_counter()
-            codec.decode_batch(enc[:b], seeds=list(range(b)), steps=a.steps, guidance_scale=g)
+            codec.decode_batch(enc[:b], seeds=list(range(b)), steps=a.steps, guidance_scale=g,
+                               precision=prec)
             times.append(time.perf_counter() - t)
         per_image[str(b)] = round(min(times) / b, 3)
     res = {
         "command": f"python -m experiments.bench_decode --preset {a.preset} --steps {a.steps} "
-                   f"--batches {a.batches} --threads {a.threads} --guidance-scale {g:g}",
+                   f"--batches {a.batches} --threads {a.threads} --guidance-scale {g:g} --precision {prec}",
         "preset": codec.preset, "resolution": codec.resolution, "steps": a.steps,
-        "guidance_scale": g,
+        "guidance_scale": g, "precision": prec,
         "paths": {"controlnet": codec.controlnet is not None,
                   "rsrt": codec.rsrt_encoder is not None},
         "torch_threads": a.threads, "cpu": platform.processor() or platform.machine(),

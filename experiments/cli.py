@@ -163,7 +163,8 @@ def cmd_decode(a):
     if a.lose_tokens:
         enc = enc.with_lost_tokens([int(i) for i in a.lose_tokens.split(",")])
     codec = SDGIC.from_pretrained(a.preset or enc.preset.partition(":")[0])
-    img = codec.decode(enc, seed=a.seed, steps=a.steps, guidance_scale=a.guidance)
+    img = codec.decode(enc, seed=a.seed, steps=a.steps, guidance_scale=a.guidance,
+                       precision=a.precision)
     out = Path(a.output or Path(a.file).with_suffix(".png"))
     Image.fromarray(img).save(out)
     used = [s for s in ("caption", "hci", "rsrt") if enc.has(s)]
@@ -295,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=_positive(int), help="denoising steps (default: preset's)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--guidance", type=float, help="classifier-free guidance scale")
+    s.add_argument("--precision", choices=("fp32", "bf16"),
+                   help="decoder arithmetic (default: the preset's)")
     s.add_argument("--drop", help="streams to drop before decoding, e.g. caption,rsrt")
     s.add_argument("--lose-tokens", help="RSRT token indices to mark lost, e.g. 0,3")
     s.add_argument("--preset", help="decoder preset (default: the one in the file)")

@@ -50,12 +50,14 @@ def _decode(codec: SDGIC, encoded, steps: int, batch: int, desc: str,
 def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         rates: list[str] | None = None, subset_rate: str | None = None,
         true_captions: bool = False, inception: bool = True,
-        guidance_scale: float | None = None) -> pd.DataFrame:
+        guidance_scale: float | None = None, precision: str | None = None) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     codec = SDGIC.from_pretrained(preset)
     if guidance_scale is not None:
         codec.guidance_scale = guidance_scale
+    if precision is not None:
+        codec.precision = precision
     rates = rates or list(codec.hci)
     subset_rate = subset_rate or codec.rate
     images, scenes = render_scenes(n, seed=EVAL_SEED, size=codec.resolution, progress=True)
@@ -129,7 +131,7 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
                    f"--rates {','.join(rates)} --subset-rate {subset_rate} --out {out}"
                    + (" --true-captions" if true_captions else "")
                    + ("" if inception else " --no-inception")
-                   + f" --guidance-scale {codec.guidance_scale:g}",
+                   + f" --guidance-scale {codec.guidance_scale:g} --precision {codec.precision}",
         "preset_status": codec.card.get("status"),
         "stages": {k: v.get("steps") for k, v in codec.card.get("stages", {}).items()},
         "eval_seed": EVAL_SEED, "seconds": round(time.time() - t0, 1)}, indent=2) + "\n")
@@ -141,7 +143,7 @@ def _write_markdown(summary: pd.DataFrame, path: Path, codec, n, steps, true_cap
             "judge_texture", "caption_similarity", "inception_similarity", "fid", "psnr", "ms_ssim"]
     cols = [c for c in cols if c in summary.columns]
     lines = [f"# SDGIC {codec.preset} on {n} held-out scenes (seed {EVAL_SEED}), {steps} steps, "
-             f"guidance scale {codec.guidance_scale:g}",
+             f"guidance scale {codec.guidance_scale:g}, {codec.precision}",
              "", f"captions: {'ground truth' if true_captions else 'scene captioner'}; bits are "
              "stream payload bits per image (container framing not counted)", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -192,13 +194,15 @@ def main(argv=None):
     p.add_argument("--no-inception", action="store_true")
     p.add_argument("--guidance-scale", type=float, default=None,
                    help="classifier-free guidance scale (default: the preset's)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                   help="decoder arithmetic (default: the preset's)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="results/dpcd")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     s = run(a.preset, a.n, Path(a.out), a.steps, a.batch,
             a.rates.split(",") if a.rates else None, a.subset_rate, a.true_captions,
-            not a.no_inception, a.guidance_scale)
+            not a.no_inception, a.guidance_scale, a.precision)
     print(s[["variant", "rate", "bits", "bpp", "consistency"]].to_string())
 
 

@@ -45,7 +45,7 @@ def run(preset: str, n: int, scales: list[float], out: Path, steps: int | None =
     per, res = {}, {"preset": preset, "card_stages": {k: v.get("steps") for k, v in
                                                       codec.card.get("stages", {}).items()},
                     "n": n, "eval_seed": EVAL_SEED, "rate": codec.rate,
-                    "steps": steps or codec.steps, "rows": []}
+                    "steps": steps or codec.steps, "precision": codec.precision, "rows": []}
     for name, es in sets.items():
         for g in scales:
             t0 = time.perf_counter()

@@ -116,6 +116,21 @@ def denoise(unet: UNet2DConditionModel, z: torch.Tensor, t, cond: torch.Tensor,
                 down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def bf16_is_fast(device: str = "cpu") -> bool:
+    """Whether ``device`` runs bfloat16 natively (CPU: AVX512-BF16/AMX through oneDNN; CUDA:
+    Ampere or newer). Elsewhere bf16 autocast is emulated and slower than fp32."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.backends.mkldnn.is_available()
+                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class DPCDSampler:
     """Draws images from DPCD given whatever streams arrived.
 
@@ -164,7 +179,7 @@ class DPCDSampler:
                generator: torch.Generator | None = None, size: int | None = None,
                hci: torch.Tensor | None = None, hci_present: torch.Tensor | None = None,
                rsrt_codes: torch.Tensor | None = None, rsrt_present: torch.Tensor | None = None,
-               noise: torch.Tensor | None = None) -> torch.Tensor:
+               noise: torch.Tensor | None = None, precision: str = "fp32") -> torch.Tensor:
         """Images float (B, 3, size, size) in [0, 1].
 
         ``hci`` float (B, 3, size, size) in [0, 1] (decoded HCI at the decoder's resolution),
@@ -173,9 +188,13 @@ class DPCDSampler:
         and tokens stay in both branches). ``noise`` (B, C, h, w): the starting sample in
         model space (default: drawn from ``generator``); DPM-Solver++ adds no noise after it,
         so per-image starting noise makes each image independent of its batch.
+        ``precision``: ``"fp32"``, or ``"bf16"`` to run the UNet and ControlNet under bfloat16
+        autocast (the scheduler, guidance and output stay fp32).
         """
         if steps < 1:
             raise ValueError(f"steps={steps} must be >= 1")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
         b = len(captions)
         f = self.space.factor
         side = (size or self.unet.config.sample_size * f) // f
@@ -204,7 +223,10 @@ class DPCDSampler:
         self.scheduler.set_timesteps(steps)
         for t in self.scheduler.timesteps:
             inp = torch.cat([z, z]) if guidance_scale != 1.0 else z
-            out = denoise(self.unet, inp, t, cond, mask, self.controlnet, hci_z, hci_present)
+            with torch.autocast(z.device.type, dtype=torch.bfloat16,
+                                enabled=precision == "bf16"):
+                out = denoise(self.unet, inp, t, cond, mask, self.controlnet, hci_z,
+                              hci_present).float()
             if guidance_scale != 1.0:
                 c, u = out.chunk(2)
                 out = u + guidance_scale * (c - u)

@@ -139,3 +139,35 @@ def test_stable_diffusion_style_folder(tmp_path):
     for drop in ((), ("hci",), ("caption", "hci")):
         rec = codec.decode(enc.without(*drop), steps=2)
         assert rec.shape == (16, 16, 3) and rec.dtype == np.uint8
+
+
+def test_bf16_decoding_is_close_to_fp32_and_a_preset_chooses_it(tiny_preset, codec, scene,
+                                                               tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    import codec.sdgic as sdgic_module
+
+    img, caption = scene
+    enc = codec.encode(img, caption=caption)
+    a = codec.decode(enc, steps=3, guidance_scale=3.0).astype(int)
+    b = codec.decode(enc, steps=3, guidance_scale=3.0, precision="bf16").astype(int)
+    assert a.shape == b.shape and (a != b).any()           # bf16 really ran
+    assert np.abs(a - b).mean() < 12                        # ... and draws the same picture
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        codec.decode(enc, steps=2, precision="fp16")
+
+    folder = tmp_path / "p"
+    shutil.copytree(tiny_preset, folder)
+    cfg = json.loads((folder / "preset.json").read_text())
+    (folder / "preset.json").write_text(json.dumps({**cfg, "precision": "bf16"}))
+    monkeypatch.setattr(sdgic_module, "bf16_is_fast", lambda device="cpu": True)
+    bf = SDGIC.from_pretrained(folder)
+    assert bf.precision == "bf16"
+    assert (bf.decode(enc, steps=3, guidance_scale=3.0) == b).all()
+    monkeypatch.setattr(sdgic_module, "bf16_is_fast", lambda device="cpu": False)
+    with pytest.warns(UserWarning, match="no native bf16"):
+        assert SDGIC.from_pretrained(folder).precision == "fp32"
+    (folder / "preset.json").write_text(json.dumps({**cfg, "precision": "half"}))
+    with pytest.raises(ValueError, match="precision='half'"):
+        SDGIC.from_pretrained(folder)
