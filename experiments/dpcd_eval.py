@@ -38,12 +38,12 @@ STREAMS = ("caption", "hci", "rsrt")
 
 
 def _decode(codec: SDGIC, encoded, steps: int, batch: int, desc: str,
-            guidance_scale: float | None = None) -> np.ndarray:
+            guidance_scale: float | None = None, precision: str | None = None) -> np.ndarray:
     out = []
     for i in tqdm(range(0, len(encoded), batch), desc=desc, unit="batch", leave=False):
         chunk = encoded[i:i + batch]
         out += codec.decode_batch(chunk, seeds=list(range(i, i + len(chunk))), steps=steps,
-                                  guidance_scale=guidance_scale)
+                                  guidance_scale=guidance_scale, precision=precision)
     return np.stack(out)
 
 

@@ -1,0 +1,37 @@
+import json
+
+import pytest
+
+from experiments.decode_sweep import main, run
+
+
+def test_decode_sweep_pairs_every_value_with_the_reference(tmp_path, tiny_preset):
+    res = run(str(tiny_preset), n=3, vary="guidance_scale", values=[1.0, 2.0], out=tmp_path,
+              streams=("sdgic", "caption"), batch=2, steps=2)
+    rows = json.loads((tmp_path / "decode_guidance_scale.json").read_text())["rows"]
+    assert rows == res["rows"] and len(rows) == 4  # 2 stream sets × 2 values
+    assert res["fixed"]["steps"] == 2 and "--steps 2" in res["command"]
+    for r in rows:
+        assert 0.0 <= r["consistency"] <= 1.0 and r["seconds_per_image"] > 0
+        if r["guidance_scale"] == 2.0:  # paired difference to the reference of its stream set
+            base = next(b for b in rows if b["streams"] == r["streams"]
+                        and b["guidance_scale"] == 1.0)
+            assert abs(r["diff_vs_ref"] - (r["consistency"] - base["consistency"])) < 1e-9
+        else:
+            assert "diff_vs_ref" not in r
+    assert (tmp_path / "decode_guidance_scale.png").stat().st_size > 0
+
+    res = run(str(tiny_preset), n=2, vary="precision", values=["fp32", "bf16"], out=tmp_path,
+              batch=2, steps=2)
+    assert [r["precision"] for r in res["rows"]] == ["fp32", "bf16"]
+    assert (tmp_path / "decode_precision.png").stat().st_size > 0
+
+
+def test_decode_sweep_rejects_bad_values(tmp_path, tiny_preset):
+    for args in (["--vary", "steps", "--values", "20,ten"], ["--vary", "steps", "--values", "0"],
+                 ["--vary", "precision", "--values", "fp32,fp8"],
+                 ["--vary", "steps", "--values", "2", "--n", "1"]):
+        with pytest.raises(SystemExit):
+            main(["--preset", str(tiny_preset), "--out", str(tmp_path), *args])
+    with pytest.raises(ValueError, match="unknown stream sets"):
+        run(str(tiny_preset), 2, "steps", [2], tmp_path, streams=("hci",))
