@@ -9,7 +9,8 @@ RSRT tokens; the variants drop streams from that encoding, so their bits are exa
 
 - ``sdgic``: caption + HCI + RSRT;  ``no_rsrt``; ``no_caption``; ``no_hci``;
 - ``hci_codec``: the HCI codec's own decoded image (no diffusion), at its own bits;
-- ``subset:<streams>``: every subset of streams at ``--subset-rate`` (for protection studies).
+- ``subset:<streams>``: every subset of streams at ``--subset-rate`` (for protection studies;
+  ``--no-subsets`` skips the four subsets no variant above decodes, halving the run).
 
 Outputs: ``per_image.csv`` (one row per image × variant × rate), ``summary.csv`` (mean and 95 %
 CI per metric, bits, bpp, FID), ``summary.md``, ``consistency_vs_bpp.png``, ``subsets.csv``
@@ -50,7 +51,8 @@ def _decode(codec: SDGIC, encoded, steps: int, batch: int, desc: str,
 def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         rates: list[str] | None = None, subset_rate: str | None = None,
         true_captions: bool = False, inception: bool = True,
-        guidance_scale: float | None = None, precision: str | None = None) -> pd.DataFrame:
+        guidance_scale: float | None = None, precision: str | None = None,
+        subsets: bool = True) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     codec = SDGIC.from_pretrained(preset)
@@ -110,6 +112,7 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
                 grid[name] = recs[:8]
         if rate == subset_rate:
             grid["hci"] = hci_imgs[:8]
+        if rate == subset_rate and subsets:
             for r in range(len(streams) + 1):
                 for keep in itertools.combinations(streams, r):
                     drop = [s for s in streams if s not in keep]
@@ -129,6 +132,7 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
     (out / "command.json").write_text(json.dumps({
         "command": f"python -m experiments.dpcd_eval --preset {preset} --n {n} --steps {steps} "
                    f"--rates {','.join(rates)} --subset-rate {subset_rate} --out {out}"
+                   + ("" if subsets else " --no-subsets")
                    + (" --true-captions" if true_captions else "")
                    + ("" if inception else " --no-inception")
                    + f" --guidance-scale {codec.guidance_scale:g} --precision {codec.precision}",
@@ -190,6 +194,8 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--rates", help="comma-separated HCI rate points (default: all)")
     p.add_argument("--subset-rate", help="rate point of the stream-subset table")
+    p.add_argument("--no-subsets", action="store_true",
+                   help="skip the stream-subset table (the variants only)")
     p.add_argument("--true-captions", action="store_true")
     p.add_argument("--no-inception", action="store_true")
     p.add_argument("--guidance-scale", type=float, default=None,
@@ -202,7 +208,7 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     s = run(a.preset, a.n, Path(a.out), a.steps, a.batch,
             a.rates.split(",") if a.rates else None, a.subset_rate, a.true_captions,
-            not a.no_inception, a.guidance_scale, a.precision)
+            not a.no_inception, a.guidance_scale, a.precision, not a.no_subsets)
     print(s[["variant", "rate", "bits", "bpp", "consistency"]].to_string())
 
 

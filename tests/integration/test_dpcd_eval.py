@@ -1,0 +1,29 @@
+import json
+
+import pandas as pd
+
+from experiments.dpcd_eval import run
+
+
+def test_dpcd_eval_variants_subsets_and_outputs(tmp_path, tiny_preset):
+    s = run(str(tiny_preset), n=3, out=tmp_path / "all", steps=2, batch=2, rates=["mid"],
+            inception=False, guidance_scale=1.0)
+    names = set(s["variant"])
+    assert {"hci_codec", "sdgic", "no_rsrt", "no_caption", "no_hci"} <= names
+    subsets = {v for v in names if v.startswith("subset:")}
+    assert len(subsets) == 8 and "subset:none" in subsets    # every subset of 3 streams
+    row = s.set_index("variant").loc["sdgic"]
+    assert 0 <= row["consistency"] <= 1 and row["bits"] > s.set_index("variant").loc[
+        "no_rsrt", "bits"]
+    per = pd.read_csv(tmp_path / "all" / "per_image.csv")
+    assert len(per) == 3 * len(names)
+    for f in ("summary.csv", "summary.md", "consistency_vs_bpp.png", "grid.png"):
+        assert (tmp_path / "all" / f).stat().st_size > 0
+    cmd = json.loads((tmp_path / "all" / "command.json").read_text())["command"]
+    assert "--no-subsets" not in cmd and "--precision fp32" in cmd
+
+    s = run(str(tiny_preset), n=2, out=tmp_path / "few", steps=2, batch=2, rates=["mid"],
+            inception=False, guidance_scale=1.0, subsets=False, precision="bf16")
+    assert not any(v.startswith("subset:") for v in s["variant"])
+    cmd = json.loads((tmp_path / "few" / "command.json").read_text())["command"]
+    assert "--no-subsets" in cmd and "--precision bf16" in cmd
