@@ -146,7 +146,8 @@ class SDGIC:
                   controlnet=controlnet, rsrt_encoder=rsrt_enc, rsrt_embedding=rsrt_emb,
                   steps=int(cfg.get("steps", 20)),
                   guidance_scale=float(cfg.get("guidance_scale", 1.0)),
-                  precision=_preset_precision(cfg.get("precision", "fp32"), folder),
+                  precision=(overrides["precision"] if "precision" in overrides else
+                             _preset_precision(cfg.get("precision", "fp32"), folder)),
                   card=json.loads(card_path.read_text()) if card_path.is_file() else {},
                   vae=vae)
         kw.update(overrides)

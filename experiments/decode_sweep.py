@@ -52,15 +52,22 @@ def run(preset: str, n: int, vary: str, values: list, out: Path,
         raise ValueError(f"unknown stream sets {unknown}; expected some of {sorted(STREAM_SETS)}")
     if not values:
         raise ValueError("no values to sweep")
+    unknown = sorted(set(fixed) - set(SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}; expected some of {sorted(SETTINGS)}")
     codec = SDGIC.from_pretrained(preset)
     base = {"guidance_scale": codec.guidance_scale, "steps": codec.steps,
             "precision": codec.precision}
-    base.update({k: v for k, v in fixed.items() if v is not None and k in SETTINGS})
+    base.update({k: v for k, v in fixed.items() if v is not None})
     images, scenes = render_scenes(n, seed=EVAL_SEED, size=codec.resolution)
     captioner = SceneCaptioner()
     captions = captioner(images)
     enc = [codec.encode(im, caption=c) for im, c in zip(images, captions)]
     sets = {"sdgic": enc, "caption": [e.without("hci", "rsrt") for e in enc]}
+    for v in values:    # warm-up: the first timed value must not pay for kernel set-up
+        setting = {**base, vary: v}
+        codec.decode_batch(enc[:1], steps=2, guidance_scale=setting["guidance_scale"],
+                           precision=setting["precision"])
     res = {"preset": preset, "card_stages": {k: v.get("steps") for k, v in
                                              codec.card.get("stages", {}).items()},
            "n": n, "eval_seed": EVAL_SEED, "rate": codec.rate, "vary": vary,
@@ -86,11 +93,12 @@ def run(preset: str, n: int, vary: str, values: list, out: Path,
                 row.update(diff_vs_ref=float(d.mean()), diff_vs_ref_ci95=_ci95(d))
             res["rows"].append(row)
             print(json.dumps(row), flush=True)
-    fixed_args = "".join(f" --{k.replace('_', '-')} {v}" for k, v in fixed.items()
-                         if v is not None and k in SETTINGS and k != vary)
+    # every setting in use goes into the command: a preset's precision depends on the machine
+    fixed_args = "".join(f" --{k.replace('_', '-')} {v}" for k, v in base.items() if k != vary)
     res["command"] = (f"python -m experiments.decode_sweep --preset {preset} --n {n} "
                       f"--vary {vary} --values {','.join(str(v) for v in values)} "
-                      f"--streams {','.join(streams)}{fixed_args} --out {out}")
+                      f"--streams {','.join(streams)}{fixed_args} "
+                      f"--threads {torch.get_num_threads()} --out {out}")
     out.mkdir(parents=True, exist_ok=True)
     (out / f"decode_{vary}.json").write_text(json.dumps(res, indent=2) + "\n")
     _plot(res, out / f"decode_{vary}.png")
@@ -109,6 +117,8 @@ def _plot(res: dict, path: Path) -> None:
     numeric = all(isinstance(r[vary], (int, float)) for r in res["rows"])
     for name in dict.fromkeys(r["streams"] for r in res["rows"]):
         rows = [r for r in res["rows"] if r["streams"] == name]
+        if numeric:
+            rows = sorted(rows, key=lambda r: r[vary])
         x = [r[vary] for r in rows] if numeric else [labels.index(str(r[vary])) for r in rows]
         ax.errorbar(x, [r["consistency"] for r in rows],
                     yerr=[r["consistency_ci95"] for r in rows], marker="o", capsize=3,

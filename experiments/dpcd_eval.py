@@ -10,11 +10,12 @@ RSRT tokens; the variants drop streams from that encoding, so their bits are exa
 - ``sdgic``: caption + HCI + RSRT;  ``no_rsrt``; ``no_caption``; ``no_hci``;
 - ``hci_codec``: the HCI codec's own decoded image (no diffusion), at its own bits;
 - ``subset:<streams>``: every subset of streams at ``--subset-rate`` (for protection studies;
-  ``--no-subsets`` skips the four subsets no variant above decodes, halving the run).
+  ``--no-subsets`` keeps only the four subsets the variants above decoded already, and skips
+  the other four: none, caption, HCI, RSRT alone).
 
 Outputs: ``per_image.csv`` (one row per image × variant × rate), ``summary.csv`` (mean and 95 %
-CI per metric, bits, bpp, FID), ``summary.md``, ``consistency_vs_bpp.png``, ``subsets.csv``
-and ``grid.png`` (rows: source | HCI | no-RSRT | SDGIC).
+CI per metric, bits, bpp, FID), ``summary.md``, ``consistency_vs_bpp.png`` and ``grid.png``
+(rows: source | HCI | no-RSRT | SDGIC).
 """
 
 from __future__ import annotations
@@ -112,13 +113,15 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
                 grid[name] = recs[:8]
         if rate == subset_rate:
             grid["hci"] = hci_imgs[:8]
-        if rate == subset_rate and subsets:
+        if rate == subset_rate:
             for r in range(len(streams) + 1):
                 for keep in itertools.combinations(streams, r):
                     drop = [s for s in streams if s not in keep]
                     es = [e.without(*drop) for e in enc]
                     recs = decoded.get(frozenset(keep))     # a variant decoded it already
                     if recs is None:
+                        if not subsets:
+                            continue
                         recs = _decode(codec, es, steps, batch, f"subset {keep}")
                     score("subset:" + ("+".join(keep) or "none"), rate, recs, es)
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from codec.data.scene_dataset import render_scenes
-from codec.dpcd.decoder import denoise, to_model_space, training_scheduler
+from codec.dpcd.decoder import PRECISIONS, denoise, training_scheduler
 from codec.evaluate import score_images
 from codec.sdgic import SDGIC
 from experiments.dpcd_eval import EVAL_SEED, _decode
@@ -45,30 +45,37 @@ def _ci95(v: np.ndarray) -> float:
 @torch.no_grad()
 def denoising_loss(codec: SDGIC, images: np.ndarray, captions: list[str], batch: int = 32,
                    repeats: int = 3, seed: int = 0) -> list[dict]:
-    """Rows {caption, tokens, t_from, t_to, loss, n}: mean v-MSE per case and noise band."""
+    """Rows {caption, tokens, t_from, t_to, loss, n}: mean v-MSE per case and noise band (fp32).
+    ``shuffled`` gives image i the tokens of image i + 1 (mod N) of the whole set."""
     if codec.rsrt_encoder is None:
         raise ValueError(f"preset {codec.preset!r} has no RSRT path to probe")
+    if len(images) < 2:
+        raise ValueError("the loss probe needs at least 2 images (shuffled tokens)")
     sched = training_scheduler()
-    hci_codec = codec.hci[codec.rate]
+    x = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).float() / 255
+    hci = codec.hci[codec.rate].reconstruct_batch(x)    # at the HCI's working size
+    r = codec.resolution
+    if x.shape[-1] != r:                                 # the decoder's resolution
+        x, hci = (F.interpolate(v, size=(r, r), mode="bilinear", antialias=True,
+                                align_corners=False).clamp(0, 1) for v in (x, hci))
+    conds, codes = {}, {}
+    for with_caption in (True, False):
+        conds[with_caption] = codec.text_encoder.tokens(
+            list(captions) if with_caption else [""] * len(x))
+        pooled = codec.text_encoder.pool(*conds[with_caption]) * float(with_caption)
+        codes[with_caption] = codec.rsrt_encoder.encode(x, hci, pooled)
     g = torch.Generator().manual_seed(seed)
     losses: dict[tuple, list[float]] = {}
-    for i in range(0, len(images), batch):
-        x = torch.from_numpy(images[i:i + batch]).permute(0, 3, 1, 2).float() / 255
-        b = len(x)
-        hci = hci_codec.reconstruct_batch(x)               # at the HCI's working size
-        r = codec.resolution
-        if x.shape[-1] != r:                                # the decoder's resolution
-            x, hci = (F.interpolate(v, size=(r, r), mode="bilinear", antialias=True,
-                                    align_corners=False).clamp(0, 1) for v in (x, hci))
-        x0, hci_z = to_model_space(x), to_model_space(hci)
+    for i in range(0, len(x), batch):
+        sl = slice(i, i + batch)
+        x0, hci_z = codec.space.encode(x[sl]), codec.space.encode(hci[sl])
+        b = len(x0)
         for with_caption in (True, False):
-            caps = captions[i:i + b] if with_caption else [""] * b
-            cond, mask = codec.text_encoder.tokens(caps)
-            pooled = codec.text_encoder.pool(cond, mask) * float(with_caption)
-            codes = codec.rsrt_encoder.encode(x, hci, pooled)
-            ones = torch.ones(b, codes.shape[1], dtype=torch.bool)
-            cases = {"all": (codes, ones), "none": (codes, ~ones),
-                     "shuffled": (codes.roll(1, 0), ones)}
+            cond, mask = (v[sl] for v in conds[with_caption])
+            ones = torch.ones(b, codes[with_caption].shape[1], dtype=torch.bool)
+            cases = {"all": (codes[with_caption][sl], ones),
+                     "none": (codes[with_caption][sl], ~ones),
+                     "shuffled": (codes[with_caption].roll(-1, 0)[sl], ones)}
             for _ in range(repeats):
                 noise = torch.randn(x0.shape, generator=g)
                 t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=g)
@@ -87,7 +94,10 @@ def denoising_loss(codec: SDGIC, images: np.ndarray, captions: list[str], batch:
             for (cap, name, lo, hi), v in losses.items() if v]
 
 
-def run(presets: list[str], n: int, loss_images: int, out: Path, batch: int = 16) -> dict:
+def run(presets: list[str], n: int, loss_images: int, out: Path, batch: int = 16,
+        precision: str | None = None) -> dict:
+    """Probe each preset (see the module docstring); ``precision``: the decoder arithmetic of
+    the consistency decodes (None: each preset's). Writes ``out/token_probe.json``."""
     from codec.captioner import SceneCaptioner
 
     m = max(n, loss_images)
@@ -96,7 +106,7 @@ def run(presets: list[str], n: int, loss_images: int, out: Path, batch: int = 16
     captions = captioner(images)
     res = {"n": n, "loss_images": loss_images, "eval_seed": EVAL_SEED, "presets": []}
     for preset in presets:
-        codec = SDGIC.from_pretrained(preset)
+        codec = SDGIC.from_pretrained(preset, **({"precision": precision} if precision else {}))
         row = {"preset": preset, "card_stages": {k: v.get("steps") for k, v in
                                                  codec.card.get("stages", {}).items()},
                "rate": codec.rate, "guidance_scale": codec.guidance_scale,
@@ -117,8 +127,11 @@ def run(presets: list[str], n: int, loss_images: int, out: Path, batch: int = 16
         res["presets"].append(row)
         print(json.dumps({k: row[k] for k in ("preset", "consistency", "rsrt_gain",
                                               "rsrt_gain_ci95")}), flush=True)
+    precisions = sorted({p["precision"] for p in res["presets"]})
     res["command"] = (f"python -m experiments.token_probe --presets {','.join(presets)} "
-                      f"--n {n} --loss-images {loss_images} --out {out}")
+                      f"--n {n} --loss-images {loss_images}"
+                      + (f" --precision {precisions[0]}" if len(precisions) == 1 else "")
+                      + f" --threads {torch.get_num_threads()} --out {out}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "token_probe.json").write_text(json.dumps(res, indent=2) + "\n")
     return res
@@ -129,13 +142,16 @@ def main(argv=None):
     p.add_argument("--presets", default="scenes-64", help="comma-separated presets or folders")
     p.add_argument("--n", type=int, default=64, help="scenes decoded for the consistency gain")
     p.add_argument("--loss-images", type=int, default=128, help="scenes for the loss probe")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="decoder arithmetic of the consistency decodes (default: the preset's)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="results/dpcd")
     a = p.parse_args(argv)
-    if a.n < 2 or a.loss_images < 1:
-        p.error("--n must be >= 2 and --loss-images >= 1")
+    if a.n < 2 or a.loss_images < 2:
+        p.error("--n and --loss-images must be at least 2")
     torch.set_num_threads(a.threads)
-    run([s for s in a.presets.split(",") if s], a.n, a.loss_images, Path(a.out))
+    run([s for s in a.presets.split(",") if s], a.n, a.loss_images, Path(a.out),
+        precision=a.precision)
 
 
 if __name__ == "__main__":

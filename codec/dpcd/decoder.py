@@ -120,14 +120,15 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def bf16_is_fast(device: str = "cpu") -> bool:
-    """Whether ``device`` runs bfloat16 natively (CPU: AVX512-BF16/AMX through oneDNN; CUDA:
-    Ampere or newer). Elsewhere bf16 autocast is emulated and slower than fp32."""
+    """Whether ``device`` has bfloat16 arithmetic in hardware (x86 CPU: AVX512-BF16 or AMX;
+    CUDA: Ampere or newer). Elsewhere bf16 autocast is emulated and slower than fp32.
+    (``torch.ops.mkldnn._is_mkldnn_bf16_supported`` is not this test: it only asks for
+    AVX512BW/VL/DQ, which CPUs without bf16 instructions have.)"""
     if torch.device(device).type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     try:
-        return bool(torch.backends.mkldnn.is_available()
-                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:      # a torch without these probes: assume emulation
         return False
 
 

@@ -251,7 +251,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     log = open(run / "train.log", "a")
     n_params = {k: round(sum(p.numel() for p in m.parameters()) / 1e6, 3) for k, m in mods.items()}
     print(f"dpcd {stage}: {src}; M params {n_params}; {size}×{size}, batch {batch_size}, "
-          f"lr {lr} (RSRT modules ×{rsrt_lr_scale:g}), freeze_unet {freeze_unet}, captions from "
+          f"lr {lr}{f' (RSRT modules ×{rsrt_lr_scale:g})' if stage == 'rsrt' else ''}, freeze_unet {freeze_unet}, captions from "
           f"{'the captioner' if captioner is not None else 'ground truth'}; device {dev}, "
           f"bf16 {bf16}, {workers} data workers", file=log, flush=True)
 
@@ -373,8 +373,9 @@ def regroup_optimizer_state(state: dict, sizes: list[int]) -> dict:
         return state
     ids = [i for g in saved for i in g["params"]]
     if len(ids) != sum(sizes):
-        raise ValueError(f"optimizer checkpoint holds {len(ids)} parameters; the modules have "
-                         f"{sum(sizes)}: it belongs to another model")
+        raise ValueError(f"optimizer checkpoint holds {len(ids)} trainable parameters; the "
+                         f"modules have {sum(sizes)}: it belongs to another model, or the run "
+                         "was started with a different --freeze-unet")
     groups, at = [], 0
     for n in sizes:
         groups.append({**{k: v for k, v in saved[0].items() if k != "params"},

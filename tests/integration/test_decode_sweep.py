@@ -11,6 +11,9 @@ def test_decode_sweep_pairs_every_value_with_the_reference(tmp_path, tiny_preset
     rows = json.loads((tmp_path / "decode_guidance_scale.json").read_text())["rows"]
     assert rows == res["rows"] and len(rows) == 4  # 2 stream sets × 2 values
     assert res["fixed"]["steps"] == 2 and "--steps 2" in res["command"]
+    assert "--precision fp32" in res["command"]
+    with pytest.raises(ValueError, match="unknown settings"):
+        run(str(tiny_preset), 2, "steps", [2], tmp_path, step=3)
     for r in rows:
         assert 0.0 <= r["consistency"] <= 1.0 and r["seconds_per_image"] > 0
         if r["guidance_scale"] == 2.0:  # paired difference to the reference of its stream set

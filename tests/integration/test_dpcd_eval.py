@@ -24,6 +24,8 @@ def test_dpcd_eval_variants_subsets_and_outputs(tmp_path, tiny_preset):
 
     s = run(str(tiny_preset), n=2, out=tmp_path / "few", steps=2, batch=2, rates=["mid"],
             inception=False, guidance_scale=1.0, subsets=False, precision="bf16")
-    assert not any(v.startswith("subset:") for v in s["variant"])
+    subsets = {v for v in s["variant"] if v.startswith("subset:")}
+    assert subsets == {"subset:caption+hci+rsrt", "subset:caption+hci", "subset:hci+rsrt",
+                       "subset:caption+rsrt"}                # the free ones: variants' decodes
     cmd = json.loads((tmp_path / "few" / "command.json").read_text())["command"]
     assert "--no-subsets" in cmd and "--precision bf16" in cmd
