@@ -182,13 +182,14 @@ def _takes(fn, name: str) -> bool:
 
 
 def decode_images(codec, encoded: list, seeds: list[int], steps: Optional[int] = None,
-                  batch_size: int = 16, guidance_scale: Optional[float] = None
-                  ) -> list[np.ndarray]:
+                  batch_size: int = 16, guidance_scale: Optional[float] = None,
+                  precision: Optional[str] = None) -> list[np.ndarray]:
     """Decode ``encoded[i]`` with ``seeds[i]``, in batches if the codec has ``decode_batch``.
-    ``steps`` and ``guidance_scale`` (``None``: the codec's default) reach the codec's decode
+    ``steps``, ``guidance_scale`` and ``precision`` (``None``: the codec's default) reach the
+    codec's decode
     when it takes them; a codec that does not is decoded with its own settings."""
-    opts = {k: v for k, v in (("steps", steps), ("guidance_scale", guidance_scale))
-            if v is not None}
+    opts = {k: v for k, v in (("steps", steps), ("guidance_scale", guidance_scale),
+                              ("precision", precision)) if v is not None}
     batch = getattr(codec, "decode_batch", None)
     out: list = []
     if batch is not None:

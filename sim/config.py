@@ -96,6 +96,10 @@ class SimConfig:
         Classifier-free guidance scale of the decoder (``None``: the codec's default, e.g.
         ``guidance_scale`` in an SDGIC preset's ``preset.json``; 1: no guidance, half the
         decoder work).
+    decode_precision : str or None
+        Decoder arithmetic, ``"fp32"`` or ``"bf16"`` (``None``: the codec's default, e.g.
+        ``precision`` in an SDGIC preset's ``preset.json``, which falls back to fp32 on a CPU
+        without native bf16). Set it to compare runs across machines bit for bit.
     decode_batch_size : int
         Images per decoder batch (used when ``decode_cache`` is off).
     decode_cache : bool
@@ -123,6 +127,7 @@ class SimConfig:
     decode: bool = True
     decode_steps: Optional[int] = None
     decode_guidance: Optional[float] = None
+    decode_precision: Optional[str] = None
     decode_batch_size: int = 16
     decode_cache: bool = True
     trace: bool = False
@@ -168,6 +173,8 @@ class SimConfig:
             _num("decode_steps", self.decode_steps, 1, 1000, integer=True)
         if self.decode_guidance is not None:
             _num("decode_guidance", self.decode_guidance, 0, 100, open_lo=True)
+        if self.decode_precision not in (None, "fp32", "bf16"):
+            _fail("decode_precision", self.decode_precision, '"fp32" or "bf16"')
         _num("decode_batch_size", self.decode_batch_size, 1, 4096, integer=True)
         if not isinstance(self.decode_cache, bool):
             _fail("decode_cache", self.decode_cache, "true or false")
@@ -225,6 +232,8 @@ class SimConfig:
             d[k] = None if d[k] is None else int(d[k])
         if d["decode_guidance"] is not None:
             d["decode_guidance"] = float(d["decode_guidance"])
+        if d["decode_precision"] is None:   # unset: ids of runs made before it existed hold
+            del d["decode_precision"]
         d["trace"] = False   # the trace does not change the records
         return d
 

@@ -46,7 +46,8 @@ class DecodeCache:
 
     @staticmethod
     def key(fingerprint: str, encoded, seed: int, steps: Optional[int],
-            guidance_scale: Optional[float] = None) -> Optional[bytes]:
+            guidance_scale: Optional[float] = None, precision: Optional[str] = None
+            ) -> Optional[bytes]:
         """Digest of what the decoder reads: the encoding's canonical bytes (``to_bytes()``,
         as SDGIC's container has) or its pickle; ``None`` when it has neither (such an input
         is decoded every time)."""
@@ -57,12 +58,14 @@ class DecodeCache:
             return None
         h = hashlib.blake2b(digest_size=20)
         h.update(f"{fingerprint}|{int(seed)}|{steps}|{guidance_scale}|".encode())
+        if precision is not None:   # (keys made before the setting existed stay valid)
+            h.update(f"precision={precision}|".encode())
         h.update(blob)
         return h.digest()
 
     def decode(self, codec, fingerprint: str, encoded: list, seeds: list[int],
-               steps: Optional[int] = None, guidance_scale: Optional[float] = None
-               ) -> list[np.ndarray]:
+               steps: Optional[int] = None, guidance_scale: Optional[float] = None,
+               precision: Optional[str] = None) -> list[np.ndarray]:
         """Reconstructions uint8 (H, W, 3) of ``encoded[i]`` with ``seeds[i]``; misses are
         decoded one image at a time (see the module docstring). Returned arrays are read-only
         views shared with the cache."""
@@ -70,14 +73,15 @@ class DecodeCache:
 
         out: list = []
         for e, s in zip(encoded, seeds):
-            k = self.key(fingerprint, e, s, steps, guidance_scale)
+            k = self.key(fingerprint, e, s, steps, guidance_scale, precision)
             if k is not None and k in self._items:
                 self._items.move_to_end(k)
                 self.hits += 1
                 out.append(self._items[k])
                 continue
             self.misses += 1
-            img = np.asarray(decode_images(codec, [e], [s], steps, 1, guidance_scale)[0])
+            img = np.asarray(decode_images(codec, [e], [s], steps, 1, guidance_scale,
+                                           precision)[0])
             img.setflags(write=False)
             if k is not None:
                 self._put(k, img)

@@ -37,6 +37,7 @@ TOML layout (relative paths are relative to the TOML file; every key is optional
     enabled = true
     steps = 20
     guidance_scale = 5.0            # classifier-free guidance (default: the codec's; 1: none)
+    precision = "bf16"              # "fp32" or "bf16" (default: the codec's)
     batch_size = 16                 # used when cache = false
     cache = true                    # decode each distinct (image, streams, seed) once
 
@@ -80,7 +81,7 @@ _SECTIONS = {
     "grid": {"scenarios", "modes", "snr_db", "budget_prbs", "policies", "seeds"},
     "traffic": {"arrival", "interval_ms", "deadline_ms"},
     "packets": {"rsrt_tokens_per_packet", "harq_rtt_slots"},
-    "decode": {"enabled", "steps", "guidance_scale", "batch_size", "cache"},
+    "decode": {"enabled", "steps", "guidance_scale", "precision", "batch_size", "cache"},
 }
 
 
@@ -89,6 +90,7 @@ _TOML_KEY = {"interval_ms": "traffic.interval_ms", "deadline_ms": "traffic.deadl
              "arrival": "traffic.arrival", "rsrt_tokens_per_packet": "packets.rsrt_tokens_per_packet",
              "harq_rtt_slots": "packets.harq_rtt_slots", "codec": "codec",
              "decode_steps": "decode.steps", "decode_guidance": "decode.guidance_scale",
+             "decode_precision": "decode.precision",
              "decode_batch_size": "decode.batch_size",
              "decode_cache": "decode.cache",
              "decode": "decode.enabled", "budget_prbs": "grid.budget_prbs",
@@ -248,7 +250,7 @@ class Experiment:
             base["dataset"] = ds
         dec = data.get("decode", {})
         for src, dst in (("enabled", "decode"), ("steps", "decode_steps"),
-                         ("guidance_scale", "decode_guidance"),
+                         ("guidance_scale", "decode_guidance"), ("precision", "decode_precision"),
                          ("batch_size", "decode_batch_size"), ("cache", "decode_cache")):
             if src in dec:
                 base[dst] = dec[src]

@@ -224,12 +224,12 @@ def usable_streams(codec, encoded):
 
 
 def _decode_one_by_one(codec, received, corrupted, seeds, steps, decode_one=None,
-                       guidance_scale=None):
+                       guidance_scale=None, precision=None):
     """Decode each image alone; one whose decoding fails loses its corrupted streams (then
     all streams). ``decode_one(encoded, seed)`` defaults to an uncached decode."""
     if decode_one is None:
         decode_one = lambda r, s: decode_images(  # noqa: E731
-            codec, [r], [s], steps, 1, guidance_scale)[0]
+            codec, [r], [s], steps, 1, guidance_scale, precision)[0]
     out, used = [], []
     for r, bad, s in zip(received, corrupted, seeds):
         try:
@@ -254,7 +254,7 @@ def _decode_and_score(config, codec, images, items, metrics):
         recs, used = _decode_one_by_one(
             codec, received, corrupted, seeds, config.decode_steps,
             lambda r, s: cache.decode(codec, fp, [r], [s], config.decode_steps,
-                                      config.decode_guidance)[0])
+                                      config.decode_guidance, config.decode_precision)[0])
     else:
         recs, used = [], []
         bs = config.decode_batch_size
@@ -262,14 +262,15 @@ def _decode_and_score(config, codec, images, items, metrics):
             part = slice(i, i + bs)
             try:
                 recs += decode_images(codec, received[part], seeds[part], config.decode_steps,
-                                      bs, config.decode_guidance)
+                                      bs, config.decode_guidance, config.decode_precision)
                 used += received[part]
             except ValueError:
                 # a codec without streams_of rejected an image: decode this batch image by
                 # image, so only the failing image loses its (corrupted) streams
                 r, u = _decode_one_by_one(codec, received[part], corrupted[part], seeds[part],
                                           config.decode_steps,
-                                          guidance_scale=config.decode_guidance)
+                                          guidance_scale=config.decode_guidance,
+                                          precision=config.decode_precision)
                 recs += r
                 used += u
     for im, u in zip(images, used):

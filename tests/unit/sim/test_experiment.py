@@ -52,6 +52,11 @@ def test_grid_from_toml(tmp_path):
         "enabled = false", "enabled = false\n    guidance_scale = 3"))).points()
     assert {p.decode_guidance for p in guided} == {3}
     assert guided[0].point_id() != pts[0].point_id()         # another decoder, another point
+    assert "decode_precision" not in pts[0].to_dict()         # unset: old point ids hold
+    bf16 = load_experiment(write(tmp_path, GOOD.replace(
+        "enabled = false", 'enabled = false\n    precision = "bf16"'))).points()
+    assert {p.decode_precision for p in bf16} == {"bf16"}
+    assert bf16[0].point_id() != pts[0].point_id()
     assert len({p.point_id() for p in pts}) == len(pts)      # ids are distinct and stable
     assert [p.point_id() for p in load_experiment(write(tmp_path, GOOD)).points()] == \
         [p.point_id() for p in pts]
@@ -71,6 +76,8 @@ def test_grid_from_toml(tmp_path):
     ("enabled = false", "enabled = \"no\"", r"decode\.enabled = 'no' is not supported"),
     ("enabled = false", "enabled = false\nguidance_scale = 0",
      r"decode\.guidance_scale = 0 is not supported; allowed: a number in \(0, 100\]"),
+    ("enabled = false", "enabled = false\nprecision = \"fp16\"",
+     r"decode\.precision = 'fp16' is not supported; allowed: \"fp32\" or \"bf16\""),
     ("deadline_ms = 3.0", "deadline_ms = 3.0\n[packets]\nharq_rtt_slots = 0",
      r"packets\.harq_rtt_slots = 0 is not supported; allowed: an integer in \[1, "),
     ("num_images = 3", "num_images = 3\n[dataset]\nkind = \"scenes\"\nsize = 8",

@@ -308,11 +308,17 @@ def test_decode_guidance_reaches_the_decoder(cache):
     class Guided(BaselineCodec):
         seen = []
 
-        def decode_batch(self, encoded, seeds, guidance_scale=1.0):
-            Guided.seen.append(guidance_scale)
+        def decode_batch(self, encoded, seeds, guidance_scale=1.0, precision="fp32"):
+            Guided.seen.append((guidance_scale, precision))
             return [self.decode(e, s) for e, s in zip(encoded, seeds)]
 
     codec = Guided()
     simulate(cfg(seed=4, snr_db=20.0, decode=True, decode_cache=cache, decode_guidance=2.5),
              codec=codec)
-    assert Guided.seen and set(Guided.seen) == {2.5}
+    assert Guided.seen and set(Guided.seen) == {(2.5, "fp32")}   # precision: the codec's
+    Guided.seen.clear()
+    simulate(cfg(seed=4, snr_db=20.0, decode=True, decode_cache=cache, decode_guidance=2.5,
+                 decode_precision="bf16"), codec=codec)
+    assert Guided.seen and set(Guided.seen) == {(2.5, "bf16")}
+    with pytest.raises(ValueError, match="decode_precision"):
+        cfg(decode_precision="fp16")
