@@ -78,8 +78,13 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         print("note: this preset has no ControlNet: the decoder ignores the HCI stream")
     rows, summaries, grid = [], [], {}
 
-    def score(name: str, rate: str, recs: np.ndarray, encoded) -> None:
-        df, extra = score_images(images, recs, scenes, inception=inception, captioner=captioner)
+    def score(name: str, rate: str, recs: np.ndarray, encoded, scored=None) -> tuple:
+        """Record ``recs`` as variant ``name``; ``scored``: the ``score_images`` result of the
+        same reconstructions (a subset a variant decoded), reused instead of measured again.
+        Returns the ``score_images`` result."""
+        scored = scored or score_images(images, recs, scenes, inception=inception,
+                                        captioner=captioner)
+        df, extra = scored[0].copy(), scored[1]
         bits = np.array([e.total_bits() for e in encoded]) if encoded is not None else None
         df.insert(0, "variant", name)
         df.insert(1, "rate", rate)
@@ -93,6 +98,7 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
             s[f"{k}_ci95"] = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan
         s.update(extra)
         summaries.append(s)
+        return scored
 
     for rate in rates:
         enc = [codec.encode(img, caption=c, rate=rate) for img, c in
@@ -107,23 +113,22 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         decoded = {}
         for name, es in variants.items():
             recs = _decode(codec, es, steps, batch, f"{name} {rate}")
-            score(name, rate, recs, es)
-            decoded[frozenset(s for s in streams if es[0].has(s))] = recs
+            scored = score(name, rate, recs, es)
+            decoded[frozenset(s for s in streams if es[0].has(s))] = recs, scored
             if rate == subset_rate:
                 grid[name] = recs[:8]
         if rate == subset_rate:
             grid["hci"] = hci_imgs[:8]
-        if rate == subset_rate:
             for r in range(len(streams) + 1):
                 for keep in itertools.combinations(streams, r):
                     drop = [s for s in streams if s not in keep]
                     es = [e.without(*drop) for e in enc]
-                    recs = decoded.get(frozenset(keep))     # a variant decoded it already
+                    recs, scored = decoded.get(frozenset(keep), (None, None))  # a variant's
                     if recs is None:
                         if not subsets:
                             continue
                         recs = _decode(codec, es, steps, batch, f"subset {keep}")
-                    score("subset:" + ("+".join(keep) or "none"), rate, recs, es)
+                    score("subset:" + ("+".join(keep) or "none"), rate, recs, es, scored)
 
     per_image = pd.concat(rows, ignore_index=True)
     per_image.to_csv(out / "per_image.csv", index=False)
