@@ -21,7 +21,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from codec.data.scenes import (BACKGROUNDS, COLOUR_NAMES, SHAPES, SIZES, TEXTURES, Scene,
-                               SceneObject, _photo_bank)
+                               SceneObject, _photo_bank, check_caption_detail)
 from codec.judge import to_float_tensor
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "captioner"
@@ -111,9 +111,12 @@ class SceneCaptioner:
     """Image → scene caption with a trained ``CaptionerNet`` (default: the shipped weights).
 
     Call it on uint8 (H, W, 3) / (B, H, W, 3) arrays or float (B, 3, H, W) tensors.
+    ``detail``: how much the caption states (``"full"`` or ``"layout"``, see
+    ``codec.data.scenes.Scene.describe``).
     """
 
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, detail: str = "full"):
+        self.detail = check_caption_detail(detail)
         path = Path(path) if path is not None else DEFAULT_WEIGHTS
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"no captioner weights in {path}; train them with "
@@ -144,9 +147,11 @@ class SceneCaptioner:
             out.append(Scene(objs, _background_kind(word), word))
         return out
 
-    def __call__(self, images) -> list[str] | str:
+    def __call__(self, images, detail: str | None = None) -> list[str] | str:
+        """Captions at ``detail`` (None: this captioner's ``detail``)."""
+        detail = self.detail if detail is None else check_caption_detail(detail)
         single = not isinstance(images, torch.Tensor) and np.asarray(images).ndim == 3
-        caps = [s.caption for s in self.scenes(images)]
+        caps = [s.describe(detail) for s in self.scenes(images)]
         return caps[0] if single else caps
 
 

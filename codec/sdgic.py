@@ -10,7 +10,9 @@ A preset folder holds ``preset.json`` and the DPCD modules:
     preset.json       {"preset", "resolution", "hci": {"root", "rate_points", "default"},
                        "caption_model" (optional JSON path), "guidance_scale", "steps",
                        "precision" ("fp32" or "bf16": UNet + ControlNet under bfloat16
-                       autocast where the machine runs bf16 natively, else fp32)}
+                       autocast where the machine runs bf16 natively, else fp32),
+                       "caption_detail" ("full" or "layout": what the captions it was
+                       trained on state; default "full")}
     unet/             UNet2DConditionModel (required)
     controlnet/       ControlNetModel: the HCI path (optional: without it HCI is not used)
     rsrt_encoder/     RSRTEncoder + rsrt_embedding/ RSRTEmbedding (optional: no RSRT stream)
@@ -41,6 +43,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
 from codec.container import ContainerError, EncodedImage
+from codec.data.scenes import check_caption_detail
 from codec.dpcd.decoder import PRECISIONS, DPCDSampler, LatentSpace, PixelSpace, bf16_is_fast
 from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder
 from codec.streams.caption_coder import CaptionCoder
@@ -69,7 +72,10 @@ class SDGIC:
 
     ``rate``: the HCI rate point used by ``encode`` (one of ``hci`` keys); ``num_tokens``:
     RSRT tokens sent (a prefix of the K the encoder makes; None: all); ``precision``: the
-    decoder's default arithmetic (``"fp32"`` or ``"bf16"``, see ``DPCDSampler.sample``).
+    decoder's default arithmetic (``"fp32"`` or ``"bf16"``, see ``DPCDSampler.sample``);
+    ``caption_detail``: what the captions this decoder was trained on state (``"full"`` or
+    ``"layout"``, see ``Scene.describe``): a sender captions scenes with
+    ``scene.describe(codec.caption_detail)`` or ``SceneCaptioner(detail=codec.caption_detail)``.
     """
 
     preset: str
@@ -86,6 +92,7 @@ class SDGIC:
     guidance_scale: float = 1.0
     num_tokens: int | None = None
     precision: str = "fp32"
+    caption_detail: str = "full"
     card: dict = field(default_factory=dict)
     vae: AutoencoderKL | None = None
 
@@ -95,6 +102,7 @@ class SDGIC:
                              f"{self.preset!r}; expected one of {list(self.hci)}")
         if (self.rsrt_encoder is None) != (self.rsrt_embedding is None):
             raise ValueError("rsrt_encoder and rsrt_embedding come together (both or neither)")
+        check_caption_detail(self.caption_detail)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}; expected one of {PRECISIONS}")
         if self.num_tokens is not None and not 0 <= self.num_tokens <= self.max_tokens:
@@ -146,6 +154,7 @@ class SDGIC:
                   controlnet=controlnet, rsrt_encoder=rsrt_enc, rsrt_embedding=rsrt_emb,
                   steps=int(cfg.get("steps", 20)),
                   guidance_scale=float(cfg.get("guidance_scale", 1.0)),
+                  caption_detail=cfg.get("caption_detail", "full"),
                   precision=(overrides["precision"] if "precision" in overrides else
                              _preset_precision(cfg.get("precision", "fp32"), folder)),
                   card=json.loads(card_path.read_text()) if card_path.is_file() else {},

@@ -2,6 +2,8 @@
 
     python experiments/caption_bits.py            # measure the shipped model
     python experiments/caption_bits.py --refit    # refit codec/data/caption_model.json first
+    python experiments/caption_bits.py --refit --detail layout \
+        --model PRESET/caption_model.json --out results/caption_bits_layout.json
 
 Writes ``results/caption_bits.json``: whole-byte bits per caption (median, mean, p95, by
 object count), the model's ideal information content, and UTF-8 / zlib baselines, with the
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from codec.data.scenes import CAPTION_DETAILS  # noqa: E402
 from codec.streams.caption_coder import (  # noqa: E402
     DEFAULT_MODEL_PATH, CaptionCoder, fit_model, scene_captions)
 
@@ -45,6 +48,8 @@ def main(argv=None) -> dict:
     p.add_argument("--alpha", type=float, default=1.0)
     p.add_argument("--eval-seed", type=int, default=2002)
     p.add_argument("--eval-n", type=int, default=1000)
+    p.add_argument("--detail", choices=CAPTION_DETAILS, default="full",
+                   help="caption detail to fit and measure (layout: a preset's own model)")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     p.add_argument("--out", type=Path, default=ROOT / "results" / "caption_bits.json")
     args = p.parse_args(argv)
@@ -52,14 +57,14 @@ def main(argv=None) -> dict:
         p.error(f"--eval-seed={args.eval_seed} equals --fit-seed; use a held-out seed")
 
     if args.refit:
-        model = fit_model(scene_captions(args.fit_n, args.fit_seed), order=args.order,
-                          alpha=args.alpha,
-                          source=f"{args.fit_n} scene captions, scene data set seed "
-                                 f"{args.fit_seed} (codec.data.scenes.sample_scene)")
+        model = fit_model(scene_captions(args.fit_n, args.fit_seed, detail=args.detail),
+                          order=args.order, alpha=args.alpha,
+                          source=f"{args.fit_n} scene captions (detail {args.detail}), scene "
+                                 f"data set seed {args.fit_seed} (codec.data.scenes.sample_scene)")
         CaptionCoder(model).save(args.model)
     coder = CaptionCoder.load(args.model)
 
-    captions = scene_captions(args.eval_n, args.eval_seed)
+    captions = scene_captions(args.eval_n, args.eval_seed, detail=args.detail)
     t0 = time.perf_counter()
     encoded = [coder.encode(c) for c in captions]
     t_enc = time.perf_counter() - t0
@@ -78,10 +83,10 @@ def main(argv=None) -> dict:
                   "source": coder.model.get("source", ""),
                   "fit_command": f"python experiments/caption_bits.py --refit --fit-seed "
                                  f"{args.fit_seed} --fit-n {args.fit_n} --order {args.order} "
-                                 f"--alpha {args.alpha}",
+                                 f"--alpha {args.alpha} --detail {args.detail}",
                   "order": coder.order,
                   "alpha": coder.model["alpha"], "vocab_size": len(coder.vocab)},
-        "eval": {"captions": args.eval_n, "scene_seed": args.eval_seed,
+        "eval": {"captions": args.eval_n, "scene_seed": args.eval_seed, "detail": args.detail,
                  "round_trip_mismatches": mismatches},
         "bits_per_caption": stats(bits),
         "bits_per_caption_by_objects": {str(k): dict(stats([b for b, n in zip(bits, n_obj)

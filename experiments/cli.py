@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from codec.data.scenes import CAPTION_DETAILS
+
 
 def _positive(kind):
     def parse(v):
@@ -81,14 +83,15 @@ def cmd_train_dpcd(a):
                       device=a.device, workers=a.workers, bf16=a.bf16,
                       text_encoder=a.text_encoder, save_every=a.save_every,
                       sample_every=a.sample_every, caption_dropout=a.caption_dropout,
-                      rsrt_lr_scale=a.rsrt_lr_scale)
+                      rsrt_lr_scale=a.rsrt_lr_scale, caption_detail=a.caption_detail)
     print(f"checkpoint: {ckpt}")
 
 
-def _caption_for(a, image_path: Path, rgb) -> tuple[str | None, str]:
+def _caption_for(a, image_path: Path, rgb, detail: str = "full") -> tuple[str | None, str]:
     """The caption to send and where it came from: --caption, --no-caption, IMAGE.txt, or
-    the --captioner (default: the shipped scene captioner)."""
-    from codec.captioner import make_captioner, sidecar_caption
+    the --captioner (default: the shipped scene captioner, writing at ``detail``, the
+    preset's ``caption_detail``)."""
+    from codec.captioner import SceneCaptioner, make_captioner, sidecar_caption
 
     if a.caption is not None:
         return a.caption, "--caption"
@@ -100,6 +103,8 @@ def _caption_for(a, image_path: Path, rgb) -> tuple[str | None, str]:
     captioner = make_captioner(a.captioner)
     if captioner is None:
         return None, "--captioner none"
+    if isinstance(captioner, SceneCaptioner):
+        return captioner(rgb, detail=detail), f"captioner {a.captioner} (detail {detail})"
     return captioner(rgb), f"captioner {a.captioner}"
 
 
@@ -138,7 +143,7 @@ def cmd_encode(a):
     path = Path(a.image)
     rgb = load_rgb(path)
     codec = SDGIC.from_pretrained(a.preset, rate=a.rate)
-    caption, source = _caption_for(a, path, rgb)
+    caption, source = _caption_for(a, path, rgb, codec.caption_detail)
     enc = codec.encode(rgb, caption=caption, num_tokens=a.tokens)
     out = enc.save(a.output or path.with_suffix(".sdg"))
     print(f"wrote {out} (caption from {source})")
@@ -257,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of images trained with the null caption")
     s.add_argument("--rsrt-lr-scale", type=_positive(float), default=1.0,
                    help="learning-rate multiplier for the RSRT encoder and embedding")
+    s.add_argument("--caption-detail", choices=CAPTION_DETAILS, default="full",
+                   help="what captions state: every attribute (full) or each object's colour "
+                        "and position only (layout: shape, size and texture are left to the "
+                        "tokens)")
     s.add_argument("--freeze-unet", action="store_true", help="train the new modules only")
     s.add_argument("--captioner", help="SceneCaptioner folder: train on its captions instead "
                                        "of the ground truth (e.g. codec/weights/captioner)")

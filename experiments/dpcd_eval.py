@@ -72,7 +72,9 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
     except FileNotFoundError:
         if not true_captions:
             raise
-    captions = [s.caption for s in scenes] if true_captions else captioner(images)
+    detail = codec.caption_detail   # what the preset's decoder was trained to read
+    captions = ([s.describe(detail) for s in scenes] if true_captions else
+                captioner(images, detail=detail))
     streams = [s for s in STREAMS if s != "rsrt" or codec.rsrt_encoder is not None]
     if "hci" in streams and codec.controlnet is None:
         print("note: this preset has no ControlNet: the decoder ignores the HCI stream")
@@ -156,8 +158,9 @@ def _write_markdown(summary: pd.DataFrame, path: Path, codec, n, steps, true_cap
     cols = [c for c in cols if c in summary.columns]
     lines = [f"# SDGIC {codec.preset} on {n} held-out scenes (seed {EVAL_SEED}), {steps} steps, "
              f"guidance scale {codec.guidance_scale:g}, {codec.precision}",
-             "", f"captions: {'ground truth' if true_captions else 'scene captioner'}; bits are "
-             "stream payload bits per image (container framing not counted)", "",
+             "", f"captions: {'ground truth' if true_captions else 'scene captioner'} "
+             f"(detail {codec.caption_detail}); bits are stream payload bits per image "
+             "(container framing not counted)", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in summary.iterrows():
         cells = [f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols]

@@ -103,14 +103,14 @@ def run(presets: list[str], n: int, loss_images: int, out: Path, batch: int = 16
     m = max(n, loss_images)
     images, scenes = render_scenes(m, seed=EVAL_SEED, size=64)    # the HCI's working size
     captioner = SceneCaptioner()
-    captions = captioner(images)
     res = {"n": n, "loss_images": loss_images, "eval_seed": EVAL_SEED, "presets": []}
     for preset in presets:
         codec = SDGIC.from_pretrained(preset, **({"precision": precision} if precision else {}))
         row = {"preset": preset, "card_stages": {k: v.get("steps") for k, v in
                                                  codec.card.get("stages", {}).items()},
                "rate": codec.rate, "guidance_scale": codec.guidance_scale,
-               "precision": codec.precision}
+               "precision": codec.precision, "caption_detail": codec.caption_detail}
+        captions = captioner(images, detail=codec.caption_detail)
         row["denoising_loss"] = denoising_loss(codec, images[:loss_images],
                                                captions[:loss_images])
         enc = [codec.encode(im, caption=c) for im, c in zip(images[:n], captions[:n])]

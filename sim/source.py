@@ -146,6 +146,15 @@ def arrival_times(kind: str, num_images: int, interval: float, rng: np.random.Ge
     return np.cumsum(gaps)
 
 
+def _caption_for(codec, item: SourceItem) -> Optional[str]:
+    """The caption a sender of ``codec`` writes for ``item``: a scene described at the detail
+    the codec's decoder was trained on (``SDGIC.caption_detail``), else ``item.caption``."""
+    detail = getattr(codec, "caption_detail", "full")
+    if item.scene is not None and detail != "full" and item.caption is not None:
+        return item.scene.describe(detail)
+    return item.caption
+
+
 def codec_cache_key(codec) -> str:
     """What distinguishes a codec's encodings: its preset, rate point, token count and
     fingerprint (:func:`sim.codec_api.codec_fingerprint`: retrained weights get a new key,
@@ -187,7 +196,7 @@ class EncodeCache:
                     return enc
                 except ContainerError:
                     pass  # a damaged cache file is re-encoded
-        enc = codec.encode(item.image, caption=item.caption)
+        enc = codec.encode(item.image, caption=_caption_for(codec, item))
         self.encoded += 1
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

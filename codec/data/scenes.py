@@ -46,6 +46,8 @@ _POSITION_PHRASES = (
     "on the left", "in the centre", "on the right",
     "at the bottom left", "at the bottom", "at the bottom right",
 )
+# How much a scene caption states: every attribute, or colour and position only.
+CAPTION_DETAILS = ("full", "layout")
 SUPERSAMPLE = 4
 # Object radius as a fraction of the cell side, by size class.
 _RADIUS = {"small": 0.19, "large": 0.42}
@@ -67,9 +69,13 @@ class SceneObject:
     def position(self) -> str:
         return POSITIONS[self.cell]
 
-    def phrase(self) -> str:
+    def phrase(self, detail: str = "full") -> str:
+        """How a caption names this object at ``detail`` (see ``CAPTION_DETAILS``)."""
+        where = _POSITION_PHRASES[self.cell]
+        if detail == "layout":
+            return f"{_article(self.colour)} {self.colour} object {where}"
         texture = "" if self.texture == "solid" else f" {self.texture}"
-        return f"a {self.size} {self.colour}{texture} {self.shape} {_POSITION_PHRASES[self.cell]}"
+        return f"a {self.size} {self.colour}{texture} {self.shape} {where}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +89,14 @@ class Scene:
     @property
     def caption(self) -> str:
         """A natural caption that states every attribute (solid texture is left unsaid)."""
-        parts = [o.phrase() for o in self.objects]
+        return self.describe("full")
+
+    def describe(self, detail: str = "full") -> str:
+        """The caption at ``detail``: ``"full"`` states every attribute; ``"layout"`` only each
+        object's colour and position and the background, leaving shape, size and texture to
+        the other streams (a vaguer caption, as a generic image captioner writes)."""
+        check_caption_detail(detail)
+        parts = [o.phrase(detail) for o in self.objects]
         body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
         return f"{body} on {_article(self.background_word)} {self.background_word} background"
 
@@ -102,6 +115,13 @@ class Scene:
             for o in d["objects"]
         )
         return cls(objs, d["background"], d["background_word"])
+
+
+def check_caption_detail(detail: str) -> str:
+    """``detail`` if it is one of ``CAPTION_DETAILS``, else a ValueError naming them."""
+    if detail not in CAPTION_DETAILS:
+        raise ValueError(f"caption detail {detail!r} is not one of {CAPTION_DETAILS}")
+    return detail
 
 
 def _article(word: str) -> str:

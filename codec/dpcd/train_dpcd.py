@@ -38,7 +38,7 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 from tqdm import tqdm
 
-from codec.data.scenes import generate
+from codec.data.scenes import check_caption_detail, generate
 from codec.dpcd.configs import controlnet_kwargs, unet_config
 from codec.dpcd.decoder import DPCDSampler, denoise, to_model_space, training_scheduler
 from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder, code_health, range_penalty
@@ -163,7 +163,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                max_minutes: float | None = None, export: str | Path | None = None,
                captioner: str | Path | None = None, device: str = "cpu", workers: int = 0,
                bf16: bool = False, text_encoder: str | Path | None = None,
-               rsrt_lr_scale: float = 1.0) -> Path:
+               rsrt_lr_scale: float = 1.0, caption_detail: str = "full") -> Path:
     """Train (or resume) stage ``stage`` in ``run``; returns the checkpoint folder.
 
     ``device``: where the modules train (``"cuda"`` on a GPU machine); ``workers``: processes
@@ -175,6 +175,9 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     ``captioner``: a ``SceneCaptioner`` folder; when given, each training image's caption is
     what that captioner writes for it (as a sender would), instead of the ground truth, so the
     decoder and the tokens learn to live with (and the tokens to correct) its mistakes.
+    ``caption_detail``: how much the captions state (``"full"``, or ``"layout"``: colour and
+    position only, so the tokens must carry shape, size and texture); a preset trained on
+    ``"layout"`` sets ``"caption_detail": "layout"`` in its preset.json.
 
     ``export``: a preset folder refreshed at every checkpoint with the EMA modules (UNet and
     ControlNet as fp16 safetensors) and an in-progress model card, ready to commit.
@@ -187,6 +190,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     for name, p in (("caption_dropout", caption_dropout), ("hci_dropout", hci_dropout)):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"{name}={p} must be in [0, 1)")
+    check_caption_detail(caption_detail)
     if not rsrt_lr_scale > 0:
         raise ValueError(f"rsrt_lr_scale={rsrt_lr_scale} must be > 0")
     if threads:
@@ -208,7 +212,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     if captioner is not None:
         from codec.captioner import SceneCaptioner
 
-        captioner = SceneCaptioner(captioner)
+        captioner = SceneCaptioner(captioner, detail=caption_detail)
         captioner.model.to(dev)
     if (ckpt / "state.json").is_file():
         state = json.loads((ckpt / "state.json").read_text())
@@ -252,20 +256,21 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     n_params = {k: round(sum(p.numel() for p in m.parameters()) / 1e6, 3) for k, m in mods.items()}
     print(f"dpcd {stage}: {src}; M params {n_params}; {size}×{size}, batch {batch_size}, "
           f"lr {lr}{f' (RSRT modules ×{rsrt_lr_scale:g})' if stage == 'rsrt' else ''}, freeze_unet {freeze_unet}, captions from "
-          f"{'the captioner' if captioner is not None else 'ground truth'}; device {dev}, "
+          f"{'the captioner' if captioner is not None else 'ground truth'} "
+          f"(detail {caption_detail}); device {dev}, "
           f"bf16 {bf16}, {workers} data workers", file=log, flush=True)
 
     sample_scenes = [generate(i, seed=SAMPLE_SEED, size=size) for i in range(8)]
     sample_x = torch.from_numpy(np.stack([s[0] for s in sample_scenes])).permute(0, 3, 1, 2) / 255.0
     sample_x = sample_x.to(dev)
-    sample_captions = [s[1].caption for s in sample_scenes]
+    sample_captions = [s[1].describe(caption_detail) for s in sample_scenes]
     sample_hci = codecs[min(1, len(codecs) - 1)].reconstruct_batch(sample_x)
 
     g = torch.Generator().manual_seed(start)
     stop = StopFlag()
     t_start = time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"dpcd {stage}", unit="step")
-    data = scene_batches(start, steps, batch_size, size, TRAIN_SEED, workers)
+    data = scene_batches(start, steps, batch_size, size, TRAIN_SEED, workers, caption_detail)
     mods.train()
     # Per-step scalars stay on the device until a log line needs them (no sync per step).
     losses, recent_codes, spreads, pending = [], [], [], []
@@ -336,6 +341,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                                             if stage == "rsrt" else {}),
                                          hci_dropout=hci_dropout,
                                          caption_dropout=caption_dropout, freeze_unet=freeze_unet,
+                                         caption_detail=caption_detail,
                                          captions="scene captioner" if captioner is not None
                                          else "ground truth"))
         if sample_every and (done % sample_every == 0 or done == steps or out_of_time):
@@ -430,7 +436,8 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
     UNet and ControlNet are stored fp16 (halves the files; cast back to fp32 on load), the
     small RSRT modules fp32. A folder without ``preset.json`` gets one (named after the
     folder, HCI rate points from ``hci_root``), so the export loads with
-    ``SDGIC.from_pretrained``.
+    ``SDGIC.from_pretrained``. ``hparams["caption_detail"]`` (what the training captions
+    stated) becomes the preset's ``caption_detail``, so senders caption as it was trained.
     """
     run, out = Path(run), Path(out)
     ema_dir = run / "checkpoint" / "ema"
@@ -449,6 +456,14 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
             "preset": out.name, "resolution": cfg["sample_size"] * 2,
             "hci": {"root": str(root), "rate_points": list(HCI_POINTS), "default": "mid"},
             "steps": 20, "guidance_scale": 1.0}, indent=2) + "\n")
+    detail = (hparams or {}).get("caption_detail")
+    if detail is not None:
+        from codec.sdgic import PRESET_FILE
+
+        cfg = json.loads((out / PRESET_FILE).read_text())
+        if cfg.get("caption_detail", "full") != detail:
+            cfg["caption_detail"] = detail
+            (out / PRESET_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
     card_path = out / "model_card.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     log = (run / "train.log").read_text().splitlines() if (run / "train.log").is_file() else []

@@ -16,14 +16,15 @@ from PIL import Image
 from codec.data.scenes import generate
 
 
-def scene_batch(step: int, batch_size: int, size: int, seed: int):
-    """Scenes of training ``step``: float (B, 3, size, size) in [0, 1] and their captions.
+def scene_batch(step: int, batch_size: int, size: int, seed: int, detail: str = "full"):
+    """Scenes of training ``step``: float (B, 3, size, size) in [0, 1] and their captions at
+    ``detail`` (``Scene.describe``).
 
     Deterministic in (seed, step), so a resumed run sees the data it would have seen.
     """
     out = [generate(step * batch_size + i, seed=seed, size=size) for i in range(batch_size)]
     x = torch.from_numpy(np.stack([o[0] for o in out])).permute(0, 3, 1, 2).float() / 255.0
-    return x, [o[1].caption for o in out]
+    return x, [o[1].describe(detail) for o in out]
 
 
 class SceneBatches(torch.utils.data.Dataset):
@@ -31,14 +32,14 @@ class SceneBatches(torch.utils.data.Dataset):
     ``DataLoader`` with worker processes renders batches ahead of the training loop (a GPU
     step is faster than rendering its scenes in one process). Same data as ``scene_batch``."""
 
-    def __init__(self, batch_size: int, size: int, seed: int):
-        self.batch_size, self.size, self.seed = batch_size, size, seed
+    def __init__(self, batch_size: int, size: int, seed: int, detail: str = "full"):
+        self.batch_size, self.size, self.seed, self.detail = batch_size, size, seed, detail
 
     def __len__(self) -> int:
         return 2 ** 31 - 1
 
     def __getitem__(self, step: int):
-        return scene_batch(step, self.batch_size, self.size, self.seed)
+        return scene_batch(step, self.batch_size, self.size, self.seed, self.detail)
 
 
 def _one_thread(_worker_id: int) -> None:
@@ -46,15 +47,15 @@ def _one_thread(_worker_id: int) -> None:
 
 
 def scene_batches(start: int, stop: int, batch_size: int, size: int, seed: int,
-                  workers: int = 0):
+                  workers: int = 0, detail: str = "full"):
     """Iterate ``(x, captions)`` of steps ``start``..``stop - 1``; ``workers`` > 0 renders them
     in that many processes (each one torch thread), prefetching 4 batches per worker."""
     if workers <= 0:
         for step in range(start, stop):
-            yield scene_batch(step, batch_size, size, seed)
+            yield scene_batch(step, batch_size, size, seed, detail)
         return
     loader = torch.utils.data.DataLoader(
-        SceneBatches(batch_size, size, seed), batch_size=None, sampler=range(start, stop),
+        SceneBatches(batch_size, size, seed, detail), batch_size=None, sampler=range(start, stop),
         num_workers=workers, prefetch_factor=4, persistent_workers=False,
         worker_init_fn=_one_thread)
     yield from loader

@@ -82,14 +82,15 @@ def detokenize(tokens: Sequence[str]) -> str:
     return "".join(out)
 
 
-def scene_captions(n: int, seed: int, start: int = 0) -> list[str]:
-    """Captions of scenes ``start … start+n-1`` of scene data set ``seed`` (no rendering)."""
+def scene_captions(n: int, seed: int, start: int = 0, detail: str = "full") -> list[str]:
+    """Captions (at ``detail``, see ``Scene.describe``) of scenes ``start … start+n-1`` of
+    scene data set ``seed`` (no rendering)."""
     import numpy as np
 
     from codec.data.scenes import sample_scene
 
     # generate(i, seed) draws its Scene from exactly this generator
-    return [sample_scene(np.random.default_rng([seed, i, 0])).caption
+    return [sample_scene(np.random.default_rng([seed, i, 0])).describe(detail)
             for i in range(start, start + n)]
 
 

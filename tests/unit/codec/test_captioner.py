@@ -70,6 +70,11 @@ def test_scene_captioner_on_fresh_scenes():
     coder = CaptionCoder.load()
     for c in caps:
         assert coder.decode(coder.encode(c)) == c
+    layout = SceneCaptioner(detail="layout")
+    assert layout(images) == [s.describe("layout") for s in captioner.scenes(images)]
+    assert captioner(images[:3], detail="layout") == layout(images[:3])
+    with pytest.raises(ValueError, match="caption detail"):
+        SceneCaptioner(detail="short")
 
 
 def test_sidecar_caption_reads_image_txt(tmp_path):

@@ -53,6 +53,25 @@ def test_captions_state_every_attribute():
         assert sc.caption.endswith(f"{sc.background_word} background")
 
 
+_LAYOUT = re.compile(r"an? (\w+) object (at the top left|at the top right|at the bottom left|"
+                     r"at the bottom right|at the top|at the bottom|on the left|on the right|"
+                     r"in the centre)")
+
+
+def test_layout_captions_state_colour_and_position_only():
+    for i in range(300):
+        _, sc = generate(i, seed=11)
+        text = sc.describe("layout")
+        found = _LAYOUT.findall(text)
+        assert [(c, _POS[p]) for c, p in found] == [(o.colour, o.cell) for o in sc.objects], text
+        assert text.endswith(f"{sc.background_word} background")
+        words = set(re.findall(r"\w+", text))
+        assert not words & set(SHAPES + SIZES + TEXTURES), text
+    assert sc.describe("full") == sc.caption
+    with pytest.raises(ValueError, match="caption detail 'terse'"):
+        sc.describe("terse")
+
+
 def test_attribute_coverage_and_distinct_cells():
     seen = {k: set() for k in ("shape", "colour", "size", "texture", "cell", "bg", "n")}
     for i in range(600):

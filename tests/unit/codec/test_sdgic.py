@@ -171,3 +171,18 @@ def test_bf16_decoding_is_close_to_fp32_and_a_preset_chooses_it(tiny_preset, cod
     (folder / "preset.json").write_text(json.dumps({**cfg, "precision": "half"}))
     with pytest.raises(ValueError, match="precision='half'"):
         SDGIC.from_pretrained(folder)
+
+
+def test_preset_caption_detail(tiny_preset, codec, tmp_path):
+    import json
+    import shutil
+
+    assert codec.caption_detail == "full"           # presets without the key
+    folder = tmp_path / "p"
+    shutil.copytree(tiny_preset, folder)
+    cfg = json.loads((folder / "preset.json").read_text())
+    (folder / "preset.json").write_text(json.dumps({**cfg, "caption_detail": "layout"}))
+    assert SDGIC.from_pretrained(folder).caption_detail == "layout"
+    (folder / "preset.json").write_text(json.dumps({**cfg, "caption_detail": "brief"}))
+    with pytest.raises(ValueError, match="caption detail 'brief'"):
+        SDGIC.from_pretrained(folder)

@@ -14,6 +14,10 @@ from codec.sdgic import SDGIC
 from codec.text_encoder import default_text_encoder
 
 
+def log_text(run):
+    return (run / "train.log").read_text()
+
+
 def test_control_then_rsrt_stage_train_resume_export_and_load(tmp_path):
     preset = tmp_path / "preset"
     kw = dict(batch_size=2, save_every=2, threads=1, export=preset)
@@ -35,11 +39,16 @@ def test_control_then_rsrt_stage_train_resume_export_and_load(tmp_path):
                num_tokens=4, captioner=tmp_path / "cap")
     log = (tmp_path / "r" / "train.log").read_text()
     assert "tokens distinct" in log and "entropy" in log      # code health is logged
-    assert "captions from the captioner" in log
+    assert "captions from the captioner (detail full)" in log
     codec = SDGIC.from_pretrained(preset)
     enc = codec.encode(generate(0, seed=1, size=16)[0], caption="a red star")
     assert len(enc.rsrt_tokens) == 4
     assert codec.decode(enc, steps=2).shape == (16, 16, 3)
+    assert codec.caption_detail == "full"
+    train_dpcd(tmp_path / "r", stage="rsrt", steps=26, save_every=1, sample_every=0,
+               batch_size=2, threads=1, export=preset, num_tokens=4, caption_detail="layout")
+    assert "captions from ground truth (detail layout)" in log_text(tmp_path / "r")
+    assert SDGIC.from_pretrained(preset).caption_detail == "layout"    # senders follow
     with pytest.raises(ValueError, match="holds stage 'rsrt', not 'control'"):
         train_dpcd(tmp_path / "r", stage="control", steps=30, batch_size=2, threads=1)
 
@@ -90,6 +99,10 @@ def test_scene_batches_from_workers_match_the_serial_batches():
     assert len(parallel) == 3
     for (xs, cs), (xp, cp) in zip(serial, parallel):
         assert torch.equal(xs, xp) and cs == cp
+    layout = list(scene_batches(5, 8, 3, 16, seed=3, workers=2, detail="layout"))
+    scenes = [generate(5 * 3 + i, seed=3, size=16)[1] for i in range(3)]
+    assert torch.equal(layout[0][0], serial[0][0])       # same images, vaguer captions
+    assert layout[0][1] == [s.describe("layout") for s in scenes]
 
 
 def test_data_workers_do_not_change_training_and_bf16_trains(tmp_path):
@@ -138,3 +151,5 @@ def test_rsrt_modules_get_their_own_learning_rate_and_old_checkpoints_resume(tmp
     assert "(RSRT modules ×5)" in (run / "train.log").read_text()
     with pytest.raises(ValueError, match="rsrt_lr_scale"):
         train_dpcd(tmp_path / "bad", rsrt_lr_scale=0, **kw)
+    with pytest.raises(ValueError, match="caption detail 'short'"):
+        train_dpcd(tmp_path / "bad", caption_detail="short", **kw)

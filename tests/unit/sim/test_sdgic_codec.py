@@ -63,3 +63,19 @@ def test_undecodable_stream_of_one_image_does_not_change_another(tiny_preset):
     assert (recs[1] == expect[1]).all() and (recs[0] == expect[0]).all()
     assert images[0].decoded == bad.without("rsrt")         # only the bad stream dropped
     assert images[1].decoded == wrong_caption               # decodable: kept as received
+
+
+def test_scenes_are_captioned_at_the_codec_caption_detail(tiny_preset, tmp_path):
+    """A preset trained on layout captions is sent layout captions by the simulator."""
+    import dataclasses
+
+    from codec.sdgic import SDGIC
+    from sim.source import EncodeCache, SceneSource
+
+    codec = SDGIC.from_pretrained(tiny_preset)
+    item = SceneSource(size=16, seed=0)[2]
+    full = EncodeCache().get(codec, SceneSource(size=16, seed=0), item)
+    assert codec.caption_coder.decode(full.caption) == item.scene.caption
+    layout = dataclasses.replace(codec, caption_detail="layout")
+    enc = EncodeCache().get(layout, SceneSource(size=16, seed=0), item)
+    assert codec.caption_coder.decode(enc.caption) == item.scene.describe("layout")
