@@ -9,6 +9,8 @@ RSRT tokens; the variants drop streams from that encoding, so their bits are exa
 
 - ``sdgic``: caption + HCI + RSRT;  ``no_rsrt``; ``no_caption``; ``no_hci``;
 - ``hci_codec``: the HCI codec's own decoded image (no diffusion), at its own bits;
+- ``jpeg_q1``, ``webp_q0``: JPEG and WebP at their lowest quality, the floors a conventional
+  codec cannot go below (header and all; far above SDGIC's bits at this size);
 - ``subset:<streams>``: every subset of streams at ``--subset-rate`` (for protection studies;
   ``--no-subsets`` keeps only the four subsets the variants above decoded already, and skips
   the other four: none, caption, HCI, RSRT alone).
@@ -34,9 +36,11 @@ from tqdm import tqdm
 from codec.data.scene_dataset import render_scenes
 from codec.evaluate import score_images
 from codec.sdgic import SDGIC
+from experiments.hci_rd import pillow_codec
 
 EVAL_SEED = 7007
 STREAMS = ("caption", "hci", "rsrt")
+FLOORS = (("jpeg_q1", "JPEG", 1), ("webp_q0", "WEBP", 0))
 
 
 def _decode(codec: SDGIC, encoded, steps: int, batch: int, desc: str,
@@ -81,13 +85,15 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
     rows, summaries, grid = [], [], {}
 
     def score(name: str, rate: str, recs: np.ndarray, encoded, scored=None) -> tuple:
-        """Record ``recs`` as variant ``name``; ``scored``: the ``score_images`` result of the
-        same reconstructions (a subset a variant decoded), reused instead of measured again.
-        Returns the ``score_images`` result."""
+        """Record ``recs`` as variant ``name``; ``encoded``: what was sent (EncodedImages, or
+        bits per image); ``scored``: the ``score_images`` result of the same reconstructions
+        (a subset a variant decoded), reused instead of measured again. Returns the
+        ``score_images`` result."""
         scored = scored or score_images(images, recs, scenes, inception=inception,
                                         captioner=captioner)
         df, extra = scored[0].copy(), scored[1]
-        bits = np.array([e.total_bits() for e in encoded]) if encoded is not None else None
+        bits = (np.asarray(encoded) if isinstance(encoded, np.ndarray) else
+                np.array([e.total_bits() for e in encoded]))
         df.insert(0, "variant", name)
         df.insert(1, "rate", rate)
         df.insert(2, "bits", bits)
@@ -132,6 +138,10 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
                         recs = _decode(codec, es, steps, batch, f"subset {keep}")
                     score("subset:" + ("+".join(keep) or "none"), rate, recs, es, scored)
 
+    for name, fmt, quality in FLOORS:
+        bits, recs = pillow_codec(images, fmt, quality)
+        score(name, "-", recs, bits)
+
     per_image = pd.concat(rows, ignore_index=True)
     per_image.to_csv(out / "per_image.csv", index=False)
     summary = pd.DataFrame(summaries)
@@ -175,10 +185,12 @@ def _plot(summary: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
+    floors = [f[0] for f in FLOORS]
     for name, g in summary[~summary["variant"].str.startswith("subset:")].groupby("variant"):
         g = g.sort_values("bpp")
-        ax.errorbar(g["bpp"], g["consistency"], yerr=g["consistency_ci95"], marker="o",
-                    capsize=3, label=name)
+        ax.errorbar(g["bpp"], g["consistency"], yerr=g["consistency_ci95"],
+                    marker="x" if name in floors else "o", capsize=3, label=name)
+    ax.set_xscale("log")      # the JPEG/WebP floors sit an order of magnitude to the right
     ax.set_xlabel("bits per pixel (all streams sent)")
     ax.set_ylabel("semantic consistency (judge)")
     ax.grid(alpha=0.3)

@@ -34,7 +34,9 @@ EVAL_SEED = 6007
 BUDGET_BPP = 0.05
 
 
-def _pillow(images: np.ndarray, fmt: str, quality: int):
+def pillow_codec(images: np.ndarray, fmt: str, quality: int):
+    """Each uint8 (H, W, 3) image of ``images`` through Pillow's ``fmt`` ("JPEG" or "WEBP") at
+    ``quality``: bits per image (B,) and the decoded images (B, H, W, 3)."""
     from PIL import Image
 
     sizes, recs = [], []
@@ -201,9 +203,9 @@ def main(argv=None):
         rows += reused[0]
     else:
         for q in range(1, 11):
-            rows.append(row("JPEG", f"q{q}", *_pillow(images, "JPEG", q)))
+            rows.append(row("JPEG", f"q{q}", *pillow_codec(images, "JPEG", q)))
         for q in range(0, 11):
-            rows.append(row("WebP", f"q{q}", *_pillow(images, "WEBP", q)))
+            rows.append(row("WebP", f"q{q}", *pillow_codec(images, "WEBP", q)))
     df = pd.DataFrame(rows)
     df.to_csv(out / f"{stem}.csv", index=False)
     side = min(h, w)

@@ -10,6 +10,10 @@ def test_dpcd_eval_variants_subsets_and_outputs(tmp_path, tiny_preset):
             inception=False, guidance_scale=1.0)
     names = set(s["variant"])
     assert {"hci_codec", "sdgic", "no_rsrt", "no_caption", "no_hci"} <= names
+    by = s.set_index("variant")
+    floors = by.loc[["jpeg_q1", "webp_q0"]]       # lowest JPEG/WebP: above SDGIC's bits
+    assert (floors["bits"] > by.loc["sdgic", "bits"]).all()
+    assert floors["consistency"].between(0, 1).all()
     subsets = {v for v in names if v.startswith("subset:")}
     assert len(subsets) == 8 and "subset:none" in subsets    # every subset of 3 streams
     row = s.set_index("variant").loc["sdgic"]
