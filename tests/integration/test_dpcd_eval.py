@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pandas as pd
 
 from experiments.dpcd_eval import run
@@ -21,6 +22,13 @@ def test_dpcd_eval_variants_subsets_and_outputs(tmp_path, tiny_preset):
         "no_rsrt", "bits"]
     per = pd.read_csv(tmp_path / "all" / "per_image.csv")
     assert len(per) == 3 * len(names)
+    gains = pd.read_csv(tmp_path / "all" / "gains.csv").set_index("stream")
+    assert list(gains.index) == ["caption", "hci", "rsrt"] and (gains["n"] == 3).all()
+    sd, nr = (per[(per.variant == v) & (per.rate == "mid")].set_index("image")
+              for v in ("sdgic", "no_rsrt"))
+    assert np.isclose(gains.loc["rsrt", "gain"], (sd.consistency - nr.consistency).mean())
+    assert np.isclose(gains.loc["rsrt", "bits"], (sd.bits - nr.bits).mean())
+    assert "What each stream adds" in (tmp_path / "all" / "summary.md").read_text()
     for f in ("summary.csv", "summary.md", "consistency_vs_bpp.png", "grid.png"):
         assert (tmp_path / "all" / f).stat().st_size > 0
     cmd = json.loads((tmp_path / "all" / "command.json").read_text())["command"]
