@@ -165,7 +165,9 @@ def score_images(refs: np.ndarray, recs: np.ndarray, scenes: list | None = None,
         if captioner is not None:
             from codec.text_encoder import default_text_encoder
 
-            rec_caps = captioner(recs)
+            # similarity of full descriptions, whatever detail the sender's captions have
+            rec_caps = (captioner(recs, detail="full") if hasattr(captioner, "detail")
+                        else captioner(recs))
             df["caption_similarity"] = default_text_encoder().similarity(
                 [s.caption for s in scenes], list(rec_caps)).numpy()
     if inception:

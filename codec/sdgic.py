@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
 from codec.container import ContainerError, EncodedImage
-from codec.data.scenes import check_caption_detail
+from codec.data.scenes import CAPTION_DETAILS, check_caption_detail
 from codec.dpcd.decoder import PRECISIONS, DPCDSampler, LatentSpace, PixelSpace, bf16_is_fast
 from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder
 from codec.streams.caption_coder import CaptionCoder
@@ -146,6 +146,16 @@ class SDGIC:
         hroot = (folder / cfg["hci"].get("root", "hci")).resolve()
         hci = {p: HCICodec.from_pretrained(hroot / p) for p in cfg["hci"]["rate_points"]}
         cap = cfg.get("caption_model")
+        detail = cfg.get("caption_detail", "full")
+        if detail not in CAPTION_DETAILS:
+            raise ValueError(f"caption_detail={detail!r} in {folder / PRESET_FILE}; expected "
+                             f"one of {CAPTION_DETAILS}")
+        if detail != "full" and not cap:
+            raise ValueError(f"{folder / PRESET_FILE} has caption_detail={detail!r} but no "
+                             "'caption_model': the shipped model is fitted to full captions. "
+                             "Fit one with `python experiments/caption_bits.py --refit --detail "
+                             f"{detail} --model {folder}/caption_model.json` and set "
+                             "\"caption_model\": \"caption_model.json\"")
         coder = CaptionCoder.load(folder / cap if cap else None)
         card_path = folder / "model_card.json"
         kw = dict(preset=cfg["preset"], resolution=int(cfg["resolution"]), unet=unet,
@@ -154,7 +164,7 @@ class SDGIC:
                   controlnet=controlnet, rsrt_encoder=rsrt_enc, rsrt_embedding=rsrt_emb,
                   steps=int(cfg.get("steps", 20)),
                   guidance_scale=float(cfg.get("guidance_scale", 1.0)),
-                  caption_detail=cfg.get("caption_detail", "full"),
+                  caption_detail=detail,
                   precision=(overrides["precision"] if "precision" in overrides else
                              _preset_precision(cfg.get("precision", "fp32"), folder)),
                   card=json.loads(card_path.read_text()) if card_path.is_file() else {},

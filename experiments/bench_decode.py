@@ -44,7 +44,7 @@ def main(argv=None):
     prec = a.precision or codec.precision
     sizes = [int(b) for b in a.batches.split(",")]
     scenes = [generate(i, seed=9009, size=codec.resolution) for i in range(max(sizes))]
-    enc = [codec.encode(img, caption=sc.caption) for img, sc in scenes]
+    enc = [codec.encode(img, caption=sc.describe(codec.caption_detail)) for img, sc in scenes]
     codec.decode_batch(enc[:1], steps=2, guidance_scale=g, precision=prec)  # warm-up
     per_image = {}
     for b in sizes:

@@ -2,8 +2,8 @@
 
     python experiments/caption_bits.py            # measure the shipped model
     python experiments/caption_bits.py --refit    # refit codec/data/caption_model.json first
-    python experiments/caption_bits.py --refit --detail layout \
-        --model PRESET/caption_model.json --out results/caption_bits_layout.json
+    python experiments/caption_bits.py --refit --detail layout --model PRESET/caption_model.json
+                                                  # → results/caption_bits_layout.json
 
 Writes ``results/caption_bits.json``: whole-byte bits per caption (median, mean, p95, by
 object count), the model's ideal information content, and UTF-8 / zlib baselines, with the
@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
 
 from codec.data.scenes import CAPTION_DETAILS  # noqa: E402
 from codec.streams.caption_coder import (  # noqa: E402
-    DEFAULT_MODEL_PATH, CaptionCoder, fit_model, scene_captions)
+    DEFAULT_MODEL_PATH, CaptionCoder, fit_scene_model, scene_captions)
 
 
 def stats(bits) -> dict:
@@ -53,14 +53,16 @@ def main(argv=None) -> dict:
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     p.add_argument("--out", type=Path, default=ROOT / "results" / "caption_bits.json")
     args = p.parse_args(argv)
+    if args.detail != "full" and args.model.resolve() == DEFAULT_MODEL_PATH:
+        p.error(f"--detail {args.detail} needs --model PRESET/caption_model.json: the default "
+                "is the shipped full-detail model")
+    if args.detail != "full" and args.out == p.get_default("out"):
+        args.out = args.out.with_name(f"caption_bits_{args.detail}.json")
     if args.eval_seed == args.fit_seed:
         p.error(f"--eval-seed={args.eval_seed} equals --fit-seed; use a held-out seed")
 
     if args.refit:
-        model = fit_model(scene_captions(args.fit_n, args.fit_seed, detail=args.detail),
-                          order=args.order, alpha=args.alpha,
-                          source=f"{args.fit_n} scene captions (detail {args.detail}), scene "
-                                 f"data set seed {args.fit_seed} (codec.data.scenes.sample_scene)")
+        model = fit_scene_model(args.detail, args.fit_n, args.fit_seed, args.order, args.alpha)
         CaptionCoder(model).save(args.model)
     coder = CaptionCoder.load(args.model)
 

@@ -200,7 +200,8 @@ def _write_markdown(summary: pd.DataFrame, gains: pd.DataFrame, path: Path, code
              f"guidance scale {codec.guidance_scale:g}, {codec.precision}",
              "", f"captions: {'ground truth' if true_captions else 'scene captioner'} "
              f"(detail {codec.caption_detail}); bits are stream payload bits per image "
-             "(container framing not counted)", "",
+             "(container framing not counted); the jpeg_q1 and webp_q0 floors count whole "
+             "files, headers included", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in summary.iterrows():
         cells = [f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols]

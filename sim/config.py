@@ -226,6 +226,9 @@ class SimConfig:
         d["policy"] = self.policy_obj.to_dict()
         d["codec"] = self.codec_spec()
         d["codec_fingerprint"] = self.codec_fingerprint()
+        detail = getattr(self.codec, "caption_detail", "full")   # objects: what senders write
+        if detail != "full":     # (a preset's own detail is part of its fingerprint already)
+            d["codec_caption_detail"] = detail
         for k in ("snr_db", "interval_ms", "deadline_ms"):   # 4 and 4.0 are the same point
             d[k] = float(d[k])
         for k in ("budget_prbs", "decode_steps"):

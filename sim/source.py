@@ -156,15 +156,15 @@ def _caption_for(codec, item: SourceItem) -> Optional[str]:
 
 
 def codec_cache_key(codec) -> str:
-    """What distinguishes a codec's encodings: its preset, rate point, token count and
-    fingerprint (:func:`sim.codec_api.codec_fingerprint`: retrained weights get a new key,
-    so old encoded files are never reused)."""
+    """What distinguishes a codec's encodings: its preset, rate point, token count, caption
+    detail (when not "full") and fingerprint (:func:`sim.codec_api.codec_fingerprint`:
+    retrained weights get a new key, so old encoded files are never reused)."""
     from .codec_api import codec_fingerprint
 
     parts = [str(getattr(codec, "preset", type(codec).__name__))]
-    for attr in ("rate", "num_tokens"):
+    for attr in ("rate", "num_tokens", "caption_detail"):
         v = getattr(codec, attr, None)
-        if v is not None:
+        if v is not None and not (attr == "caption_detail" and v == "full"):
             parts.append(f"{attr}={v}")
     fp = codec_fingerprint(codec)
     if fp:

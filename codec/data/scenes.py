@@ -71,6 +71,7 @@ class SceneObject:
 
     def phrase(self, detail: str = "full") -> str:
         """How a caption names this object at ``detail`` (see ``CAPTION_DETAILS``)."""
+        check_caption_detail(detail)
         where = _POSITION_PHRASES[self.cell]
         if detail == "layout":
             return f"{_article(self.colour)} {self.colour} object {where}"

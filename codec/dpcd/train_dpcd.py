@@ -219,6 +219,10 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         if state.get("stage") != stage:
             raise ValueError(f"{ckpt} holds stage {state.get('stage')!r}, not {stage!r}; use a "
                              "new --run folder and --init the preset exported by that stage")
+        if state.get("caption_detail", caption_detail) != caption_detail:
+            raise ValueError(f"{ckpt} was trained on caption detail "
+                             f"{state['caption_detail']!r}, not {caption_detail!r}; resume with "
+                             f"--caption-detail {state['caption_detail']} or start a new --run")
         mods, _ = build_modules(stage, ckpt, text.dim, config, num_tokens, levels)
         start = state["step"]
         src = f"resumed from {ckpt} at step {start}"
@@ -333,7 +337,8 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
             print(line, file=log, flush=True)
         if saving:
             ema_mods = _ema_modules(mods, ema)
-            _save(mods, ema_mods, ema, opt, ckpt, done, float(np.mean(losses[-100:])), stage)
+            _save(mods, ema_mods, ema, opt, ckpt, done, float(np.mean(losses[-100:])), stage,
+                  caption_detail)
             if export is not None:
                 export_dpcd(run, export, stage, complete=done >= steps, hci_root=hci_root,
                             hparams=dict(batch_size=batch_size, lr=lr,
@@ -413,7 +418,8 @@ def _sample_grid(mods, text, x, captions, hci, path: Path) -> None:
     save_grid(torch.cat([x, hci, full, prior]), path)
 
 
-def _save(mods, ema_mods, ema, opt, ckpt: Path, step: int, loss: float, stage: str) -> None:
+def _save(mods, ema_mods, ema, opt, ckpt: Path, step: int, loss: float, stage: str,
+          caption_detail: str = "full") -> None:
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -425,7 +431,8 @@ def _save(mods, ema_mods, ema, opt, ckpt: Path, step: int, loss: float, stage: s
     st = ema.state_dict()
     st.pop("shadow_params", None)
     torch.save(st, tmp / "ema_state.pt")
-    (tmp / "state.json").write_text(json.dumps({"stage": stage, "step": step, "loss": loss}) + "\n")
+    (tmp / "state.json").write_text(json.dumps({"stage": stage, "step": step, "loss": loss,
+                                                "caption_detail": caption_detail}) + "\n")
     replace_checkpoint(tmp, ckpt)
 
 
@@ -437,7 +444,8 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
     small RSRT modules fp32. A folder without ``preset.json`` gets one (named after the
     folder, HCI rate points from ``hci_root``), so the export loads with
     ``SDGIC.from_pretrained``. ``hparams["caption_detail"]`` (what the training captions
-    stated) becomes the preset's ``caption_detail``, so senders caption as it was trained.
+    stated) becomes the preset's ``caption_detail``, so senders caption as it was trained; a
+    preset without its own ``caption_model`` gets one fitted to that detail.
     """
     run, out = Path(run), Path(out)
     ema_dir = run / "checkpoint" / "ema"
@@ -461,9 +469,15 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
         from codec.sdgic import PRESET_FILE
 
         cfg = json.loads((out / PRESET_FILE).read_text())
-        if cfg.get("caption_detail", "full") != detail:
-            cfg["caption_detail"] = detail
-            (out / PRESET_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
+        new = dict(cfg, caption_detail=detail)
+        if detail != "full" and not cfg.get("caption_model"):
+            # the shipped caption model is fitted to full captions: fit one to this detail
+            from codec.streams.caption_coder import CaptionCoder, fit_scene_model
+
+            CaptionCoder(fit_scene_model(detail)).save(out / "caption_model.json")
+            new["caption_model"] = "caption_model.json"
+        if new != cfg and not (detail == "full" and "caption_detail" not in cfg):
+            (out / PRESET_FILE).write_text(json.dumps(new, indent=2) + "\n")
     card_path = out / "model_card.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     log = (run / "train.log").read_text().splitlines() if (run / "train.log").is_file() else []
@@ -472,12 +486,13 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
     # Keys this export does not set (e.g. notes on earlier segments of the run, another
     # machine's hardware) are kept; the ones it sets describe the latest segment.
     stages = card.setdefault("stages", {})
+    detail_flag = "" if detail in (None, "full") else f" --caption-detail {detail}"
     stages[stage] = {**stages.get(stage, {}), **{
         "what": {"control": "ControlNet (HCI path) + UNet trained with caption/HCI dropout",
                  "rsrt": "RSRT encoder + embedding trained jointly with UNet and ControlNet "
                          "through the denoising loss, with token dropout"}[stage],
         "training_command": f"sdgic train dpcd --stage {stage} --run {run} --init {out} "
-                            f"--export {out}",
+                            f"--export {out}" + detail_flag,
         "commit": git_commit(),
         "data": f"endless procedural scenes, data set seed {TRAIN_SEED}; HCIs at rate points "
                 f"{list(HCI_POINTS)}",

@@ -38,8 +38,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
-__all__ = ["CaptionCoder", "fit_model", "scene_captions", "tokenize", "detokenize",
-           "DEFAULT_MODEL_PATH"]
+__all__ = ["CaptionCoder", "fit_model", "fit_scene_model", "scene_captions", "tokenize",
+           "detokenize", "DEFAULT_MODEL_PATH"]
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "caption_model.json"
 MODEL_FORMAT = "sdgic-caption-ngram"
@@ -141,6 +141,15 @@ def fit_model(captions: Iterable[str], order: int = 3, alpha: float = 1.0,
         "ngrams": {str(k): dict(sorted(c.items())) for k, c in ngrams.items()},
         "bytes": byte_counts,
     }
+
+
+def fit_scene_model(detail: str = "full", n: int = 20000, seed: int = 7001, order: int = 3,
+                    alpha: float = 1.0) -> dict:
+    """:func:`fit_model` on ``n`` scene captions at ``detail`` of scene data set ``seed`` (the
+    shipped ``caption_model.json`` is ``detail="full"`` with these defaults; about 3 s)."""
+    return fit_model(scene_captions(n, seed, detail=detail), order=order, alpha=alpha,
+                     source=f"{n} scene captions (detail {detail}), scene data set seed {seed} "
+                            "(codec.data.scenes.sample_scene)")
 
 
 def _quantize(probs: Sequence[float]) -> list[int]:

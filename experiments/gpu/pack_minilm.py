@@ -16,7 +16,8 @@ src, out = minilm_path(), Path(sys.argv[1])
 out.mkdir(parents=True, exist_ok=True)
 tok = AutoTokenizer.from_pretrained(src)
 words = set(SHAPES) | set(COLOUR_NAMES) | set(SIZES) | set(TEXTURES) | set(background_words())
-words |= {"a", "an", "and", "on", "background", ","} | set(" ".join(_POSITION_PHRASES).split())
+words |= {"a", "an", "and", "on", "background", ",", "object"}   # "object": layout captions
+words |= set(" ".join(_POSITION_PHRASES).split())
 ids = set(tok.all_special_ids)
 for w in words:
     ids |= set(tok(w, add_special_tokens=False)["input_ids"])

@@ -41,3 +41,22 @@ def test_dpcd_eval_variants_subsets_and_outputs(tmp_path, tiny_preset):
                        "subset:caption+rsrt"}                # the free ones: variants' decodes
     cmd = json.loads((tmp_path / "few" / "command.json").read_text())["command"]
     assert "--no-subsets" in cmd and "--precision bf16" in cmd
+
+
+def test_stream_gains_pair_images_within_each_rate():
+    from experiments.dpcd_eval import stream_gains
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for rate, offset in (("low", 0.0), ("mid", 0.5)):
+        base = rng.uniform(0, 0.5, 6)                     # scene-to-scene spread
+        for variant, gain, bits in (("sdgic", 0.1, 150), ("no_rsrt", 0.0, 70)):
+            rows += [{"variant": variant, "rate": rate, "image": i, "bits": bits,
+                      "consistency": offset + b + gain + 0.01 * (i % 2) * (variant == "sdgic")}
+                     for i, b in enumerate(base)]
+    per = pd.DataFrame(rows).sample(frac=1, random_state=1)          # any row order
+    g = stream_gains(per).set_index("rate")
+    assert list(g["stream"]) == ["rsrt", "rsrt"] and (g["n"] == 6).all()
+    assert np.allclose(g["gain"], 0.105) and np.allclose(g["bits"], 80)
+    # paired: the spread of the differences (0 or 0.01), not of the scenes (0 to 0.5)
+    assert np.allclose(g["gain_ci95"], 1.96 * np.std([0, .01] * 3, ddof=1) / np.sqrt(6))

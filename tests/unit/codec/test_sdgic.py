@@ -182,7 +182,17 @@ def test_preset_caption_detail(tiny_preset, codec, tmp_path):
     shutil.copytree(tiny_preset, folder)
     cfg = json.loads((folder / "preset.json").read_text())
     (folder / "preset.json").write_text(json.dumps({**cfg, "caption_detail": "layout"}))
-    assert SDGIC.from_pretrained(folder).caption_detail == "layout"
+    with pytest.raises(ValueError, match="no 'caption_model'"):    # full-caption model
+        SDGIC.from_pretrained(folder)
+    from codec.streams.caption_coder import CaptionCoder, fit_scene_model
+
+    CaptionCoder(fit_scene_model("layout", n=500)).save(folder / "layout_model.json")
+    (folder / "preset.json").write_text(json.dumps({**cfg, "caption_detail": "layout",
+                                                    "caption_model": "layout_model.json"}))
+    layout = SDGIC.from_pretrained(folder)
+    assert layout.caption_detail == "layout"
+    text = generate(3, seed=11)[1].describe("layout")
+    assert len(layout.caption_coder.encode(text)) < len(codec.caption_coder.encode(text))
     (folder / "preset.json").write_text(json.dumps({**cfg, "caption_detail": "brief"}))
-    with pytest.raises(ValueError, match="caption detail 'brief'"):
+    with pytest.raises(ValueError, match="caption_detail='brief' in .*preset.json"):
         SDGIC.from_pretrained(folder)

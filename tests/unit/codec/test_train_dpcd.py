@@ -45,10 +45,15 @@ def test_control_then_rsrt_stage_train_resume_export_and_load(tmp_path):
     assert len(enc.rsrt_tokens) == 4
     assert codec.decode(enc, steps=2).shape == (16, 16, 3)
     assert codec.caption_detail == "full"
-    train_dpcd(tmp_path / "r", stage="rsrt", steps=26, save_every=1, sample_every=0,
+    train_dpcd(tmp_path / "rl", stage="rsrt", steps=26, save_every=1, sample_every=0, init=preset,
                batch_size=2, threads=1, export=preset, num_tokens=4, caption_detail="layout")
-    assert "captions from ground truth (detail layout)" in log_text(tmp_path / "r")
+    assert "captions from ground truth (detail layout)" in log_text(tmp_path / "rl")
     assert SDGIC.from_pretrained(preset).caption_detail == "layout"    # senders follow
+    assert (preset / "caption_model.json").is_file()          # with a model fitted to them
+    card = json.loads((preset / "model_card.json").read_text())["stages"]["rsrt"]
+    assert card["training_command"].endswith("--caption-detail layout")
+    with pytest.raises(ValueError, match="trained on caption detail 'layout', not 'full'"):
+        train_dpcd(tmp_path / "rl", stage="rsrt", steps=27, batch_size=2, threads=1)
     with pytest.raises(ValueError, match="holds stage 'rsrt', not 'control'"):
         train_dpcd(tmp_path / "r", stage="control", steps=30, batch_size=2, threads=1)
 

@@ -72,10 +72,16 @@ def test_scenes_are_captioned_at_the_codec_caption_detail(tiny_preset, tmp_path)
     from codec.sdgic import SDGIC
     from sim.source import EncodeCache, SceneSource
 
+    from sim.source import codec_cache_key
+
     codec = SDGIC.from_pretrained(tiny_preset)
-    item = SceneSource(size=16, seed=0)[2]
-    full = EncodeCache().get(codec, SceneSource(size=16, seed=0), item)
+    source = SceneSource(size=16, seed=0)
+    item, cache = source[2], EncodeCache(tmp_path / "enc")     # one cache for both codecs
+    full = cache.get(codec, source, item)
     assert codec.caption_coder.decode(full.caption) == item.scene.caption
     layout = dataclasses.replace(codec, caption_detail="layout")
-    enc = EncodeCache().get(layout, SceneSource(size=16, seed=0), item)
+    enc = cache.get(layout, source, item)
     assert codec.caption_coder.decode(enc.caption) == item.scene.describe("layout")
+    assert codec_cache_key(layout) != codec_cache_key(codec)
+    cfg = SimConfig(AWGN, snr_db=0.0, codec=codec, num_images=1)
+    assert cfg.point_id() != cfg.replace(codec=layout).point_id()
