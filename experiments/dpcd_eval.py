@@ -181,7 +181,8 @@ def stream_gains(per_image: pd.DataFrame, metric: str = "consistency") -> pd.Dat
         without = per_image[per_image["variant"] == f"no_{stream}"].set_index(key)
         if without.empty:
             continue
-        both = full.join(without, how="inner", lsuffix="_all", rsuffix="_without")
+        both = full.merge(without, left_index=True, right_index=True,
+                          suffixes=("_all", "_without"))
         for rate, g in both.groupby(level="rate", sort=False):
             d = (g[f"{metric}_all"] - g[f"{metric}_without"]).to_numpy(float)
             rows.append({"rate": rate, "stream": stream, "n": len(d), "gain": d.mean(),
