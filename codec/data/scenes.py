@@ -96,7 +96,6 @@ class Scene:
         """The caption at ``detail``: ``"full"`` states every attribute; ``"layout"`` only each
         object's colour and position and the background, leaving shape, size and texture to
         the other streams (a vaguer caption, as a generic image captioner writes)."""
-        check_caption_detail(detail)
         parts = [o.phrase(detail) for o in self.objects]
         body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
         return f"{body} on {_article(self.background_word)} {self.background_word} background"

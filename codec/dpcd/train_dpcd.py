@@ -469,14 +469,16 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
         from codec.sdgic import PRESET_FILE
 
         cfg = json.loads((out / PRESET_FILE).read_text())
-        new = dict(cfg, caption_detail=detail)
+        new = dict(cfg)
+        if cfg.get("caption_detail", "full") != detail:
+            new["caption_detail"] = detail
         if detail != "full" and not cfg.get("caption_model"):
             # the shipped caption model is fitted to full captions: fit one to this detail
             from codec.streams.caption_coder import CaptionCoder, fit_scene_model
 
             CaptionCoder(fit_scene_model(detail)).save(out / "caption_model.json")
             new["caption_model"] = "caption_model.json"
-        if new != cfg and not (detail == "full" and "caption_detail" not in cfg):
+        if new != cfg:
             (out / PRESET_FILE).write_text(json.dumps(new, indent=2) + "\n")
     card_path = out / "model_card.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
