@@ -99,6 +99,19 @@ def captioner_targets(scenes: list[Scene]) -> dict[str, torch.Tensor]:
     return t
 
 
+@torch.no_grad()
+def attribute_targets(logits: dict) -> dict[str, torch.Tensor]:
+    """``captioner_targets`` read from ``CaptionerNet`` logits instead of ground truth: what the
+    captioner sees in an image (cells with ``present`` logit > 0 are objects)."""
+    present = logits["present"] > 0
+    t = {"present": present.float()}
+    for k in _CELL_HEADS:
+        t[k] = torch.where(present, logits[k].argmax(-1), torch.full_like(present, -100,
+                                                                           dtype=torch.long))
+    t["background_word"] = logits["background_word"].argmax(-1)
+    return t
+
+
 def captioner_loss(logits: dict, targets: dict) -> torch.Tensor:
     loss = F.binary_cross_entropy_with_logits(logits["present"], targets["present"])
     for k in _CELL_HEADS:

@@ -83,7 +83,8 @@ def cmd_train_dpcd(a):
                       device=a.device, workers=a.workers, bf16=a.bf16,
                       text_encoder=a.text_encoder, save_every=a.save_every,
                       sample_every=a.sample_every, caption_dropout=a.caption_dropout,
-                      rsrt_lr_scale=a.rsrt_lr_scale, caption_detail=a.caption_detail)
+                      rsrt_lr_scale=a.rsrt_lr_scale, caption_detail=a.caption_detail,
+                      token_attribute_loss=a.token_attribute_loss)
     print(f"checkpoint: {ckpt}")
 
 
@@ -266,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what captions state: every attribute (full) or each object's colour "
                         "and position only (layout: shape, size and texture are left to the "
                         "tokens)")
+    s.add_argument("--token-attribute-loss", type=float, default=0.0, metavar="W",
+                   help="weight of an auxiliary loss pulling the tokens toward what the "
+                        "captioner reads from the source and the caption leaves out (stage "
+                        "rsrt, needs --captioner; default 0: off)")
     s.add_argument("--freeze-unet", action="store_true", help="train the new modules only")
     s.add_argument("--captioner", help="SceneCaptioner folder: train on its captions instead "
                                        "of the ground truth (e.g. codec/weights/captioner)")

@@ -22,6 +22,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from codec.data.scenes import COLOUR_NAMES, SHAPES, SIZES, TEXTURES
 
 class FSQ(nn.Module):
     """Finite scalar quantizer with a straight-through gradient.
@@ -144,6 +145,47 @@ class RSRTEmbedding(ModelMixin, ConfigMixin):
         if present is not None:
             e = torch.where(present.unsqueeze(-1), e, self.mask.expand_as(e))
         return e + self.position
+
+
+class TokenAttributeHead(ModelMixin, ConfigMixin):
+    """Training-only probe: (tokens, caption embedding) → the scene's attributes per grid cell.
+
+    Input: ``q`` float (B, K, D) normalized FSQ vectors (straight-through, so its loss reaches
+    the RSRT encoder); ``caption`` float (B, text_dim) pooled caption embedding (zeros when the
+    caption was dropped). Output: logits in ``CaptionerNet``'s layout: ``present`` (B, 9),
+    ``shape`` (B, 9, 8), ``colour`` (B, 9, 8), ``size`` (B, 9, 2), ``texture`` (B, 9, 4),
+    ``background_word`` (B, num_words).
+
+    Trained against what the captioner reads from the source image (``attribute_targets``), it
+    gives the tokens a direct gradient toward carrying the attributes the caption leaves out:
+    the head sees the caption too, so what the caption states need not be in the tokens. The
+    denoising loss alone reaches the encoder only through cross-attention and, measured, left
+    the tokens carrying nothing the decoder used. Not part of a preset (never exported).
+    """
+
+    @register_to_config
+    def __init__(self, num_tokens: int = 8, token_dim: int = 4, text_dim: int = 384,
+                 num_words: int = 9, width: int = 256):
+        super().__init__()
+        self.classes = {"shape": len(SHAPES), "colour": len(COLOUR_NAMES), "size": len(SIZES),
+                        "texture": len(TEXTURES)}
+        n_cell = 1 + sum(self.classes.values())
+        self.net = nn.Sequential(
+            nn.Linear(num_tokens * token_dim + text_dim, width), nn.SiLU(),
+            nn.Linear(width, width), nn.SiLU(),
+            nn.Linear(width, 9 * n_cell + num_words))
+        self.n_cell = n_cell
+
+    def forward(self, q: torch.Tensor, caption: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.net(torch.cat([q.flatten(1), caption], 1))
+        cells = out[:, :9 * self.n_cell].unflatten(1, (9, self.n_cell))
+        logits = {"present": cells[..., 0]}
+        i = 1
+        for name, n in self.classes.items():
+            logits[name] = cells[..., i:i + n]
+            i += n
+        logits["background_word"] = out[:, 9 * self.n_cell:]
+        return logits
 
 
 def range_penalty(z: torch.Tensor, limit: float = 2.5) -> torch.Tensor:

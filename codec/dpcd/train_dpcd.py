@@ -41,7 +41,8 @@ from tqdm import tqdm
 from codec.data.scenes import check_caption_detail, generate
 from codec.dpcd.configs import controlnet_kwargs, unet_config
 from codec.dpcd.decoder import DPCDSampler, denoise, to_model_space, training_scheduler
-from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder, code_health, range_penalty
+from codec.dpcd.rsrt import (RSRTEmbedding, RSRTEncoder, TokenAttributeHead, code_health,
+                             range_penalty)
 from codec.dpcd.training import (StopFlag, replace_checkpoint, save_grid, scene_batch,
                                  scene_batches, v_loss)
 from codec.provenance import git_commit, write_model_card
@@ -53,7 +54,9 @@ SAMPLE_SEED = 4004
 STAGES = ("control", "rsrt")
 HCI_POINTS = ("low", "mid", "high", "top")
 MODULE_CLASSES = {"unet": UNet2DConditionModel, "controlnet": ControlNetModel,
-                  "rsrt_encoder": RSRTEncoder, "rsrt_embedding": RSRTEmbedding}
+                  "rsrt_encoder": RSRTEncoder, "rsrt_embedding": RSRTEmbedding,
+                  "rsrt_attribute_head": TokenAttributeHead}
+TRAINING_ONLY = ("rsrt_attribute_head",)   # checkpointed, never exported to a preset
 
 
 def load_hci_codecs(root: str | Path, points=HCI_POINTS) -> list[HCICodec]:
@@ -123,8 +126,13 @@ def _load(name: str, folder: Path):
 
 
 def build_modules(stage: str, init: str | Path | None, text_dim: int, config: str = "scenes-64",
-                  num_tokens: int = 8, levels=(8, 5, 5, 5)) -> tuple[nn.ModuleDict, str]:
-    """The stage's modules from a preset folder ``init`` (missing ones made fresh)."""
+                  num_tokens: int = 8, levels=(8, 5, 5, 5),
+                  attribute_head_words: int | None = None) -> tuple[nn.ModuleDict, str]:
+    """The stage's modules from a preset folder ``init`` (missing ones made fresh).
+
+    ``attribute_head_words``: also build the training-only ``TokenAttributeHead`` for a
+    captioner with that many background words (loaded from ``init`` whenever it holds one).
+    """
     init = Path(init) if init is not None else None
     mods = nn.ModuleDict()
     if init is not None and (init / "unet" / "config.json").is_file():
@@ -150,6 +158,14 @@ def build_modules(stage: str, init: str | Path | None, text_dim: int, config: st
             else:
                 mods[name] = MODULE_CLASSES[name](num_tokens=num_tokens, levels=tuple(levels), **kw)
                 src.append(f"fresh {name}")
+        head = "rsrt_attribute_head"
+        if init is not None and (init / head / "config.json").is_file():
+            mods[head] = _load(head, init / head)
+            src.append(f"{head} from {init}")
+        elif attribute_head_words is not None:
+            mods[head] = TokenAttributeHead(num_tokens=num_tokens, token_dim=len(levels),
+                                            text_dim=text_dim, num_words=attribute_head_words)
+            src.append(f"fresh {head}")
     return mods, ", ".join(src)
 
 
@@ -163,7 +179,8 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                max_minutes: float | None = None, export: str | Path | None = None,
                captioner: str | Path | None = None, device: str = "cpu", workers: int = 0,
                bf16: bool = False, text_encoder: str | Path | None = None,
-               rsrt_lr_scale: float = 1.0, caption_detail: str = "full") -> Path:
+               rsrt_lr_scale: float = 1.0, caption_detail: str = "full",
+               token_attribute_loss: float = 0.0) -> Path:
     """Train (or resume) stage ``stage`` in ``run``; returns the checkpoint folder.
 
     ``device``: where the modules train (``"cuda"`` on a GPU machine); ``workers``: processes
@@ -184,6 +201,13 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
 
     ``rsrt_lr_scale``: the RSRT encoder and embedding learn at ``lr * rsrt_lr_scale`` (stage
     rsrt): their gradient arrives through cross-attention and is much weaker than the UNet's.
+
+    ``token_attribute_loss``: weight of an auxiliary loss (stage rsrt, needs ``captioner``): a
+    training-only ``TokenAttributeHead`` reads the tokens and the caption embedding and must
+    recover what the captioner reads from the source (every object's attributes and the
+    background), so the tokens get a direct gradient toward what the caption leaves out. With
+    it on, the diffusion modules and the token modules are gradient-clipped separately (the
+    auxiliary gradient would otherwise eat the shared clipping budget).
     """
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r}; expected one of {STAGES}")
@@ -193,6 +217,11 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     check_caption_detail(caption_detail)
     if not rsrt_lr_scale > 0:
         raise ValueError(f"rsrt_lr_scale={rsrt_lr_scale} must be > 0")
+    if token_attribute_loss < 0:
+        raise ValueError(f"token_attribute_loss={token_attribute_loss} must be >= 0")
+    if token_attribute_loss and (stage != "rsrt" or captioner is None):
+        raise ValueError("token_attribute_loss needs stage='rsrt' and a captioner (the head "
+                         "learns what the captioner reads from the source image)")
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
@@ -210,10 +239,11 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     for c in codecs:
         c.model.to(dev)
     if captioner is not None:
-        from codec.captioner import SceneCaptioner
+        from codec.captioner import SceneCaptioner, attribute_targets, captioner_loss
 
         captioner = SceneCaptioner(captioner, detail=caption_detail)
         captioner.model.to(dev)
+    head_words = captioner.model.config.num_words if token_attribute_loss else None
     if (ckpt / "state.json").is_file():
         state = json.loads((ckpt / "state.json").read_text())
         if state.get("stage") != stage:
@@ -223,12 +253,12 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
             raise ValueError(f"{ckpt} was trained on caption detail "
                              f"{state['caption_detail']!r}, not {caption_detail!r}; resume with "
                              f"--caption-detail {state['caption_detail']} or start a new --run")
-        mods, _ = build_modules(stage, ckpt, text.dim, config, num_tokens, levels)
+        mods, _ = build_modules(stage, ckpt, text.dim, config, num_tokens, levels, head_words)
         start = state["step"]
         src = f"resumed from {ckpt} at step {start}"
     else:
         torch.manual_seed(TRAIN_SEED)   # fresh modules start the same in every run
-        mods, src = build_modules(stage, init, text.dim, config, num_tokens, levels)
+        mods, src = build_modules(stage, init, text.dim, config, num_tokens, levels, head_words)
         card = Path(init) / "model_card.json" if init is not None else None
         start = json.loads(card.read_text()).get("stages", {}).get(stage, {}).get("steps", 0) \
             if card is not None and card.is_file() else 0
@@ -248,7 +278,8 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         opt.load_state_dict(regroup_optimizer_state(saved, [len(g["params"]) for g in groups]))
         for grp, base in zip(opt.param_groups, base_lrs):
             grp["lr"] = base       # this run's learning rates, not the checkpoint's
-        ema_mods, _ = build_modules(stage, ckpt / "ema", text.dim, config, num_tokens, levels)
+        ema_mods, _ = build_modules(stage, ckpt / "ema", text.dim, config, num_tokens, levels,
+                                    head_words)
         ema_mods.to(dev)
         ema_params = [q for p, q in zip(mods.parameters(), ema_mods.parameters()) if p.requires_grad]
         ema.load_state_dict({**torch.load(ckpt / "ema_state.pt", weights_only=True),
@@ -277,7 +308,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     data = scene_batches(start, steps, batch_size, size, TRAIN_SEED, workers, caption_detail)
     mods.train()
     # Per-step scalars stay on the device until a log line needs them (no sync per step).
-    losses, recent_codes, spreads, pending = [], [], [], []
+    losses, recent_codes, spreads, pending, attr_pending = [], [], [], [], []
     for step, scenes in zip(bar, data):
         warm = min(1.0, (step + 1 - start) / 200) if fresh_optimizer else 1.0
         for group, base in zip(opt.param_groups, base_lrs):
@@ -299,6 +330,13 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                                                device=dev)], 1)
             recent_codes = (recent_codes + [codes.detach()])[-10:]
             spread = z_tok.detach().std()
+            if token_attribute_loss:
+                targets = attribute_targets(captioner.model(x))
+                logits = mods["rsrt_attribute_head"](q, b["pooled"])
+                attr_loss = captioner_loss(logits, targets)
+                shape_ok = (logits["shape"].argmax(-1) == targets["shape"])[targets["shape"] >= 0]
+                attr_pending.append(torch.stack([attr_loss.detach(),
+                                                 shape_ok.float().mean().nan_to_num(0.0)]))
         x0 = to_model_space(x)
         noise = torch.randn(x0.shape, generator=g).to(dev)
         t = torch.randint(0, sched.config.num_train_timesteps, (batch_size,), generator=g).to(dev)
@@ -309,9 +347,13 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         loss = v_loss(sched, pred.float(), sched.get_velocity(x0, noise, t), t)
         if stage == "rsrt":
             loss = loss + 1e-2 * range_penalty(z_tok)
+        if token_attribute_loss:
+            loss = loss + token_attribute_loss * attr_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        for params in ([grp["params"] for grp in opt.param_groups] if token_attribute_loss
+                       else [trainable]):
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema.step(trainable)
         pending.append(torch.stack([loss.detach(), spread]) if stage == "rsrt"
@@ -334,6 +376,10 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                 h = code_health(torch.cat(recent_codes), fsq.codebook_size)
                 line += (f" | tokens distinct {np.mean(h['distinct']):.1f} entropy "
                          f"{np.mean(h['entropy_bits']):.2f}b pre-q std {np.mean(spreads[-25:]):.2f}")
+            if attr_pending:
+                a = torch.stack(attr_pending).float().cpu().mean(0).tolist()
+                attr_pending = []
+                line += f" | attributes loss {a[0]:.3f} shape acc {a[1]:.2f}"
             print(line, file=log, flush=True)
         if saving:
             ema_mods = _ema_modules(mods, ema)
@@ -347,6 +393,8 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                                          hci_dropout=hci_dropout,
                                          caption_dropout=caption_dropout, freeze_unet=freeze_unet,
                                          caption_detail=caption_detail,
+                                         **({"token_attribute_loss": token_attribute_loss}
+                                            if token_attribute_loss else {}),
                                          captions="scene captioner" if captioner is not None
                                          else "ground truth"))
         if sample_every and (done % sample_every == 0 or done == steps or out_of_time):
@@ -450,7 +498,7 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
     run, out = Path(run), Path(out)
     ema_dir = run / "checkpoint" / "ema"
     state = json.loads((run / "checkpoint" / "state.json").read_text())
-    for d in sorted(p for p in ema_dir.iterdir() if p.is_dir()):
+    for d in sorted(p for p in ema_dir.iterdir() if p.is_dir() and p.name not in TRAINING_ONLY):
         half = d.name in ("unet", "controlnet")
         m = MODULE_CLASSES[d.name].from_pretrained(
             d, torch_dtype=torch.float16 if half else torch.float32)

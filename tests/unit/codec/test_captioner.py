@@ -1,8 +1,10 @@
 """Captioners: a tiny random BLIP folder through ``TransformersCaptioner``, the shipped scene
-captioner on fresh scenes (exact captions, every caption codable), sidecar text, none."""
+captioner on fresh scenes (exact captions, every caption codable, the attributes it reads),
+sidecar text, none."""
 
 import numpy as np
 import pytest
+import torch
 
 from codec.captioner import (SceneCaptioner, TransformersCaptioner, make_captioner,
                              sidecar_caption)
@@ -75,6 +77,21 @@ def test_scene_captioner_on_fresh_scenes():
     assert captioner(images[:3], detail="layout") == layout(images[:3])
     with pytest.raises(ValueError, match="caption detail"):
         SceneCaptioner(detail="short")
+
+
+def test_attribute_targets_read_from_the_captioner_match_the_scenes():
+    from codec.captioner import attribute_targets, captioner_targets
+    from codec.data.scene_dataset import render_scenes
+
+    images, scenes = render_scenes(40, seed=FRESH_SEED, size=64)
+    captioner = SceneCaptioner()
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    got, truth = attribute_targets(captioner.model(x)), captioner_targets(scenes)
+    assert torch.equal(got["present"], truth["present"])
+    for k in ("shape", "colour", "size", "texture"):
+        assert torch.equal(got[k] >= 0, truth[k] >= 0)          # -100 exactly where empty
+        agree = (got[k] == truth[k])[truth[k] >= 0].float().mean()
+        assert agree >= 0.9, f"{k}: the captioner agrees with the scenes on {agree:.2f}"
 
 
 def test_sidecar_caption_reads_image_txt(tmp_path):

@@ -122,6 +122,31 @@ def test_data_workers_do_not_change_training_and_bf16_trains(tmp_path):
     assert np.isfinite(losses[2]) and losses[2] != losses[0]
 
 
+def test_token_attribute_loss_trains_a_head_that_is_checkpointed_but_never_exported(tmp_path):
+    from codec.train_captioner import train_captioner
+
+    train_captioner(tmp_path / "cap", steps=2, train_scenes=16, eval_scenes=4, threads=1)
+    preset, run = tmp_path / "preset", tmp_path / "r"
+    kw = dict(stage="rsrt", config="tiny", batch_size=2, threads=1, sample_every=0,
+              save_every=25, num_tokens=4, unquantized_steps=0, export=preset,
+              captioner=tmp_path / "cap", token_attribute_loss=0.1)
+    train_dpcd(run, steps=25, **kw)
+    line = [l for l in log_text(run).splitlines() if l.startswith("step 25 ")][0]
+    assert "attributes loss" in line and "shape acc" in line
+    assert (run / "checkpoint" / "rsrt_attribute_head" / "config.json").is_file()
+    assert (run / "checkpoint" / "ema" / "rsrt_attribute_head" / "config.json").is_file()
+    assert not (preset / "rsrt_attribute_head").exists()
+    card = json.loads((preset / "model_card.json").read_text())["stages"]["rsrt"]
+    assert card["token_attribute_loss"] == 0.1
+    train_dpcd(run, steps=26, **{**kw, "save_every": 1})          # resumes with its head
+    assert "resumed from" in log_text(run)
+    assert SDGIC.from_pretrained(preset).rsrt_encoder is not None
+    with pytest.raises(ValueError, match="needs stage='rsrt' and a captioner"):
+        train_dpcd(tmp_path / "bad", **{**kw, "captioner": None})
+    with pytest.raises(ValueError, match="token_attribute_loss=-1"):
+        train_dpcd(tmp_path / "bad", **{**kw, "token_attribute_loss": -1})
+
+
 def test_rsrt_modules_get_their_own_learning_rate_and_old_checkpoints_resume(tmp_path):
     from codec.dpcd.train_dpcd import build_modules, param_groups, regroup_optimizer_state
 
