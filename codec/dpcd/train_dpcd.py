@@ -345,6 +345,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
             pred = denoise(mods["unet"], xt, t, cond, mask, mods["controlnet"],
                            to_model_space(hci), hci_present)
         loss = v_loss(sched, pred.float(), sched.get_velocity(x0, noise, t), t)
+        logged = loss.detach()      # the denoising loss: comparable with and without extras
         if stage == "rsrt":
             loss = loss + 1e-2 * range_penalty(z_tok)
         if token_attribute_loss:
@@ -356,8 +357,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
             torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema.step(trainable)
-        pending.append(torch.stack([loss.detach(), spread]) if stage == "rsrt"
-                       else loss.detach()[None])
+        pending.append(torch.stack([logged, spread]) if stage == "rsrt" else logged[None])
         done = step + 1
         out_of_time = (max_minutes is not None and time.time() - t_start > 60 * max_minutes) \
             or stop.requested
