@@ -99,7 +99,6 @@ def captioner_targets(scenes: list[Scene]) -> dict[str, torch.Tensor]:
     return t
 
 
-@torch.no_grad()
 def attribute_targets(logits: dict) -> dict[str, torch.Tensor]:
     """``captioner_targets`` read from ``CaptionerNet`` logits instead of ground truth: what the
     captioner sees in an image (cells with ``present`` logit > 0 are objects)."""

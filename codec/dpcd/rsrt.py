@@ -170,6 +170,9 @@ class TokenAttributeHead(ModelMixin, ConfigMixin):
         self.classes = {"shape": len(SHAPES), "colour": len(COLOUR_NAMES), "size": len(SIZES),
                         "texture": len(TEXTURES)}
         n_cell = 1 + sum(self.classes.values())
+        # sentence embeddings are unit-norm (entries ~0.05): normalised, the head learns from
+        # them as fast as from the tokens (entries in [-1, 1])
+        self.caption_norm = nn.LayerNorm(text_dim, elementwise_affine=False)
         self.net = nn.Sequential(
             nn.Linear(num_tokens * token_dim + text_dim, width), nn.SiLU(),
             nn.Linear(width, width), nn.SiLU(),
@@ -177,7 +180,7 @@ class TokenAttributeHead(ModelMixin, ConfigMixin):
         self.n_cell = n_cell
 
     def forward(self, q: torch.Tensor, caption: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.net(torch.cat([q.flatten(1), caption], 1))
+        out = self.net(torch.cat([q.flatten(1), self.caption_norm(caption)], 1))
         cells = out[:, :9 * self.n_cell].unflatten(1, (9, self.n_cell))
         logits = {"present": cells[..., 0]}
         i = 1

@@ -331,7 +331,8 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
             recent_codes = (recent_codes + [codes.detach()])[-10:]
             spread = z_tok.detach().std()
             if token_attribute_loss:
-                targets = attribute_targets(captioner.model(x))
+                with torch.no_grad():
+                    targets = attribute_targets(captioner.model(x))
                 logits = mods["rsrt_attribute_head"](q, b["pooled"])
                 attr_loss = captioner_loss(logits, targets)
                 shape_ok = (logits["shape"].argmax(-1) == targets["shape"])[targets["shape"] >= 0]
