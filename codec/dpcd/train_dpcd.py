@@ -206,8 +206,9 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     training-only ``TokenAttributeHead`` reads the tokens and the caption embedding and must
     recover what the captioner reads from the source (every object's attributes and the
     background), so the tokens get a direct gradient toward what the caption leaves out. With
-    it on, the diffusion modules and the token modules are gradient-clipped separately (the
-    auxiliary gradient would otherwise eat the shared clipping budget).
+    it on, each parameter group (diffusion modules, RSRT modules, head) is gradient-clipped
+    on its own (the auxiliary gradient would otherwise eat the shared clipping budget). A run
+    started without it cannot resume with it (its optimizer has no state for the head).
     """
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r}; expected one of {STAGES}")
@@ -239,13 +240,17 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     for c in codecs:
         c.model.to(dev)
     if captioner is not None:
-        from codec.captioner import SceneCaptioner, attribute_targets, captioner_loss
+        from codec.captioner import SceneCaptioner
 
         captioner = SceneCaptioner(captioner, detail=caption_detail)
         captioner.model.to(dev)
     head_words = captioner.model.config.num_words if token_attribute_loss else None
     if (ckpt / "state.json").is_file():
         state = json.loads((ckpt / "state.json").read_text())
+        if token_attribute_loss and not (ckpt / "rsrt_attribute_head").is_dir():
+            raise ValueError(f"{ckpt} was trained without the token attribute loss; its "
+                             "optimizer has no state for the attribute head: start a new --run "
+                             "with --init PRESET (e.g. the folder this run exported)")
         if state.get("stage") != stage:
             raise ValueError(f"{ckpt} holds stage {state.get('stage')!r}, not {stage!r}; use a "
                              "new --run folder and --init the preset exported by that stage")
@@ -331,13 +336,9 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
             recent_codes = (recent_codes + [codes.detach()])[-10:]
             spread = z_tok.detach().std()
             if token_attribute_loss:
-                with torch.no_grad():
-                    targets = attribute_targets(captioner.model(x))
-                logits = mods["rsrt_attribute_head"](q, b["pooled"])
-                attr_loss = captioner_loss(logits, targets)
-                shape_ok = (logits["shape"].argmax(-1) == targets["shape"])[targets["shape"] >= 0]
-                attr_pending.append(torch.stack([attr_loss.detach(),
-                                                 shape_ok.float().mean().nan_to_num(0.0)]))
+                attr_loss, shape_right, shape_seen = attribute_loss(
+                    mods["rsrt_attribute_head"], captioner.model, x, q, b["pooled"])
+                attr_pending.append(torch.stack([attr_loss.detach(), shape_right, shape_seen]))
         x0 = to_model_space(x)
         noise = torch.randn(x0.shape, generator=g).to(dev)
         t = torch.randint(0, sched.config.num_train_timesteps, (batch_size,), generator=g).to(dev)
@@ -378,9 +379,10 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                 line += (f" | tokens distinct {np.mean(h['distinct']):.1f} entropy "
                          f"{np.mean(h['entropy_bits']):.2f}b pre-q std {np.mean(spreads[-25:]):.2f}")
             if attr_pending:
-                a = torch.stack(attr_pending).float().cpu().mean(0).tolist()
+                a = torch.stack(attr_pending).float().cpu()
                 attr_pending = []
-                line += f" | attributes loss {a[0]:.3f} shape acc {a[1]:.2f}"
+                line += (f" | attributes loss {a[:, 0].mean():.3f} shape acc "
+                         f"{a[:, 1].sum() / a[:, 2].sum().clamp_min(1):.2f}")
             print(line, file=log, flush=True)
         if saving:
             ema_mods = _ema_modules(mods, ema)
@@ -395,7 +397,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                                          caption_dropout=caption_dropout, freeze_unet=freeze_unet,
                                          caption_detail=caption_detail,
                                          **({"token_attribute_loss": token_attribute_loss}
-                                            if token_attribute_loss else {}),
+                                            if stage == "rsrt" else {}),
                                          captions="scene captioner" if captioner is not None
                                          else "ground truth"))
         if sample_every and (done % sample_every == 0 or done == steps or out_of_time):
@@ -411,16 +413,32 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     return ckpt
 
 
+def attribute_loss(head: nn.Module, captioner_model: nn.Module, x: torch.Tensor,
+                   q: torch.Tensor, pooled: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The token attribute loss: ``head`` reads tokens ``q`` (B, K, D) and caption embeddings
+    ``pooled`` (B, text_dim) and is scored against what ``captioner_model`` reads from the
+    sources ``x`` (B, 3, H, W). Returns (loss, shapes read right, shapes seen), scalars."""
+    from codec.captioner import attribute_targets, captioner_loss
+
+    with torch.no_grad():
+        targets = attribute_targets(captioner_model(x))
+    logits = head(q, pooled)
+    seen = targets["shape"] >= 0
+    right = (logits["shape"].argmax(-1) == targets["shape"]) & seen
+    return captioner_loss(logits, targets), right.sum().float(), seen.sum().float()
+
+
 def param_groups(mods: nn.ModuleDict, lr: float, rsrt_lr_scale: float = 1.0) -> list[dict]:
     """AdamW parameter groups: the diffusion modules at ``lr``, then (when present) the RSRT
-    modules at ``lr * rsrt_lr_scale``. Parameters keep ``mods.parameters()`` order, so the
-    groups' concatenation is the EMA's parameter list."""
-    main, rsrt = [], []
+    modules at ``lr * rsrt_lr_scale``, then (when present) the training-only attribute head at
+    the same rate. Parameters keep ``mods.parameters()`` order, so the groups' concatenation
+    is the EMA's parameter list."""
+    main, rsrt, head = [], [], []
     for name, m in mods.items():
-        (rsrt if name.startswith("rsrt_") else main).extend(
-            p for p in m.parameters() if p.requires_grad)
-    return [g for g in ({"params": main, "lr": lr}, {"params": rsrt, "lr": lr * rsrt_lr_scale})
-            if g["params"]]
+        group = head if name in TRAINING_ONLY else rsrt if name.startswith("rsrt_") else main
+        group.extend(p for p in m.parameters() if p.requires_grad)
+    return [g for g in ({"params": main, "lr": lr}, {"params": rsrt, "lr": lr * rsrt_lr_scale},
+                        {"params": head, "lr": lr * rsrt_lr_scale}) if g["params"]]
 
 
 def regroup_optimizer_state(state: dict, sizes: list[int]) -> dict:
@@ -538,12 +556,15 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
     # machine's hardware) are kept; the ones it sets describe the latest segment.
     stages = card.setdefault("stages", {})
     detail_flag = "" if detail in (None, "full") else f" --caption-detail {detail}"
+    attr = (hparams or {}).get("token_attribute_loss") or 0
+    attr_flag = f" --token-attribute-loss {attr:g}" if attr else ""
     stages[stage] = {**stages.get(stage, {}), **{
         "what": {"control": "ControlNet (HCI path) + UNet trained with caption/HCI dropout",
                  "rsrt": "RSRT encoder + embedding trained jointly with UNet and ControlNet "
-                         "through the denoising loss, with token dropout"}[stage],
+                         "through the denoising loss, with token dropout"
+                         + (" and the token attribute loss" if attr else "")}[stage],
         "training_command": f"sdgic train dpcd --stage {stage} --run {run} --init {out} "
-                            f"--export {out}" + detail_flag,
+                            f"--export {out}" + detail_flag + attr_flag,
         "commit": git_commit(),
         "data": f"endless procedural scenes, data set seed {TRAIN_SEED}; HCIs at rate points "
                 f"{list(HCI_POINTS)}",

@@ -138,13 +138,44 @@ def test_token_attribute_loss_trains_a_head_that_is_checkpointed_but_never_expor
     assert not (preset / "rsrt_attribute_head").exists()
     card = json.loads((preset / "model_card.json").read_text())["stages"]["rsrt"]
     assert card["token_attribute_loss"] == 0.1
+    assert card["training_command"].endswith("--token-attribute-loss 0.1")
     train_dpcd(run, steps=26, **{**kw, "save_every": 1})          # resumes with its head
     assert "resumed from" in log_text(run)
     assert SDGIC.from_pretrained(preset).rsrt_encoder is not None
+    plain = {**kw, "token_attribute_loss": 0.0, "save_every": 1}
+    train_dpcd(tmp_path / "plain", steps=1, **plain)
+    card = json.loads((preset / "model_card.json").read_text())["stages"]["rsrt"]
+    assert card["token_attribute_loss"] == 0.0                     # no stale weight left
+    with pytest.raises(ValueError, match="trained without the token attribute loss"):
+        train_dpcd(tmp_path / "plain", steps=2, **kw)
     with pytest.raises(ValueError, match="needs stage='rsrt' and a captioner"):
         train_dpcd(tmp_path / "bad", **{**kw, "captioner": None})
     with pytest.raises(ValueError, match="token_attribute_loss=-1"):
         train_dpcd(tmp_path / "bad", **{**kw, "token_attribute_loss": -1})
+
+
+def test_attribute_loss_reaches_the_token_encoder_and_counts_shapes():
+    from codec.captioner import SceneCaptioner
+    from codec.dpcd.rsrt import RSRTEncoder, TokenAttributeHead
+    from codec.dpcd.train_dpcd import attribute_loss, build_modules, param_groups
+
+    torch.manual_seed(0)
+    x, _ = scene_batch(0, 4, 32, seed=3)
+    enc = RSRTEncoder(num_tokens=4, width=16, text_dim=8)
+    head = TokenAttributeHead(num_tokens=4, token_dim=4, text_dim=8, num_words=9)
+    captioner = SceneCaptioner().model
+    q = enc.quantize(enc(x, x, torch.zeros(4, 8)))[0]
+    loss, right, seen = attribute_loss(head, captioner, x, q, torch.zeros(4, 8))
+    loss.backward()
+    assert enc.out[1].weight.grad.abs().sum() > 0          # straight through FSQ to the encoder
+    assert all(p.grad is None for p in captioner.parameters())
+    with torch.no_grad():
+        objects = (captioner(x)["present"] > 0).sum()
+    assert seen == objects > 0 and 0 <= right <= seen       # shapes scored where objects are
+    mods, _ = build_modules("rsrt", None, 384, "tiny", num_tokens=4, attribute_head_words=9)
+    groups = param_groups(mods, 1e-4, rsrt_lr_scale=2)
+    assert [g["lr"] for g in groups] == [1e-4, 2e-4, 2e-4]
+    assert groups[2]["params"] == list(mods["rsrt_attribute_head"].parameters())
 
 
 def test_rsrt_modules_get_their_own_learning_rate_and_old_checkpoints_resume(tmp_path):
