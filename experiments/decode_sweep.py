@@ -7,8 +7,8 @@
 Held-out scenes (seed 7007, as ``experiments/dpcd_eval.py``), captions from the shipped scene
 captioner, HCI at the preset's default rate point. Every value decodes the same encodings with
 the same per-image seeds, so differences against the first value (the reference) are paired:
-the JSON gives each value's mean consistency with a 95 % CI and the paired mean difference to
-the reference with its 95 % CI, per stream set (``sdgic``: everything; ``caption``: the
+the JSON gives each value's mean consistency with a 95 % CI, the paired mean difference to
+the reference with its 95 % CI, and the judge's accuracy per attribute, per stream set (``sdgic``: everything; ``caption``: the
 caption alone). The settings not varied are the preset's (or ``--steps``/``--guidance-scale``/
 ``--precision``). Decode time per image is recorded too: run nothing else on the machine when
 the times matter.
@@ -85,7 +85,9 @@ def run(preset: str, n: int, vary: str, values: list, out: Path,
             c = df["consistency"].to_numpy(float)
             row = {"streams": name, vary: v, "consistency": float(c.mean()),
                    "consistency_ci95": _ci95(c), "psnr": float(df["psnr"].mean()),
-                   "seconds_per_image": round(sec, 3)}
+                   "seconds_per_image": round(sec, 3),
+                   "judge": {k.removeprefix("judge_"): round(float(df[k].mean()), 4)
+                             for k in df.columns if k.startswith("judge_")}}
             if ref is None:
                 ref = c
             else:

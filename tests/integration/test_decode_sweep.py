@@ -16,6 +16,8 @@ def test_decode_sweep_pairs_every_value_with_the_reference(tmp_path, tiny_preset
         run(str(tiny_preset), 2, "steps", [2], tmp_path, step=3)
     for r in rows:
         assert 0.0 <= r["consistency"] <= 1.0 and r["seconds_per_image"] > 0
+        assert {"shape", "colour", "count"} <= set(r["judge"])
+        assert all(0.0 <= v <= 1.0 for v in r["judge"].values())
         if r["guidance_scale"] == 2.0:  # paired difference to the reference of its stream set
             base = next(b for b in rows if b["streams"] == r["streams"]
                         and b["guidance_scale"] == 1.0)
