@@ -26,6 +26,18 @@ from codec.judge import to_float_tensor
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "captioner"
 _CELL_HEADS = {"shape": SHAPES, "colour": COLOUR_NAMES, "size": SIZES, "texture": TEXTURES}
+CELL_OUTPUTS = 1 + sum(len(v) for v in _CELL_HEADS.values())   # present + each head's classes
+
+
+def cell_logits(out: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-cell outputs (B, 9, ``CELL_OUTPUTS``) → logits ``present`` (B, 9), ``shape``
+    (B, 9, 8), ``colour`` (B, 9, 8), ``size`` (B, 9, 2), ``texture`` (B, 9, 4)."""
+    logits = {"present": out[..., 0]}
+    i = 1
+    for name, classes in _CELL_HEADS.items():
+        logits[name] = out[..., i:i + len(classes)]
+        i += len(classes)
+    return logits
 
 
 def background_words() -> tuple[str, ...]:
@@ -59,8 +71,8 @@ class CaptionerNet(ModelMixin, ConfigMixin):
             block(w, 2 * w, 1), block(2 * w, 2 * w, 2),     # 16×16
             block(2 * w, 3 * w, 1), block(3 * w, 3 * w, 1),
         )
-        n_out = 1 + sum(len(v) for v in _CELL_HEADS.values())
-        self.cell_head = nn.Sequential(nn.Linear(9 * w, 4 * w), nn.SiLU(), nn.Linear(4 * w, n_out))
+        self.cell_head = nn.Sequential(nn.Linear(9 * w, 4 * w), nn.SiLU(),
+                                       nn.Linear(4 * w, CELL_OUTPUTS))
         self.word_head = nn.Linear(6 * w, num_words)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -74,12 +86,7 @@ class CaptionerNet(ModelMixin, ConfigMixin):
         glob = torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1)                 # (B, 6w)
         cells = F.adaptive_max_pool2d(f, 3).flatten(2).transpose(1, 2)        # (B, 9, 3w)
         cells = torch.cat([cells, glob[:, None].expand(-1, 9, -1)], -1)       # (B, 9, 9w)
-        out = self.cell_head(cells)
-        logits = {"present": out[..., 0]}
-        i = 1
-        for name, classes in _CELL_HEADS.items():
-            logits[name] = out[..., i:i + len(classes)]
-            i += len(classes)
+        logits = cell_logits(self.cell_head(cells))
         logits["background_word"] = self.word_head(glob)
         return logits
 

@@ -8,8 +8,8 @@ Held-out scenes (seed 7007, as ``experiments/dpcd_eval.py``), captions from the 
 captioner, HCI at the preset's default rate point. Every value decodes the same encodings with
 the same per-image seeds, so differences against the first value (the reference) are paired:
 the JSON gives each value's mean consistency with a 95 % CI, the paired mean difference to
-the reference with its 95 % CI, and the judge's accuracy per attribute, per stream set (``sdgic``: everything; ``caption``: the
-caption alone). The settings not varied are the preset's (or ``--steps``/``--guidance-scale``/
+the reference with its 95 % CI, and the judge's accuracy per attribute, per stream set
+(``sdgic``: everything; ``caption``: the caption alone). The settings not varied are the preset's (or ``--steps``/``--guidance-scale``/
 ``--precision``). Decode time per image is recorded too: run nothing else on the machine when
 the times matter.
 """

@@ -22,7 +22,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from codec.data.scenes import COLOUR_NAMES, SHAPES, SIZES, TEXTURES
+from codec.captioner import CELL_OUTPUTS, cell_logits
+
 
 class FSQ(nn.Module):
     """Finite scalar quantizer with a straight-through gradient.
@@ -167,27 +168,18 @@ class TokenAttributeHead(ModelMixin, ConfigMixin):
     def __init__(self, num_tokens: int = 8, token_dim: int = 4, text_dim: int = 384,
                  num_words: int = 9, width: int = 256):
         super().__init__()
-        self.classes = {"shape": len(SHAPES), "colour": len(COLOUR_NAMES), "size": len(SIZES),
-                        "texture": len(TEXTURES)}
-        n_cell = 1 + sum(self.classes.values())
         # sentence embeddings are unit-norm (entries ~0.05): normalised, the head learns from
         # them as fast as from the tokens (entries in [-1, 1])
         self.caption_norm = nn.LayerNorm(text_dim, elementwise_affine=False)
         self.net = nn.Sequential(
             nn.Linear(num_tokens * token_dim + text_dim, width), nn.SiLU(),
             nn.Linear(width, width), nn.SiLU(),
-            nn.Linear(width, 9 * n_cell + num_words))
-        self.n_cell = n_cell
+            nn.Linear(width, 9 * CELL_OUTPUTS + num_words))
 
     def forward(self, q: torch.Tensor, caption: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.net(torch.cat([q.flatten(1), self.caption_norm(caption)], 1))
-        cells = out[:, :9 * self.n_cell].unflatten(1, (9, self.n_cell))
-        logits = {"present": cells[..., 0]}
-        i = 1
-        for name, n in self.classes.items():
-            logits[name] = cells[..., i:i + n]
-            i += n
-        logits["background_word"] = out[:, 9 * self.n_cell:]
+        logits = cell_logits(out[:, :9 * CELL_OUTPUTS].unflatten(1, (9, CELL_OUTPUTS)))
+        logits["background_word"] = out[:, 9 * CELL_OUTPUTS:]
         return logits
 
 

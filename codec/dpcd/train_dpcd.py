@@ -38,6 +38,7 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 from tqdm import tqdm
 
+from codec.captioner import SceneCaptioner, attribute_targets, captioner_loss
 from codec.data.scenes import check_caption_detail, generate
 from codec.dpcd.configs import controlnet_kwargs, unet_config
 from codec.dpcd.decoder import DPCDSampler, denoise, to_model_space, training_scheduler
@@ -240,8 +241,6 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     for c in codecs:
         c.model.to(dev)
     if captioner is not None:
-        from codec.captioner import SceneCaptioner
-
         captioner = SceneCaptioner(captioner, detail=caption_detail)
         captioner.model.to(dev)
     head_words = captioner.model.config.num_words if token_attribute_loss else None
@@ -418,8 +417,6 @@ def attribute_loss(head: nn.Module, captioner_model: nn.Module, x: torch.Tensor,
     """The token attribute loss: ``head`` reads tokens ``q`` (B, K, D) and caption embeddings
     ``pooled`` (B, text_dim) and is scored against what ``captioner_model`` reads from the
     sources ``x`` (B, 3, H, W). Returns (loss, shapes read right, shapes seen), scalars."""
-    from codec.captioner import attribute_targets, captioner_loss
-
     with torch.no_grad():
         targets = attribute_targets(captioner_model(x))
     logits = head(q, pooled)
