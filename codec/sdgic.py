@@ -8,7 +8,9 @@
 A preset folder holds ``preset.json`` and the DPCD modules:
 
     preset.json       {"preset", "resolution", "hci": {"root", "rate_points", "default"},
-                       "caption_model" (optional JSON path), "guidance_scale", "steps",
+                       "caption_model" (optional JSON path), "guidance_scale",
+                       "guidance_interval" ([lo, hi]: guide only at timesteps t/T in it;
+                       default [0, 1]), "steps",
                        "precision" ("fp32" or "bf16": UNet + ControlNet under bfloat16
                        autocast where the machine runs bf16 natively, else fp32),
                        "caption_detail" ("full" or "layout": what the captions it was
@@ -44,7 +46,8 @@ from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
 from codec.container import ContainerError, EncodedImage
 from codec.data.scenes import CAPTION_DETAILS, check_caption_detail
-from codec.dpcd.decoder import PRECISIONS, DPCDSampler, LatentSpace, PixelSpace, bf16_is_fast
+from codec.dpcd.decoder import (PRECISIONS, DPCDSampler, LatentSpace, PixelSpace, bf16_is_fast,
+                                check_guidance_interval)
 from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder
 from codec.streams.caption_coder import CaptionCoder
 from codec.streams.hci import HCICodec, to_rgb_uint8
@@ -90,6 +93,7 @@ class SDGIC:
     rsrt_embedding: RSRTEmbedding | None = None
     steps: int = 20
     guidance_scale: float = 1.0
+    guidance_interval: tuple[float, float] = (0.0, 1.0)
     num_tokens: int | None = None
     precision: str = "fp32"
     caption_detail: str = "full"
@@ -103,6 +107,7 @@ class SDGIC:
         if (self.rsrt_encoder is None) != (self.rsrt_embedding is None):
             raise ValueError("rsrt_encoder and rsrt_embedding come together (both or neither)")
         check_caption_detail(self.caption_detail)
+        self.guidance_interval = check_guidance_interval(self.guidance_interval)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}; expected one of {PRECISIONS}")
         if self.num_tokens is not None and not 0 <= self.num_tokens <= self.max_tokens:
@@ -164,6 +169,7 @@ class SDGIC:
                   controlnet=controlnet, rsrt_encoder=rsrt_enc, rsrt_embedding=rsrt_emb,
                   steps=int(cfg.get("steps", 20)),
                   guidance_scale=float(cfg.get("guidance_scale", 1.0)),
+                  guidance_interval=cfg.get("guidance_interval", (0.0, 1.0)),
                   caption_detail=detail,
                   precision=(overrides["precision"] if "precision" in overrides else
                              _preset_precision(cfg.get("precision", "fp32"), folder)),
@@ -272,11 +278,12 @@ class SDGIC:
     @torch.no_grad()
     def decode_batch(self, encoded: list[EncodedImage], seeds: list[int] | None = None,
                      steps: int | None = None, guidance_scale: float | None = None,
-                     precision: str | None = None) -> list[np.ndarray]:
+                     precision: str | None = None,
+                     guidance_interval: tuple[float, float] | None = None) -> list[np.ndarray]:
         """Decode images together (one batched denoising loop); each uses only the streams
         and tokens it carries. ``seeds[i]`` fixes image i's starting noise, so a result does
-        not depend on the batch it was decoded in. ``steps``, ``guidance_scale`` and
-        ``precision``: None takes the codec's. Returns uint8 (H_i, W_i, 3) arrays."""
+        not depend on the batch it was decoded in. ``steps``, ``guidance_scale``,
+        ``precision`` and ``guidance_interval``: None takes the codec's. Returns uint8 (H_i, W_i, 3) arrays."""
         if not encoded:
             return []
         seeds = list(seeds) if seeds is not None else [0] * len(encoded)
@@ -311,7 +318,8 @@ class SDGIC:
                                   hci=hci if use_hci else None,
                                   hci_present=hci_present if use_hci else None,
                                   rsrt_codes=codes, rsrt_present=present, noise=noise,
-                                  precision=precision or self.precision)
+                                  precision=precision or self.precision,
+                                  guidance_interval=guidance_interval or self.guidance_interval)
         images = []
         for i, e in enumerate(encoded):
             x = out[i:i + 1]
@@ -322,9 +330,11 @@ class SDGIC:
         return images
 
     def decode(self, encoded: EncodedImage, seed: int = 0, steps: int | None = None,
-               guidance_scale: float | None = None, precision: str | None = None) -> np.ndarray:
+               guidance_scale: float | None = None, precision: str | None = None,
+               guidance_interval: tuple[float, float] | None = None) -> np.ndarray:
         """One image: uint8 (H, W, 3) at the original size, from whatever streams it carries."""
-        return self.decode_batch([encoded], [seed], steps, guidance_scale, precision)[0]
+        return self.decode_batch([encoded], [seed], steps, guidance_scale, precision,
+                                 guidance_interval)[0]
 
 
 def _preset_precision(value, folder: Path) -> str:

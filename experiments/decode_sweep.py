@@ -3,14 +3,16 @@
     python -m experiments.decode_sweep --vary precision --values fp32,bf16
     python -m experiments.decode_sweep --vary steps --values 20,10,14,40
     python -m experiments.decode_sweep --vary guidance_scale --values 1,2.5,5,7.5 --streams sdgic,caption
+    python -m experiments.decode_sweep --vary guidance_interval --values 0:1,0:0.6,0.3:1
 
 Held-out scenes (seed 7007, as ``experiments/dpcd_eval.py``), captions from the shipped scene
-captioner, HCI at the preset's default rate point. Every value decodes the same encodings with
+captioner, HCI at the preset's default rate point. A guidance interval is written ``lo:hi``
+(guidance only at timesteps t/T in [lo, hi]). Every value decodes the same encodings with
 the same per-image seeds, so differences against the first value (the reference) are paired:
 the JSON gives each value's mean consistency with a 95 % CI, the paired mean difference to
 the reference with its 95 % CI, and the judge's accuracy per attribute, per stream set
 (``sdgic``: everything; ``caption``: the caption alone). The settings not varied are the preset's (or ``--steps``/``--guidance-scale``/
-``--precision``). Decode time per image is recorded too: run nothing else on the machine when
+``--guidance-interval``/``--precision``). Decode time per image is recorded too: run nothing else on the machine when
 the times matter.
 """
 
@@ -25,12 +27,26 @@ import numpy as np
 import torch
 
 from codec.data.scene_dataset import render_scenes
-from codec.dpcd.decoder import PRECISIONS
+from codec.dpcd.decoder import PRECISIONS, check_guidance_interval
 from codec.evaluate import score_images
 from codec.sdgic import SDGIC
 from experiments.dpcd_eval import EVAL_SEED, _decode
 
-SETTINGS = {"guidance_scale": float, "steps": int, "precision": str}
+def parse_interval(text: str) -> tuple[float, float]:
+    """``"lo:hi"`` → (lo, hi), checked (0 <= lo <= hi <= 1)."""
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise ValueError(f"guidance interval {text!r}: expected lo:hi, e.g. 0:0.6")
+    return check_guidance_interval((float(parts[0]), float(parts[1])))
+
+
+def _label(v):
+    """A setting value as JSON and the command line write it (an interval as ``"lo:hi"``)."""
+    return f"{v[0]:g}:{v[1]:g}" if isinstance(v, tuple) else v
+
+
+SETTINGS = {"guidance_scale": float, "guidance_interval": parse_interval, "steps": int,
+            "precision": str}
 STREAM_SETS = {"sdgic": "caption + HCI + RSRT", "caption": "caption only"}
 
 
@@ -56,8 +72,8 @@ def run(preset: str, n: int, vary: str, values: list, out: Path,
     if unknown:
         raise ValueError(f"unknown settings {unknown}; expected some of {sorted(SETTINGS)}")
     codec = SDGIC.from_pretrained(preset)
-    base = {"guidance_scale": codec.guidance_scale, "steps": codec.steps,
-            "precision": codec.precision}
+    base = {"guidance_scale": codec.guidance_scale, "guidance_interval": codec.guidance_interval,
+            "steps": codec.steps, "precision": codec.precision}
     base.update({k: v for k, v in fixed.items() if v is not None})
     images, scenes = render_scenes(n, seed=EVAL_SEED, size=codec.resolution)
     captioner = SceneCaptioner()
@@ -67,23 +83,26 @@ def run(preset: str, n: int, vary: str, values: list, out: Path,
     for v in values:    # warm-up: the first timed value must not pay for kernel set-up
         setting = {**base, vary: v}
         codec.decode_batch(enc[:1], steps=2, guidance_scale=setting["guidance_scale"],
-                           precision=setting["precision"])
+                           precision=setting["precision"],
+                           guidance_interval=setting["guidance_interval"])
     res = {"preset": preset, "card_stages": {k: v.get("steps") for k, v in
                                              codec.card.get("stages", {}).items()},
            "n": n, "eval_seed": EVAL_SEED, "rate": codec.rate, "vary": vary,
-           "reference": values[0], "fixed": {k: v for k, v in base.items() if k != vary},
+           "reference": _label(values[0]),
+           "fixed": {k: _label(v) for k, v in base.items() if k != vary},
            "torch_threads": torch.get_num_threads(), "rows": []}
     for name in streams:
         ref = None
         for v in values:
             setting = {**base, vary: v}
             t0 = time.perf_counter()
-            recs = _decode(codec, sets[name], setting["steps"], batch, f"{name} {vary}={v}",
-                           setting["guidance_scale"], setting["precision"])
+            recs = _decode(codec, sets[name], setting["steps"], batch,
+                           f"{name} {vary}={_label(v)}", setting["guidance_scale"],
+                           setting["precision"], setting["guidance_interval"])
             sec = (time.perf_counter() - t0) / n
             df, _ = score_images(images, recs, scenes, inception=False, captioner=captioner)
             c = df["consistency"].to_numpy(float)
-            row = {"streams": name, vary: v, "consistency": float(c.mean()),
+            row = {"streams": name, vary: _label(v), "consistency": float(c.mean()),
                    "consistency_ci95": _ci95(c), "psnr": float(df["psnr"].mean()),
                    "seconds_per_image": round(sec, 3),
                    "judge": {k.removeprefix("judge_"): round(float(df[k].mean()), 4)
@@ -96,9 +115,10 @@ def run(preset: str, n: int, vary: str, values: list, out: Path,
             res["rows"].append(row)
             print(json.dumps(row), flush=True)
     # every setting in use goes into the command: a preset's precision depends on the machine
-    fixed_args = "".join(f" --{k.replace('_', '-')} {v}" for k, v in base.items() if k != vary)
+    fixed_args = "".join(f" --{k.replace('_', '-')} {_label(v)}" for k, v in base.items()
+                         if k != vary)
     res["command"] = (f"python -m experiments.decode_sweep --preset {preset} --n {n} "
-                      f"--vary {vary} --values {','.join(str(v) for v in values)} "
+                      f"--vary {vary} --values {','.join(str(_label(v)) for v in values)} "
                       f"--streams {','.join(streams)}{fixed_args} "
                       f"--threads {torch.get_num_threads()} --out {out}")
     out.mkdir(parents=True, exist_ok=True)
@@ -147,6 +167,8 @@ def main(argv=None):
                         "differences")
     p.add_argument("--streams", default="sdgic", help="comma-separated: sdgic, caption")
     p.add_argument("--guidance-scale", type=float, help="when not varied (default: preset's)")
+    p.add_argument("--guidance-interval", type=parse_interval,
+                   help="lo:hi, when not varied (default: preset's)")
     p.add_argument("--steps", type=int, help="when not varied (default: preset's)")
     p.add_argument("--precision", choices=PRECISIONS, help="when not varied (default: preset's)")
     p.add_argument("--threads", type=int, default=1)
@@ -154,17 +176,18 @@ def main(argv=None):
     a = p.parse_args(argv)
     try:
         values = [SETTINGS[a.vary](v.strip()) for v in a.values.split(",") if v.strip()]
-    except ValueError:
-        p.error(f"--values {a.values!r}: not all {SETTINGS[a.vary].__name__} values")
+    except ValueError as e:
+        p.error(f"--values {a.values!r}: not all {a.vary} values ({e})")
     if a.vary == "precision" and any(v not in PRECISIONS for v in values):
         p.error(f"precision values must be among {PRECISIONS}; got {a.values}")
-    if a.vary != "precision" and any(v <= 0 for v in values):
+    if a.vary in ("guidance_scale", "steps") and any(v <= 0 for v in values):
         p.error(f"{a.vary} values must be positive; got {a.values}")
     if a.n < 2:
         p.error("--n must be at least 2 (confidence intervals)")
     torch.set_num_threads(a.threads)
     run(a.preset, a.n, a.vary, values, Path(a.out), tuple(a.streams.split(",")),
-        guidance_scale=a.guidance_scale, steps=a.steps, precision=a.precision)
+        guidance_scale=a.guidance_scale, guidance_interval=a.guidance_interval, steps=a.steps,
+        precision=a.precision)
 
 
 if __name__ == "__main__":

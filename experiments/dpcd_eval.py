@@ -45,12 +45,14 @@ FLOORS = (("jpeg_q1", "JPEG", 1), ("webp_q0", "WEBP", 0))
 
 
 def _decode(codec: SDGIC, encoded, steps: int, batch: int, desc: str,
-            guidance_scale: float | None = None, precision: str | None = None) -> np.ndarray:
+            guidance_scale: float | None = None, precision: str | None = None,
+            guidance_interval: tuple[float, float] | None = None) -> np.ndarray:
     out = []
     for i in tqdm(range(0, len(encoded), batch), desc=desc, unit="batch", leave=False):
         chunk = encoded[i:i + batch]
         out += codec.decode_batch(chunk, seeds=list(range(i, i + len(chunk))), steps=steps,
-                                  guidance_scale=guidance_scale, precision=precision)
+                                  guidance_scale=guidance_scale, precision=precision,
+                                  guidance_interval=guidance_interval)
     return np.stack(out)
 
 

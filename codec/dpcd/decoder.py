@@ -180,13 +180,17 @@ class DPCDSampler:
                generator: torch.Generator | None = None, size: int | None = None,
                hci: torch.Tensor | None = None, hci_present: torch.Tensor | None = None,
                rsrt_codes: torch.Tensor | None = None, rsrt_present: torch.Tensor | None = None,
-               noise: torch.Tensor | None = None, precision: str = "fp32") -> torch.Tensor:
+               noise: torch.Tensor | None = None, precision: str = "fp32",
+               guidance_interval: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
         """Images float (B, 3, size, size) in [0, 1].
 
         ``hci`` float (B, 3, size, size) in [0, 1] (decoded HCI at the decoder's resolution),
         ``hci_present`` bool (B,); ``rsrt_codes``/``rsrt_present`` as in ``condition``.
         ``guidance_scale`` > 1 applies classifier-free guidance against the null caption (HCI
-        and tokens stay in both branches). ``noise`` (B, C, h, w): the starting sample in
+        and tokens stay in both branches), only at the timesteps t with
+        ``lo <= t / T <= hi`` for ``guidance_interval = (lo, hi)`` (T: the scheduler's training
+        timesteps; Kynkäänniemi et al. 2024, "Applying guidance in a limited interval"); the
+        other steps take the conditional prediction alone, in one UNet pass. ``noise`` (B, C, h, w): the starting sample in
         model space (default: drawn from ``generator``); DPM-Solver++ adds no noise after it,
         so per-image starting noise makes each image independent of its batch.
         ``precision``: ``"fp32"``, or ``"bf16"`` to run the UNet and ControlNet under bfloat16
@@ -196,6 +200,7 @@ class DPCDSampler:
             raise ValueError(f"steps={steps} must be >= 1")
         if precision not in PRECISIONS:
             raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
+        lo, hi = check_guidance_interval(guidance_interval)
         b = len(captions)
         f = self.space.factor
         side = (size or self.unet.config.sample_size * f) // f
@@ -222,17 +227,36 @@ class DPCDSampler:
         else:
             z = noise.clone()
         self.scheduler.set_timesteps(steps)
+        num_train = self.scheduler.config.num_train_timesteps
         for t in self.scheduler.timesteps:
-            inp = torch.cat([z, z]) if guidance_scale != 1.0 else z
+            guided = guidance_scale != 1.0 and lo <= float(t) / num_train <= hi
+            if guided:
+                args = (torch.cat([z, z]), t, cond, mask, self.controlnet, hci_z, hci_present)
+            else:   # the conditional half of the batch (or all of it, without guidance)
+                args = (z, t, cond[:b], mask[:b], self.controlnet,
+                        None if hci_z is None else hci_z[:b],
+                        None if hci_present is None else hci_present[:b])
             with torch.autocast(z.device.type, dtype=torch.bfloat16,
                                 enabled=precision == "bf16"):
-                out = denoise(self.unet, inp, t, cond, mask, self.controlnet, hci_z,
-                              hci_present).float()
-            if guidance_scale != 1.0:
+                out = denoise(self.unet, *args).float()
+            if guided:
                 c, u = out.chunk(2)
                 out = u + guidance_scale * (c - u)
             z = self.scheduler.step(out, t, z).prev_sample
         return self.space.decode(z)
+
+
+def check_guidance_interval(interval) -> tuple[float, float]:
+    """``(lo, hi)`` floats with 0 <= lo <= hi <= 1, or a ValueError naming what was given."""
+    try:
+        lo, hi = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        raise ValueError(f"guidance_interval={interval!r}; expected two numbers (lo, hi) "
+                         "in [0, 1]") from None
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"guidance_interval={interval!r}; expected 0 <= lo <= hi <= 1 "
+                         "(fractions of the training timesteps)")
+    return lo, hi
 
 
 def _pad_cat(a, am, b, bm):

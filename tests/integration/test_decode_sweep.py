@@ -31,11 +31,21 @@ def test_decode_sweep_pairs_every_value_with_the_reference(tmp_path, tiny_preset
     assert [r["precision"] for r in res["rows"]] == ["fp32", "bf16"]
     assert (tmp_path / "decode_precision.png").stat().st_size > 0
 
+    main(["--preset", str(tiny_preset), "--out", str(tmp_path), "--n", "2", "--steps", "2",
+          "--guidance-scale", "3", "--vary", "guidance_interval", "--values", "0:1,0:0.5"])
+    res = json.loads((tmp_path / "decode_guidance_interval.json").read_text())
+    assert [r["guidance_interval"] for r in res["rows"]] == ["0:1", "0:0.5"]
+    assert res["reference"] == "0:1" and "--values 0:1,0:0.5" in res["command"]
+    assert res["fixed"]["guidance_scale"] == 3.0
+    assert (tmp_path / "decode_guidance_interval.png").stat().st_size > 0
+
 
 def test_decode_sweep_rejects_bad_values(tmp_path, tiny_preset):
     for args in (["--vary", "steps", "--values", "20,ten"], ["--vary", "steps", "--values", "0"],
                  ["--vary", "precision", "--values", "fp32,fp8"],
-                 ["--vary", "steps", "--values", "2", "--n", "1"]):
+                 ["--vary", "steps", "--values", "2", "--n", "1"],
+                 ["--vary", "guidance_interval", "--values", "0:1,0.6"],
+                 ["--vary", "guidance_interval", "--values", "0.8:0.2"]):
         with pytest.raises(SystemExit):
             main(["--preset", str(tiny_preset), "--out", str(tmp_path), *args])
     with pytest.raises(ValueError, match="unknown stream sets"):

@@ -196,3 +196,40 @@ def test_preset_caption_detail(tiny_preset, codec, tmp_path):
     (folder / "preset.json").write_text(json.dumps({**cfg, "caption_detail": "brief"}))
     with pytest.raises(ValueError, match="caption_detail='brief' in .*preset.json"):
         SDGIC.from_pretrained(folder)
+
+
+def test_guidance_interval_guides_only_the_steps_inside_it(tiny_preset, codec, scene, tmp_path):
+    import json
+    import shutil
+
+    img, caption = scene
+    enc = codec.encode(img, caption=caption)
+    batches = []
+    hook = codec.unet.register_forward_pre_hook(lambda m, a, kw: batches.append(
+        (a[0] if a else kw["sample"]).shape[0]), with_kwargs=True)
+    try:
+        full = codec.decode(enc, steps=4, guidance_scale=3.0)
+        assert batches == [2] * 4                      # conditional + unconditional every step
+        batches.clear()
+        assert (codec.decode(enc, steps=4, guidance_scale=3.0,
+                             guidance_interval=(0.0, 1.0)) == full).all()
+        none = codec.decode(enc, steps=4, guidance_scale=3.0, guidance_interval=(0.0, 0.0))
+        assert batches[4:] == [1] * 4                  # no step inside: one pass per step
+        assert (none == codec.decode(enc, steps=4, guidance_scale=1.0)).all()
+        batches.clear()
+        late = codec.decode(enc, steps=4, guidance_scale=3.0, guidance_interval=(0.0, 0.5))
+        assert 1 in batches and 2 in batches           # guided at low noise only
+        assert (late != full).any() and (late != none).any()
+    finally:
+        hook.remove()
+    for bad in ((0.5, 0.2), (-0.1, 1.0), (0.0, 1.5), (0.3,), "x"):
+        with pytest.raises(ValueError, match="guidance_interval"):
+            codec.decode(enc, steps=2, guidance_scale=3.0, guidance_interval=bad)
+    folder = tmp_path / "p"
+    shutil.copytree(tiny_preset, folder)
+    cfg = json.loads((folder / "preset.json").read_text())
+    (folder / "preset.json").write_text(json.dumps({**cfg, "guidance_interval": [0.0, 0.5]}))
+    assert SDGIC.from_pretrained(folder).guidance_interval == (0.0, 0.5)
+    (folder / "preset.json").write_text(json.dumps({**cfg, "guidance_interval": [0.9, 0.1]}))
+    with pytest.raises(ValueError, match="guidance_interval"):
+        SDGIC.from_pretrained(folder)
