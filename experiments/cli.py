@@ -26,6 +26,16 @@ def _positive(kind):
     return parse
 
 
+def _interval(v):
+    """argparse type for ``LO:HI`` guidance intervals."""
+    from codec.dpcd.decoder import parse_guidance_interval
+
+    try:
+        return parse_guidance_interval(v)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def cmd_data_scenes(a):
     from codec.data.scene_dataset import write_scene_folder
 
@@ -170,7 +180,7 @@ def cmd_decode(a):
         enc = enc.with_lost_tokens([int(i) for i in a.lose_tokens.split(",")])
     codec = SDGIC.from_pretrained(a.preset or enc.preset.partition(":")[0])
     img = codec.decode(enc, seed=a.seed, steps=a.steps, guidance_scale=a.guidance,
-                       precision=a.precision)
+                       precision=a.precision, guidance_interval=a.guidance_interval)
     out = Path(a.output or Path(a.file).with_suffix(".png"))
     Image.fromarray(img).save(out)
     used = [s for s in ("caption", "hci", "rsrt") if enc.has(s)]
@@ -310,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=_positive(int), help="denoising steps (default: preset's)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--guidance", type=float, help="classifier-free guidance scale")
+    s.add_argument("--guidance-interval", type=_interval, metavar="LO:HI",
+                   help="guide only at timesteps t/T in [LO, HI] (default: the preset's)")
     s.add_argument("--precision", choices=("fp32", "bf16"),
                    help="decoder arithmetic (default: the preset's)")
     s.add_argument("--drop", help="streams to drop before decoding, e.g. caption,rsrt")

@@ -27,25 +27,17 @@ import numpy as np
 import torch
 
 from codec.data.scene_dataset import render_scenes
-from codec.dpcd.decoder import PRECISIONS, check_guidance_interval
+from codec.dpcd.decoder import PRECISIONS, parse_guidance_interval
 from codec.evaluate import score_images
 from codec.sdgic import SDGIC
 from experiments.dpcd_eval import EVAL_SEED, _decode
-
-def parse_interval(text: str) -> tuple[float, float]:
-    """``"lo:hi"`` → (lo, hi), checked (0 <= lo <= hi <= 1)."""
-    parts = text.split(":")
-    if len(parts) != 2:
-        raise ValueError(f"guidance interval {text!r}: expected lo:hi, e.g. 0:0.6")
-    return check_guidance_interval((float(parts[0]), float(parts[1])))
-
 
 def _label(v):
     """A setting value as JSON and the command line write it (an interval as ``"lo:hi"``)."""
     return f"{v[0]:g}:{v[1]:g}" if isinstance(v, tuple) else v
 
 
-SETTINGS = {"guidance_scale": float, "guidance_interval": parse_interval, "steps": int,
+SETTINGS = {"guidance_scale": float, "guidance_interval": parse_guidance_interval, "steps": int,
             "precision": str}
 STREAM_SETS = {"sdgic": "caption + HCI + RSRT", "caption": "caption only"}
 
@@ -167,7 +159,7 @@ def main(argv=None):
                         "differences")
     p.add_argument("--streams", default="sdgic", help="comma-separated: sdgic, caption")
     p.add_argument("--guidance-scale", type=float, help="when not varied (default: preset's)")
-    p.add_argument("--guidance-interval", type=parse_interval,
+    p.add_argument("--guidance-interval", type=parse_guidance_interval,
                    help="lo:hi, when not varied (default: preset's)")
     p.add_argument("--steps", type=int, help="when not varied (default: preset's)")
     p.add_argument("--precision", choices=PRECISIONS, help="when not varied (default: preset's)")

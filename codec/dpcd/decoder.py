@@ -249,6 +249,8 @@ class DPCDSampler:
 def check_guidance_interval(interval) -> tuple[float, float]:
     """``(lo, hi)`` floats with 0 <= lo <= hi <= 1, or a ValueError naming what was given."""
     try:
+        if isinstance(interval, str):
+            raise TypeError
         lo, hi = (float(v) for v in interval)
     except (TypeError, ValueError):
         raise ValueError(f"guidance_interval={interval!r}; expected two numbers (lo, hi) "
@@ -257,6 +259,14 @@ def check_guidance_interval(interval) -> tuple[float, float]:
         raise ValueError(f"guidance_interval={interval!r}; expected 0 <= lo <= hi <= 1 "
                          "(fractions of the training timesteps)")
     return lo, hi
+
+
+def parse_guidance_interval(text: str) -> tuple[float, float]:
+    """``"lo:hi"`` (as command lines write it) → (lo, hi), checked."""
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise ValueError(f"guidance interval {text!r}: expected lo:hi, e.g. 0.3:1")
+    return check_guidance_interval(parts)
 
 
 def _pad_cat(a, am, b, bm):

@@ -222,7 +222,7 @@ def test_guidance_interval_guides_only_the_steps_inside_it(tiny_preset, codec, s
         assert (late != full).any() and (late != none).any()
     finally:
         hook.remove()
-    for bad in ((0.5, 0.2), (-0.1, 1.0), (0.0, 1.5), (0.3,), "x"):
+    for bad in ((0.5, 0.2), (-0.1, 1.0), (0.0, 1.5), (0.3,), "x", "01"):
         with pytest.raises(ValueError, match="guidance_interval"):
             codec.decode(enc, steps=2, guidance_scale=3.0, guidance_interval=bad)
     folder = tmp_path / "p"
