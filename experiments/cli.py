@@ -26,7 +26,7 @@ def _positive(kind):
     return parse
 
 
-def _interval(v):
+def interval_arg(v):
     """argparse type for ``LO:HI`` guidance intervals."""
     from codec.dpcd.decoder import parse_guidance_interval
 
@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=_positive(int), help="denoising steps (default: preset's)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--guidance", type=float, help="classifier-free guidance scale")
-    s.add_argument("--guidance-interval", type=_interval, metavar="LO:HI",
+    s.add_argument("--guidance-interval", type=interval_arg, metavar="LO:HI",
                    help="guide only at timesteps t/T in [LO, HI] (default: the preset's)")
     s.add_argument("--precision", choices=("fp32", "bf16"),
                    help="decoder arithmetic (default: the preset's)")

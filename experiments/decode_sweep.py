@@ -27,14 +27,14 @@ import numpy as np
 import torch
 
 from codec.data.scene_dataset import render_scenes
-from codec.dpcd.decoder import PRECISIONS, parse_guidance_interval
+from codec.dpcd.decoder import PRECISIONS, format_guidance_interval, parse_guidance_interval
 from codec.evaluate import score_images
 from codec.sdgic import SDGIC
 from experiments.dpcd_eval import EVAL_SEED, _decode
 
 def _label(v):
     """A setting value as JSON and the command line write it (an interval as ``"lo:hi"``)."""
-    return f"{v[0]:g}:{v[1]:g}" if isinstance(v, tuple) else v
+    return format_guidance_interval(v) if isinstance(v, tuple) else v
 
 
 SETTINGS = {"guidance_scale": float, "guidance_interval": parse_guidance_interval, "steps": int,

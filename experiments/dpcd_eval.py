@@ -35,8 +35,10 @@ import torch
 from tqdm import tqdm
 
 from codec.data.scene_dataset import render_scenes
+from codec.dpcd.decoder import check_guidance_interval, format_guidance_interval
 from codec.evaluate import score_images
 from codec.sdgic import SDGIC
+from experiments.cli import interval_arg
 from experiments.hci_rd import pillow_codec
 
 EVAL_SEED = 7007
@@ -60,12 +62,15 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         rates: list[str] | None = None, subset_rate: str | None = None,
         true_captions: bool = False, inception: bool = True,
         guidance_scale: float | None = None, precision: str | None = None,
-        subsets: bool = True) -> pd.DataFrame:
+        subsets: bool = True, guidance_interval: tuple[float, float] | None = None
+        ) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     codec = SDGIC.from_pretrained(preset)
     if guidance_scale is not None:
         codec.guidance_scale = guidance_scale
+    if guidance_interval is not None:
+        codec.guidance_interval = check_guidance_interval(guidance_interval)
     if precision is not None:
         codec.precision = precision
     rates = rates or list(codec.hci)
@@ -161,7 +166,9 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
                    + ("" if subsets else " --no-subsets")
                    + (" --true-captions" if true_captions else "")
                    + ("" if inception else " --no-inception")
-                   + f" --guidance-scale {codec.guidance_scale:g} --precision {codec.precision}",
+                   + f" --guidance-scale {codec.guidance_scale:g}"
+                   + f" --guidance-interval {format_guidance_interval(codec.guidance_interval)}"
+                   + f" --precision {codec.precision}",
         "preset_status": codec.card.get("status"),
         "stages": {k: v.get("steps") for k, v in codec.card.get("stages", {}).items()},
         "eval_seed": EVAL_SEED, "seconds": round(time.time() - t0, 1)}, indent=2) + "\n")
@@ -200,7 +207,8 @@ def _write_markdown(summary: pd.DataFrame, gains: pd.DataFrame, path: Path, code
             "judge_texture", "caption_similarity", "inception_similarity", "fid", "psnr", "ms_ssim"]
     cols = [c for c in cols if c in summary.columns]
     lines = [f"# SDGIC {codec.preset} on {n} held-out scenes (seed {EVAL_SEED}), {steps} steps, "
-             f"guidance scale {codec.guidance_scale:g}, {codec.precision}",
+             f"guidance scale {codec.guidance_scale:g} at t/T in "
+             f"[{format_guidance_interval(codec.guidance_interval).replace(':', ', ')}], {codec.precision}",
              "", f"captions: {'ground truth' if true_captions else 'scene captioner'} "
              f"(detail {codec.caption_detail}); bits are stream payload bits per image "
              "(container framing not counted); the jpeg_q1 and webp_q0 floors count whole "
@@ -263,6 +271,8 @@ def main(argv=None):
     p.add_argument("--no-inception", action="store_true")
     p.add_argument("--guidance-scale", type=float, default=None,
                    help="classifier-free guidance scale (default: the preset's)")
+    p.add_argument("--guidance-interval", type=interval_arg, default=None, metavar="LO:HI",
+                   help="guide only at timesteps t/T in [LO, HI] (default: the preset's)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                    help="decoder arithmetic (default: the preset's)")
     p.add_argument("--threads", type=int, default=1)
@@ -271,7 +281,8 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     s = run(a.preset, a.n, Path(a.out), a.steps, a.batch,
             a.rates.split(",") if a.rates else None, a.subset_rate, a.true_captions,
-            not a.no_inception, a.guidance_scale, a.precision, not a.no_subsets)
+            not a.no_inception, a.guidance_scale, a.precision, not a.no_subsets,
+            a.guidance_interval)
     print(s[["variant", "rate", "bits", "bpp", "consistency"]].to_string())
 
 

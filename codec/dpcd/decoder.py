@@ -269,6 +269,11 @@ def parse_guidance_interval(text: str) -> tuple[float, float]:
     return check_guidance_interval(parts)
 
 
+def format_guidance_interval(interval: tuple[float, float]) -> str:
+    """(lo, hi) → ``"lo:hi"``, the form ``parse_guidance_interval`` reads."""
+    return f"{interval[0]:g}:{interval[1]:g}"
+
+
 def _pad_cat(a, am, b, bm):
     """Concatenate two (B, L, D) sequences along the batch, padding the shorter one."""
     L = max(a.shape[1], b.shape[1])

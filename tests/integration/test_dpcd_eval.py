@@ -2,8 +2,9 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from experiments.dpcd_eval import run
+from experiments.dpcd_eval import main, run
 
 
 def test_dpcd_eval_variants_subsets_and_outputs(tmp_path, tiny_preset):
@@ -33,14 +34,21 @@ def test_dpcd_eval_variants_subsets_and_outputs(tmp_path, tiny_preset):
         assert (tmp_path / "all" / f).stat().st_size > 0
     cmd = json.loads((tmp_path / "all" / "command.json").read_text())["command"]
     assert "--no-subsets" not in cmd and "--precision fp32" in cmd
+    assert "--guidance-interval 0:1" in cmd
 
     s = run(str(tiny_preset), n=2, out=tmp_path / "few", steps=2, batch=2, rates=["mid"],
-            inception=False, guidance_scale=1.0, subsets=False, precision="bf16")
+            inception=False, guidance_scale=2.0, subsets=False, precision="bf16",
+            guidance_interval=(0.2, 1.0))
     subsets = {v for v in s["variant"] if v.startswith("subset:")}
     assert subsets == {"subset:caption+hci+rsrt", "subset:caption+hci", "subset:hci+rsrt",
                        "subset:caption+rsrt"}                # the free ones: variants' decodes
     cmd = json.loads((tmp_path / "few" / "command.json").read_text())["command"]
     assert "--no-subsets" in cmd and "--precision bf16" in cmd
+    assert "--guidance-scale 2 --guidance-interval 0.2:1" in cmd
+    assert "guidance scale 2 at t/T in [0.2, 1]" in (tmp_path / "few" / "summary.md").read_text()
+    with pytest.raises(SystemExit):
+        main(["--preset", str(tiny_preset), "--guidance-interval", "1:0", "--out",
+              str(tmp_path / "bad")])
 
 
 def test_stream_gains_pair_images_within_each_rate():
