@@ -1,7 +1,8 @@
 """DPCD decode time per image and peak memory on this CPU → results/dpcd/bench_decode.json.
 
     python -m experiments.bench_decode [--preset scenes-64] [--steps 20] [--batches 1,16]
-                                       [--guidance-scale G] [--precision fp32|bf16]
+                                       [--guidance-scale G] [--guidance-interval LO:HI]
+                                       [--precision fp32|bf16]
 
 Times ``SDGIC.decode_batch`` (all three streams present) after one warm-up call, for each
 batch size, with ``--threads`` torch threads; peak memory is the process's max RSS.
@@ -20,7 +21,9 @@ from pathlib import Path
 import torch
 
 from codec.data.scenes import generate
+from codec.dpcd.decoder import format_guidance_interval
 from codec.sdgic import SDGIC
+from experiments.cli import interval_arg
 
 
 def main(argv=None):
@@ -33,6 +36,8 @@ def main(argv=None):
     p.add_argument("--guidance-scale", type=float, default=None,
                    help="classifier-free guidance scale (default: the preset's; > 1 doubles the "
                         "UNet batch)")
+    p.add_argument("--guidance-interval", type=interval_arg, default=None, metavar="LO:HI",
+                   help="guide only at timesteps t/T in [LO, HI] (default: the preset's)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                    help="decoder arithmetic (default: the preset's)")
     p.add_argument("--note", default="", help="what else ran on the machine (recorded)")
@@ -42,24 +47,27 @@ def main(argv=None):
     codec = SDGIC.from_pretrained(a.preset)
     g = codec.guidance_scale if a.guidance_scale is None else a.guidance_scale
     prec = a.precision or codec.precision
+    gi = codec.guidance_interval if a.guidance_interval is None else a.guidance_interval
     sizes = [int(b) for b in a.batches.split(",")]
     scenes = [generate(i, seed=9009, size=codec.resolution) for i in range(max(sizes))]
     enc = [codec.encode(img, caption=sc.describe(codec.caption_detail)) for img, sc in scenes]
-    codec.decode_batch(enc[:1], steps=2, guidance_scale=g, precision=prec)  # warm-up
+    codec.decode_batch(enc[:1], steps=2, guidance_scale=g, precision=prec,
+                       guidance_interval=gi)  # warm-up
     per_image = {}
     for b in sizes:
         times = []
         for r in range(a.repeats):
             t = time.perf_counter()
             codec.decode_batch(enc[:b], seeds=list(range(b)), steps=a.steps, guidance_scale=g,
-                               precision=prec)
+                               precision=prec, guidance_interval=gi)
             times.append(time.perf_counter() - t)
         per_image[str(b)] = round(min(times) / b, 3)
     res = {
         "command": f"python -m experiments.bench_decode --preset {a.preset} --steps {a.steps} "
-                   f"--batches {a.batches} --threads {a.threads} --guidance-scale {g:g} --precision {prec}",
+                   f"--batches {a.batches} --threads {a.threads} --guidance-scale {g:g} "
+                   f"--guidance-interval {format_guidance_interval(gi)} --precision {prec}",
         "preset": codec.preset, "resolution": codec.resolution, "steps": a.steps,
-        "guidance_scale": g, "precision": prec,
+        "guidance_scale": g, "guidance_interval": list(gi), "precision": prec,
         "paths": {"controlnet": codec.controlnet is not None,
                   "rsrt": codec.rsrt_encoder is not None},
         "torch_threads": a.threads, "cpu": platform.processor() or platform.machine(),

@@ -1,0 +1,18 @@
+import json
+
+import pytest
+
+from experiments.bench_decode import main
+
+
+def test_bench_decode_records_the_settings_it_timed(tmp_path, tiny_preset):
+    out = tmp_path / "bench.json"
+    main(["--preset", str(tiny_preset), "--steps", "2", "--batches", "1,2", "--repeats", "1",
+          "--guidance-scale", "3", "--guidance-interval", "0.3:1", "--out", str(out)])
+    res = json.loads(out.read_text())
+    assert set(res["seconds_per_image_by_batch_size"]) == {"1", "2"}
+    assert all(v > 0 for v in res["seconds_per_image_by_batch_size"].values())
+    assert res["guidance_interval"] == [0.3, 1.0] and res["guidance_scale"] == 3.0
+    assert "--guidance-interval 0.3:1" in res["command"] and res["peak_rss_mib"] > 0
+    with pytest.raises(SystemExit):
+        main(["--preset", str(tiny_preset), "--guidance-interval", "0.3", "--out", str(out)])
