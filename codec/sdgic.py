@@ -319,7 +319,8 @@ class SDGIC:
                                   hci_present=hci_present if use_hci else None,
                                   rsrt_codes=codes, rsrt_present=present, noise=noise,
                                   precision=precision or self.precision,
-                                  guidance_interval=guidance_interval or self.guidance_interval)
+                                  guidance_interval=self.guidance_interval if guidance_interval is None
+                                  else guidance_interval)
         images = []
         for i, e in enumerate(encoded):
             x = out[i:i + 1]

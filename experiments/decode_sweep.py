@@ -30,6 +30,7 @@ from codec.data.scene_dataset import render_scenes
 from codec.dpcd.decoder import PRECISIONS, format_guidance_interval, parse_guidance_interval
 from codec.evaluate import score_images
 from codec.sdgic import SDGIC
+from experiments.cli import interval_arg
 from experiments.dpcd_eval import EVAL_SEED, _decode
 
 def _label(v):
@@ -159,8 +160,8 @@ def main(argv=None):
                         "differences")
     p.add_argument("--streams", default="sdgic", help="comma-separated: sdgic, caption")
     p.add_argument("--guidance-scale", type=float, help="when not varied (default: preset's)")
-    p.add_argument("--guidance-interval", type=parse_guidance_interval,
-                   help="lo:hi, when not varied (default: preset's)")
+    p.add_argument("--guidance-interval", type=interval_arg, metavar="LO:HI",
+                   help="when not varied (default: preset's)")
     p.add_argument("--steps", type=int, help="when not varied (default: preset's)")
     p.add_argument("--precision", choices=PRECISIONS, help="when not varied (default: preset's)")
     p.add_argument("--threads", type=int, default=1)

@@ -264,9 +264,13 @@ def check_guidance_interval(interval) -> tuple[float, float]:
 def parse_guidance_interval(text: str) -> tuple[float, float]:
     """``"lo:hi"`` (as command lines write it) → (lo, hi), checked."""
     parts = text.split(":")
-    if len(parts) != 2:
-        raise ValueError(f"guidance interval {text!r}: expected lo:hi, e.g. 0.3:1")
-    return check_guidance_interval(parts)
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return check_guidance_interval(parts)
+    except ValueError:
+        raise ValueError(f"guidance interval {text!r}: expected lo:hi with 0 <= lo <= hi <= 1, "
+                         "e.g. 0.3:1") from None
 
 
 def format_guidance_interval(interval: tuple[float, float]) -> str:

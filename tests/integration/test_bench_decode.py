@@ -5,7 +5,7 @@ import pytest
 from experiments.bench_decode import main
 
 
-def test_bench_decode_records_the_settings_it_timed(tmp_path, tiny_preset):
+def test_bench_decode_records_the_settings_it_timed(tmp_path, tiny_preset, capsys):
     out = tmp_path / "bench.json"
     main(["--preset", str(tiny_preset), "--steps", "2", "--batches", "1,2", "--repeats", "1",
           "--guidance-scale", "3", "--guidance-interval", "0.3:1", "--out", str(out)])
@@ -16,3 +16,4 @@ def test_bench_decode_records_the_settings_it_timed(tmp_path, tiny_preset):
     assert "--guidance-interval 0.3:1" in res["command"] and res["peak_rss_mib"] > 0
     with pytest.raises(SystemExit):
         main(["--preset", str(tiny_preset), "--guidance-interval", "0.3", "--out", str(out)])
+    assert "guidance interval '0.3': expected lo:hi" in capsys.readouterr().err

@@ -35,7 +35,8 @@ def test_encode_inspect_decode(tiny_preset, scene_png, tmp_path, capsys):
                  str(tiny_preset), "--guidance", "3", "--guidance-interval", "0.3:1"]) == 0
     with pytest.raises(SystemExit):
         main(["decode", str(sdg), "--preset", str(tiny_preset), "--guidance-interval", "0.9:0.1"])
-    assert "expected 0 <= lo <= hi <= 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "guidance interval '0.9:0.1'" in err and "0 <= lo <= hi <= 1" in err
     # any size and mode: a grey 37×23 image, caption given on the command line
     Image.fromarray(np.full((23, 37), 128, np.uint8)).save(tmp_path / "g.png")
     assert main(["encode", str(tmp_path / "g.png"), "--preset", str(tiny_preset),

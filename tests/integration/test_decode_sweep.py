@@ -40,13 +40,18 @@ def test_decode_sweep_pairs_every_value_with_the_reference(tmp_path, tiny_preset
     assert (tmp_path / "decode_guidance_interval.png").stat().st_size > 0
 
 
-def test_decode_sweep_rejects_bad_values(tmp_path, tiny_preset):
-    for args in (["--vary", "steps", "--values", "20,ten"], ["--vary", "steps", "--values", "0"],
-                 ["--vary", "precision", "--values", "fp32,fp8"],
-                 ["--vary", "steps", "--values", "2", "--n", "1"],
-                 ["--vary", "guidance_interval", "--values", "0:1,0.6"],
-                 ["--vary", "guidance_interval", "--values", "0.8:0.2"]):
+def test_decode_sweep_rejects_bad_values(tmp_path, tiny_preset, capsys):
+    for args, message in (
+            (["--vary", "steps", "--values", "20,ten"], "not all steps values"),
+            (["--vary", "steps", "--values", "0"], "must be positive"),
+            (["--vary", "precision", "--values", "fp32,fp8"], "precision values must be"),
+            (["--vary", "steps", "--values", "2", "--n", "1"], "--n must be at least 2"),
+            (["--vary", "guidance_interval", "--values", "0:1,0.6"], "guidance interval '0.6'"),
+            (["--vary", "guidance_interval", "--values", "0.8:0.2"], "0 <= lo <= hi <= 1"),
+            (["--vary", "steps", "--values", "2", "--guidance-interval", "2:3"],
+             "guidance interval '2:3'")):
         with pytest.raises(SystemExit):
             main(["--preset", str(tiny_preset), "--out", str(tmp_path), *args])
+        assert message in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown stream sets"):
         run(str(tiny_preset), 2, "steps", [2], tmp_path, streams=("hci",))

@@ -7,7 +7,7 @@ import pytest
 from experiments.dpcd_eval import main, run
 
 
-def test_dpcd_eval_variants_subsets_and_outputs(tmp_path, tiny_preset):
+def test_dpcd_eval_variants_subsets_and_outputs(tmp_path, tiny_preset, capsys):
     s = run(str(tiny_preset), n=3, out=tmp_path / "all", steps=2, batch=2, rates=["mid"],
             inception=False, guidance_scale=1.0)
     names = set(s["variant"])
@@ -49,6 +49,7 @@ def test_dpcd_eval_variants_subsets_and_outputs(tmp_path, tiny_preset):
     with pytest.raises(SystemExit):
         main(["--preset", str(tiny_preset), "--guidance-interval", "1:0", "--out",
               str(tmp_path / "bad")])
+    assert "guidance interval '1:0'" in capsys.readouterr().err
 
 
 def test_stream_gains_pair_images_within_each_rate():
