@@ -283,7 +283,8 @@ class SDGIC:
         """Decode images together (one batched denoising loop); each uses only the streams
         and tokens it carries. ``seeds[i]`` fixes image i's starting noise, so a result does
         not depend on the batch it was decoded in. ``steps``, ``guidance_scale``,
-        ``precision`` and ``guidance_interval``: None takes the codec's. Returns uint8 (H_i, W_i, 3) arrays."""
+        ``precision`` and ``guidance_interval``: None takes the codec's. Returns uint8
+        (H_i, W_i, 3) arrays."""
         if not encoded:
             return []
         seeds = list(seeds) if seeds is not None else [0] * len(encoded)
@@ -319,8 +320,9 @@ class SDGIC:
                                   hci_present=hci_present if use_hci else None,
                                   rsrt_codes=codes, rsrt_present=present, noise=noise,
                                   precision=precision or self.precision,
-                                  guidance_interval=self.guidance_interval if guidance_interval is None
-                                  else guidance_interval)
+                                  guidance_interval=(self.guidance_interval
+                                                     if guidance_interval is None
+                                                     else guidance_interval))
         images = []
         for i, e in enumerate(encoded):
             x = out[i:i + 1]

@@ -11,9 +11,9 @@ captioner, HCI at the preset's default rate point. A guidance interval is writte
 the same per-image seeds, so differences against the first value (the reference) are paired:
 the JSON gives each value's mean consistency with a 95 % CI, the paired mean difference to
 the reference with its 95 % CI, and the judge's accuracy per attribute, per stream set
-(``sdgic``: everything; ``caption``: the caption alone). The settings not varied are the preset's (or ``--steps``/``--guidance-scale``/
-``--guidance-interval``/``--precision``). Decode time per image is recorded too: run nothing else on the machine when
-the times matter.
+(``sdgic``: everything; ``caption``: the caption alone). The settings not varied are the
+preset's (or ``--steps``/``--guidance-scale``/``--guidance-interval``/``--precision``). Decode
+time per image is recorded too: run nothing else on the machine when the times matter.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from codec.evaluate import score_images
 from codec.sdgic import SDGIC
 from experiments.cli import interval_arg
 from experiments.dpcd_eval import EVAL_SEED, _decode
+
 
 def _label(v):
     """A setting value as JSON and the command line write it (an interval as ``"lo:hi"``)."""

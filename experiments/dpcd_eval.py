@@ -206,9 +206,10 @@ def _write_markdown(summary: pd.DataFrame, gains: pd.DataFrame, path: Path, code
     cols = ["variant", "rate", "bits", "bpp", "consistency", "consistency_ci95", "judge_shape",
             "judge_texture", "caption_similarity", "inception_similarity", "fid", "psnr", "ms_ssim"]
     cols = [c for c in cols if c in summary.columns]
+    lo, hi = codec.guidance_interval
     lines = [f"# SDGIC {codec.preset} on {n} held-out scenes (seed {EVAL_SEED}), {steps} steps, "
-             f"guidance scale {codec.guidance_scale:g} at t/T in "
-             f"[{format_guidance_interval(codec.guidance_interval).replace(':', ', ')}], {codec.precision}",
+             f"guidance scale {codec.guidance_scale:g} at t/T in [{lo:g}, {hi:g}], "
+             f"{codec.precision}",
              "", f"captions: {'ground truth' if true_captions else 'scene captioner'} "
              f"(detail {codec.caption_detail}); bits are stream payload bits per image "
              "(container framing not counted); the jpeg_q1 and webp_q0 floors count whole "

@@ -190,9 +190,10 @@ class DPCDSampler:
         and tokens stay in both branches), only at the timesteps t with
         ``lo <= t / T <= hi`` for ``guidance_interval = (lo, hi)`` (T: the scheduler's training
         timesteps; Kynkäänniemi et al. 2024, "Applying guidance in a limited interval"); the
-        other steps take the conditional prediction alone, in one UNet pass. ``noise`` (B, C, h, w): the starting sample in
-        model space (default: drawn from ``generator``); DPM-Solver++ adds no noise after it,
-        so per-image starting noise makes each image independent of its batch.
+        other steps take the conditional prediction alone, in one UNet pass.
+        ``noise`` (B, C, h, w): the starting sample in model space (default: drawn from
+        ``generator``); DPM-Solver++ adds no noise after it, so per-image starting noise makes
+        each image independent of its batch.
         ``precision``: ``"fp32"``, or ``"bf16"`` to run the UNet and ControlNet under bfloat16
         autocast (the scheduler, guidance and output stay fp32).
         """
@@ -228,17 +229,20 @@ class DPCDSampler:
             z = noise.clone()
         self.scheduler.set_timesteps(steps)
         num_train = self.scheduler.config.num_train_timesteps
+        # the conditional half of the batch (all of it without guidance), for unguided steps
+        c_cond, c_mask, c_hci, c_present = (None if x is None else x[:b]
+                                            for x in (cond, mask, hci_z, hci_present))
         for t in self.scheduler.timesteps:
             guided = guidance_scale != 1.0 and lo <= float(t) / num_train <= hi
-            if guided:
-                args = (torch.cat([z, z]), t, cond, mask, self.controlnet, hci_z, hci_present)
-            else:   # the conditional half of the batch (or all of it, without guidance)
-                args = (z, t, cond[:b], mask[:b], self.controlnet,
-                        None if hci_z is None else hci_z[:b],
-                        None if hci_present is None else hci_present[:b])
             with torch.autocast(z.device.type, dtype=torch.bfloat16,
                                 enabled=precision == "bf16"):
-                out = denoise(self.unet, *args).float()
+                if guided:
+                    out = denoise(self.unet, torch.cat([z, z]), t, cond, mask, self.controlnet,
+                                  hci_z, hci_present)
+                else:
+                    out = denoise(self.unet, z, t, c_cond, c_mask, self.controlnet, c_hci,
+                                  c_present)
+            out = out.float()
             if guided:
                 c, u = out.chunk(2)
                 out = u + guidance_scale * (c - u)
