@@ -94,7 +94,8 @@ def cmd_train_dpcd(a):
                       text_encoder=a.text_encoder, save_every=a.save_every,
                       sample_every=a.sample_every, caption_dropout=a.caption_dropout,
                       rsrt_lr_scale=a.rsrt_lr_scale, caption_detail=a.caption_detail,
-                      token_attribute_loss=a.token_attribute_loss)
+                      token_attribute_loss=a.token_attribute_loss, photos=a.photos,
+                      ema_decay=a.ema_decay)
     print(f"checkpoint: {ckpt}")
 
 
@@ -284,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--freeze-unet", action="store_true", help="train the new modules only")
     s.add_argument("--captioner", help="SceneCaptioner folder: train on its captions instead "
                                        "of the ground truth (e.g. codec/weights/captioner)")
+    s.add_argument("--photos", metavar="FOLDER",
+                   help="train on natural photos (a `sdgic data photos` folder, e.g. "
+                        "data/photos), with no captions, instead of scenes")
     s.add_argument("--threads", type=_positive(int), help="torch threads (default: all cores)")
     s.add_argument("--max-minutes", type=_positive(float), help="save and stop after this long")
     s.add_argument("--export", help="preset folder to refresh (EMA modules + model card) at "
@@ -293,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes rendering scene batches ahead of the loop (use on a GPU)")
     s.add_argument("--bf16", action="store_true", help="bfloat16 autocast for UNet + ControlNet")
     s.add_argument("--text-encoder", help="caption encoder folder (default: offline MiniLM)")
+    s.add_argument("--ema-decay", type=float, default=0.999,
+                   help="EMA decay of the exported weights (lower follows a short fine-tune "
+                        "faster: 0.995 averages over about 200 steps)")
     s.add_argument("--save-every", type=_positive(int), default=250,
                    help="steps between checkpoints (and exports)")
     s.add_argument("--sample-every", type=int, default=1000,

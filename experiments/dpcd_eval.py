@@ -1,6 +1,8 @@
-"""SDGIC on held-out scenes: what each stream buys, at every rate point → results/dpcd/.
+"""SDGIC on held-out scenes or photos: what each stream buys, at every rate point → results/dpcd/.
 
     python -m experiments.dpcd_eval --preset scenes-64 --n 500 --out results/dpcd
+    python -m experiments.dpcd_eval --preset photos-64 --photos data/photos --n 300 \
+        --out results/dpcd/photos
 
 Held-out scenes: data set seed 7007 at the preset's resolution (never used in training).
 Captions come from the shipped scene captioner (as a sender would make them), or from the
@@ -15,9 +17,16 @@ RSRT tokens; the variants drop streams from that encoding, so their bits are exa
   ``--no-subsets`` keeps only the four subsets the variants above decoded already, and skips
   the other four: none, caption, HCI, RSRT alone).
 
+``--photos FOLDER``: the val tiles of a ``sdgic data photos`` set instead (a fixed subset of
+``--n``, drawn evenly per val photo, resized to the preset's resolution). Photos have no
+offline caption source, so they are sent without a caption: the variants are ``sdgic``
+(HCI + RSRT), ``no_rsrt``, ``no_hci`` and the floors, there is no judge (no consistency), and
+the stream gains are measured in Inception similarity, PSNR and MS-SSIM.
+
 Outputs: ``per_image.csv`` (one row per image × variant × rate), ``summary.csv`` (mean and 95 %
 CI per metric, bits, bpp, FID), ``gains.csv`` (what each stream adds, paired per image),
-``summary.md``, ``consistency_vs_bpp.png`` and ``grid.png``
+``summary.md``, ``consistency_vs_bpp.png`` (photos: ``inception_similarity_vs_bpp.png``) and
+``grid.png``
 (rows: source | HCI | no-RSRT | SDGIC).
 """
 
@@ -34,6 +43,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from codec.data.photos import val_tiles
 from codec.data.scene_dataset import render_scenes
 from codec.dpcd.decoder import check_guidance_interval, format_guidance_interval
 from codec.evaluate import score_images
@@ -44,6 +54,7 @@ from experiments.hci_rd import pillow_codec
 EVAL_SEED = 7007
 STREAMS = ("caption", "hci", "rsrt")
 FLOORS = (("jpeg_q1", "JPEG", 1), ("webp_q0", "WEBP", 0))
+PHOTO_METRICS = ("inception_similarity", "psnr", "ms_ssim")   # the photo gains' metrics
 
 
 def _decode(codec: SDGIC, encoded, steps: int, batch: int, desc: str,
@@ -62,8 +73,8 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         rates: list[str] | None = None, subset_rate: str | None = None,
         true_captions: bool = False, inception: bool = True,
         guidance_scale: float | None = None, precision: str | None = None,
-        subsets: bool = True, guidance_interval: tuple[float, float] | None = None
-        ) -> pd.DataFrame:
+        subsets: bool = True, guidance_interval: tuple[float, float] | None = None,
+        photos: str | Path | None = None) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     codec = SDGIC.from_pretrained(preset)
@@ -75,19 +86,25 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         codec.precision = precision
     rates = rates or list(codec.hci)
     subset_rate = subset_rate or codec.rate
-    images, scenes = render_scenes(n, seed=EVAL_SEED, size=codec.resolution, progress=True)
     captioner = None
-    try:
-        from codec.captioner import SceneCaptioner
+    if photos is not None:
+        images, _, data_desc = val_tiles(photos, n, codec.resolution, seed=EVAL_SEED)
+        n, scenes, captions = len(images), None, [None] * len(images)
+    else:
+        images, scenes = render_scenes(n, seed=EVAL_SEED, size=codec.resolution, progress=True)
+        data_desc = f"{n} held-out scenes (seed {EVAL_SEED})"
+        try:
+            from codec.captioner import SceneCaptioner
 
-        captioner = SceneCaptioner()
-    except FileNotFoundError:
-        if not true_captions:
-            raise
-    detail = codec.caption_detail   # what the preset's decoder was trained to read
-    captions = ([s.describe(detail) for s in scenes] if true_captions else
-                captioner(images, detail=detail))
-    streams = [s for s in STREAMS if s != "rsrt" or codec.rsrt_encoder is not None]
+            captioner = SceneCaptioner()
+        except FileNotFoundError:
+            if not true_captions:
+                raise
+        detail = codec.caption_detail   # what the preset's decoder was trained to read
+        captions = ([s.describe(detail) for s in scenes] if true_captions else
+                    captioner(images, detail=detail))
+    streams = [s for s in STREAMS if (s != "rsrt" or codec.rsrt_encoder is not None)
+               and (s != "caption" or photos is None)]
     if "hci" in streams and codec.controlnet is None:
         print("note: this preset has no ControlNet: the decoder ignores the HCI stream")
     rows, summaries, grid = [], [], {}
@@ -125,7 +142,8 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         variants = {"sdgic": enc}
         if "rsrt" in streams:
             variants["no_rsrt"] = [e.without("rsrt") for e in enc]
-        variants["no_caption"] = [e.without("caption") for e in enc]
+        if "caption" in streams:
+            variants["no_caption"] = [e.without("caption") for e in enc]
         variants["no_hci"] = [e.without("hci") for e in enc]
         decoded = {}
         for name, es in variants.items():
@@ -155,23 +173,30 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
     per_image.to_csv(out / "per_image.csv", index=False)
     summary = pd.DataFrame(summaries)
     summary.to_csv(out / "summary.csv", index=False)
-    gains = stream_gains(per_image)
+    metrics = ("consistency",) if photos is None else \
+        tuple(m for m in PHOTO_METRICS if m in per_image.columns)   # --no-inception: no similarity
+    gains = pd.concat([stream_gains(per_image, m).assign(metric=m) for m in metrics],
+                      ignore_index=True)
     gains.to_csv(out / "gains.csv", index=False)
-    _write_markdown(summary, gains, out / "summary.md", codec, n, steps, true_captions)
-    _plot(summary, out / "consistency_vs_bpp.png")
+    _write_markdown(summary, gains, out / "summary.md", codec, data_desc, steps,
+                    "none (photos)" if photos is not None else
+                    "ground truth" if true_captions else "scene captioner")
+    _plot(summary, out / f"{metrics[0]}_vs_bpp.png", metrics[0])
     _grid(images[:8], grid, out / "grid.png")
     (out / "command.json").write_text(json.dumps({
         "command": f"python -m experiments.dpcd_eval --preset {preset} --n {n} --steps {steps} "
                    f"--rates {','.join(rates)} --subset-rate {subset_rate} --out {out}"
                    + ("" if subsets else " --no-subsets")
                    + (" --true-captions" if true_captions else "")
+                   + (f" --photos {photos}" if photos is not None else "")
                    + ("" if inception else " --no-inception")
                    + f" --guidance-scale {codec.guidance_scale:g}"
                    + f" --guidance-interval {format_guidance_interval(codec.guidance_interval)}"
                    + f" --precision {codec.precision}",
         "preset_status": codec.card.get("status"),
         "stages": {k: v.get("steps") for k, v in codec.card.get("stages", {}).items()},
-        "eval_seed": EVAL_SEED, "seconds": round(time.time() - t0, 1)}, indent=2) + "\n")
+        "data": data_desc, "eval_seed": EVAL_SEED, "seconds": round(time.time() - t0, 1)},
+        indent=2) + "\n")
     return summary
 
 
@@ -201,33 +226,34 @@ def stream_gains(per_image: pd.DataFrame, metric: str = "consistency") -> pd.Dat
     return pd.DataFrame(rows, columns=["rate", "stream", "n", "gain", "gain_ci95", "bits"])
 
 
-def _write_markdown(summary: pd.DataFrame, gains: pd.DataFrame, path: Path, codec, n, steps,
-                    true_captions) -> None:
+def _write_markdown(summary: pd.DataFrame, gains: pd.DataFrame, path: Path, codec,
+                    data_desc: str, steps: int, captions: str) -> None:
     cols = ["variant", "rate", "bits", "bpp", "consistency", "consistency_ci95", "judge_shape",
             "judge_texture", "caption_similarity", "inception_similarity", "fid", "psnr", "ms_ssim"]
     cols = [c for c in cols if c in summary.columns]
     lo, hi = codec.guidance_interval
-    lines = [f"# SDGIC {codec.preset} on {n} held-out scenes (seed {EVAL_SEED}), {steps} steps, "
-             f"guidance scale {codec.guidance_scale:g} at t/T in [{lo:g}, {hi:g}], "
-             f"{codec.precision}",
-             "", f"captions: {'ground truth' if true_captions else 'scene captioner'} "
-             f"(detail {codec.caption_detail}); bits are stream payload bits per image "
+    lines = [f"# SDGIC {codec.preset}, {steps} steps, guidance scale "
+             f"{codec.guidance_scale:g} at t/T in [{lo:g}, {hi:g}], {codec.precision}",
+             "", f"data: {data_desc}", "",
+             f"captions: {captions} (detail {codec.caption_detail}); bits are stream payload "
+             "bits per image "
              "(container framing not counted); the jpeg_q1 and webp_q0 floors count whole "
              "files, headers included", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in summary.iterrows():
         cells = [f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "What each stream adds to SDGIC's consistency, paired per image "
-              "(sdgic minus no_<stream>; mean ± 95 % CI, in points):", "",
-              "| rate | stream | bits | gain |", "|---|---|---|---|"]
+    lines += ["", "What each stream adds to SDGIC, paired per image (sdgic minus no_<stream>; "
+              "mean ± 95 % CI; consistency, similarity and MS-SSIM in points, PSNR in dB):", "",
+              "| metric | rate | stream | bits | gain |", "|---|---|---|---|---|"]
     for _, r in gains.iterrows():
-        lines.append(f"| {r['rate']} | {r['stream']} | {r['bits']:.1f} | "
-                     f"{100 * r['gain']:+.1f} ± {100 * r['gain_ci95']:.1f} |")
+        k = 1 if r["metric"] == "psnr" else 100
+        lines.append(f"| {r['metric']} | {r['rate']} | {r['stream']} | {r['bits']:.1f} | "
+                     f"{k * r['gain']:+.2f} ± {k * r['gain_ci95']:.2f} |")
     path.write_text("\n".join(lines) + "\n")
 
 
-def _plot(summary: pd.DataFrame, path: Path) -> None:
+def _plot(summary: pd.DataFrame, path: Path, metric: str = "consistency") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -237,11 +263,12 @@ def _plot(summary: pd.DataFrame, path: Path) -> None:
     floors = [f[0] for f in FLOORS]
     for name, g in summary[~summary["variant"].str.startswith("subset:")].groupby("variant"):
         g = g.sort_values("bpp")
-        ax.errorbar(g["bpp"], g["consistency"], yerr=g["consistency_ci95"],
+        ax.errorbar(g["bpp"], g[metric], yerr=g[f"{metric}_ci95"],
                     marker="x" if name in floors else "o", capsize=3, label=name)
     ax.set_xscale("log")      # the JPEG/WebP floors sit an order of magnitude to the right
     ax.set_xlabel("bits per pixel (all streams sent)")
-    ax.set_ylabel("semantic consistency (judge)")
+    ax.set_ylabel({"consistency": "semantic consistency (judge)",
+                   "inception_similarity": "Inception-v3 feature similarity"}.get(metric, metric))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -269,6 +296,9 @@ def main(argv=None):
     p.add_argument("--no-subsets", action="store_true",
                    help="skip the stream-subset table (the variants only)")
     p.add_argument("--true-captions", action="store_true")
+    p.add_argument("--photos", metavar="FOLDER",
+                   help="evaluate on the val tiles of this photo set (sdgic data photos), "
+                        "sent without captions, instead of scenes")
     p.add_argument("--no-inception", action="store_true")
     p.add_argument("--guidance-scale", type=float, default=None,
                    help="classifier-free guidance scale (default: the preset's)")
@@ -283,8 +313,10 @@ def main(argv=None):
     s = run(a.preset, a.n, Path(a.out), a.steps, a.batch,
             a.rates.split(",") if a.rates else None, a.subset_rate, a.true_captions,
             not a.no_inception, a.guidance_scale, a.precision, not a.no_subsets,
-            a.guidance_interval)
-    print(s[["variant", "rate", "bits", "bpp", "consistency"]].to_string())
+            a.guidance_interval, a.photos)
+    cols = ["variant", "rate", "bits", "bpp", "consistency" if a.photos is None else "psnr",
+            "inception_similarity"]
+    print(s[[c for c in cols if c in s.columns]].to_string())
 
 
 if __name__ == "__main__":

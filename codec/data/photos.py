@@ -162,9 +162,9 @@ def resize_tiles(images: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def train_tiles(root: str | Path, size: int) -> np.ndarray:
-    """All train tiles of the photo set at ``root`` resized to ``size``²: uint8 (n, size, size, 3),
-    in file-name order."""
+def train_tiles(root: str | Path, size: int | None) -> np.ndarray:
+    """All train tiles of the photo set at ``root`` resized to ``size``² (None: as stored):
+    uint8 (n, size, size, 3), in file-name order."""
     from codec.data.folder import load_rgb
 
     root = Path(root)
@@ -173,7 +173,8 @@ def train_tiles(root: str | Path, size: int) -> np.ndarray:
     if not paths:
         raise FileNotFoundError(f"no train tiles under {root / 'train'}; rebuild with "
                                 f"`sdgic data photos --out {root}`")
-    return resize_tiles(np.stack([load_rgb(p) for p in paths]), size)
+    tiles = np.stack([load_rgb(p) for p in paths])
+    return tiles if size is None else resize_tiles(tiles, size)
 
 
 def val_tiles(root: str | Path, n: int, size: int, seed: int):

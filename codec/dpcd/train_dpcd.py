@@ -15,6 +15,10 @@ straight-through gradient. Token dropout: half the batch loses a random subset o
 lossy channel), the other half keeps a random prefix (fewer tokens sent: a lower rate point).
 ``code_health`` (distinct codes, entropy per token) goes to the log every 25 steps.
 
+``photos``: train on natural photos (random crops of ``sdgic data photos`` train tiles) instead
+of scenes. There is no offline caption source for photos, so every photo trains with no caption
+(the receiver's "no caption stream"): the HCI and the tokens are its only guidance.
+
 HCIs are what the receiver decodes: each image is coded at a random one of the shipped rate
 points (``HCICodec.reconstruct_batch``, identical to the bitstream round trip).
 
@@ -44,8 +48,8 @@ from codec.dpcd.configs import controlnet_kwargs, unet_config
 from codec.dpcd.decoder import DPCDSampler, denoise, to_model_space, training_scheduler
 from codec.dpcd.rsrt import (RSRTEmbedding, RSRTEncoder, TokenAttributeHead, code_health,
                              range_penalty)
-from codec.dpcd.training import (StopFlag, replace_checkpoint, save_grid, scene_batch,
-                                 scene_batches, v_loss)
+from codec.dpcd.training import (PhotoBatches, StopFlag, replace_checkpoint, save_grid,
+                                 scene_batch, scene_batches, v_loss)
 from codec.provenance import git_commit, write_model_card
 from codec.streams.hci import HCICodec
 from codec.text_encoder import TextEncoder
@@ -99,7 +103,8 @@ def conditioned_batch(step: int, batch_size: int, size: int, text: TextEncoder,
     """One training batch with its streams as the receiver would get them.
 
     Returns ``x`` (B, 3, H, W) scenes of ``step`` (or the given ``scenes``: ``scene_batch``'s
-    ``(x, captions)``, e.g. rendered ahead by data-loader workers); ``hci`` their decoded HCIs
+    ``(x, captions)``, e.g. rendered ahead by data-loader workers, or ``PhotoBatches``'s, whose
+    ``None`` captions count as dropped); ``hci`` their decoded HCIs
     at random rate points; ``hci_present`` bool (B,) (HCI dropout); caption token embeddings
     ``cond`` and ``mask`` after caption dropout (``drop`` bool (B,)); ``pooled`` (B, D)
     sentence embeddings (zeros where the caption was dropped), as the RSRT encoder reads them.
@@ -112,7 +117,8 @@ def conditioned_batch(step: int, batch_size: int, size: int, text: TextEncoder,
     if captioner is not None:
         captions = captioner(x)
     hci = random_hci(codecs, x, g)
-    drop = torch.rand(batch_size, generator=g) < caption_dropout
+    drop = (torch.rand(batch_size, generator=g) < caption_dropout) \
+        | torch.tensor([c is None for c in captions])
     captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
     hci_present = (torch.rand(batch_size, generator=g) >= hci_dropout).to(dev)
     cond, mask = text.tokens(captions)
@@ -181,7 +187,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                captioner: str | Path | None = None, device: str = "cpu", workers: int = 0,
                bf16: bool = False, text_encoder: str | Path | None = None,
                rsrt_lr_scale: float = 1.0, caption_detail: str = "full",
-               token_attribute_loss: float = 0.0) -> Path:
+               token_attribute_loss: float = 0.0, photos: str | Path | None = None) -> Path:
     """Train (or resume) stage ``stage`` in ``run``; returns the checkpoint folder.
 
     ``device``: where the modules train (``"cuda"`` on a GPU machine); ``workers``: processes
@@ -210,6 +216,9 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     it on, each parameter group (diffusion modules, RSRT modules, head) is gradient-clipped
     on its own (the auxiliary gradient would otherwise eat the shared clipping budget). A run
     started without it cannot resume with it (its optimizer has no state for the head).
+
+    ``photos``: a photo set folder (``sdgic data photos``): train on its train tiles, with no
+    captions, instead of scenes (no ``captioner``; ``workers`` are not used).
     """
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r}; expected one of {STAGES}")
@@ -217,6 +226,8 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         if not 0.0 <= p < 1.0:
             raise ValueError(f"{name}={p} must be in [0, 1)")
     check_caption_detail(caption_detail)
+    if not 0.0 < ema_decay < 1.0:
+        raise ValueError(f"ema_decay={ema_decay} must be in (0, 1)")
     if not rsrt_lr_scale > 0:
         raise ValueError(f"rsrt_lr_scale={rsrt_lr_scale} must be > 0")
     if token_attribute_loss < 0:
@@ -224,6 +235,10 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     if token_attribute_loss and (stage != "rsrt" or captioner is None):
         raise ValueError("token_attribute_loss needs stage='rsrt' and a captioner (the head "
                          "learns what the captioner reads from the source image)")
+    if photos is not None and (captioner is not None or caption_detail != "full"):
+        raise ValueError("photos have no captions: --photos cannot be combined with a captioner "
+                         "or a caption detail")
+    data_name = "scenes" if photos is None else "photos"
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
@@ -253,6 +268,9 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         if state.get("stage") != stage:
             raise ValueError(f"{ckpt} holds stage {state.get('stage')!r}, not {stage!r}; use a "
                              "new --run folder and --init the preset exported by that stage")
+        if state.get("data", "scenes") != data_name:
+            raise ValueError(f"{ckpt} was trained on {state.get('data', 'scenes')}, not "
+                             f"{data_name}; use a new --run folder with --init PRESET")
         if state.get("caption_detail", caption_detail) != caption_detail:
             raise ValueError(f"{ckpt} was trained on caption detail "
                              f"{state['caption_detail']!r}, not {caption_detail!r}; resume with "
@@ -295,21 +313,28 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     n_params = {k: round(sum(p.numel() for p in m.parameters()) / 1e6, 3) for k, m in mods.items()}
     print(f"dpcd {stage}: {src}; M params {n_params}; {size}×{size}, batch {batch_size}, "
           f"lr {lr}{f' (RSRT modules ×{rsrt_lr_scale:g})' if stage == 'rsrt' else ''}, freeze_unet {freeze_unet}, captions from "
-          f"{'the captioner' if captioner is not None else 'ground truth'} "
-          f"(detail {caption_detail}); device {dev}, "
+          f"{captions_source(captioner, photos)} (detail {caption_detail}); device {dev}, "
           f"bf16 {bf16}, {workers} data workers", file=log, flush=True)
 
-    sample_scenes = [generate(i, seed=SAMPLE_SEED, size=size) for i in range(8)]
-    sample_x = torch.from_numpy(np.stack([s[0] for s in sample_scenes])).permute(0, 3, 1, 2) / 255.0
-    sample_x = sample_x.to(dev)
-    sample_captions = [s[1].describe(caption_detail) for s in sample_scenes]
+    if photos is None:
+        sample_scenes = [generate(i, seed=SAMPLE_SEED, size=size) for i in range(8)]
+        sample_rgb = np.stack([s[0] for s in sample_scenes])
+        sample_captions = [s[1].describe(caption_detail) for s in sample_scenes]
+    else:
+        from codec.data.photos import val_tiles
+
+        sample_rgb = val_tiles(photos, 8, size, seed=SAMPLE_SEED)[0]
+        sample_captions = [None] * len(sample_rgb)
+    sample_x = (torch.from_numpy(sample_rgb).permute(0, 3, 1, 2) / 255.0).to(dev)
     sample_hci = codecs[min(1, len(codecs) - 1)].reconstruct_batch(sample_x)
 
     g = torch.Generator().manual_seed(start)
     stop = StopFlag()
     t_start = time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"dpcd {stage}", unit="step")
-    data = scene_batches(start, steps, batch_size, size, TRAIN_SEED, workers, caption_detail)
+    data = (scene_batches(start, steps, batch_size, size, TRAIN_SEED, workers, caption_detail)
+            if photos is None else
+            PhotoBatches(photos, batch_size, size, TRAIN_SEED).batches(start, steps))
     mods.train()
     # Per-step scalars stay on the device until a log line needs them (no sync per step).
     losses, recent_codes, spreads, pending, attr_pending = [], [], [], [], []
@@ -386,7 +411,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         if saving:
             ema_mods = _ema_modules(mods, ema)
             _save(mods, ema_mods, ema, opt, ckpt, done, float(np.mean(losses[-100:])), stage,
-                  caption_detail)
+                  caption_detail, data_name)
             if export is not None:
                 export_dpcd(run, export, stage, complete=done >= steps, hci_root=hci_root,
                             hparams=dict(batch_size=batch_size, lr=lr,
@@ -397,8 +422,11 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                                          caption_detail=caption_detail,
                                          **({"token_attribute_loss": token_attribute_loss}
                                             if stage == "rsrt" else {}),
-                                         captions="scene captioner" if captioner is not None
-                                         else "ground truth"))
+                                         captions=captions_source(captioner, photos),
+                                         ema_decay=ema_decay,
+                                         **({"photos": str(photos)} if photos is not None
+                                            else {}),
+                                         **({"init": str(init)} if init is not None else {})))
         if sample_every and (done % sample_every == 0 or done == steps or out_of_time):
             ema_mods = _ema_modules(mods, ema).eval()
             _sample_grid(ema_mods, text, sample_x, sample_captions, sample_hci,
@@ -410,6 +438,13 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     stop.restore()
     log.close()
     return ckpt
+
+
+def captions_source(captioner, photos) -> str:
+    """Where the training captions come from, in words (logs and model cards)."""
+    if photos is not None:
+        return "none (photos have no offline caption source)"
+    return "scene captioner" if captioner is not None else "ground truth"
 
 
 def attribute_loss(head: nn.Module, captioner_model: nn.Module, x: torch.Tensor,
@@ -474,7 +509,8 @@ def _sample_grid(mods, text, x, captions, hci, path: Path) -> None:
     sampler = DPCDSampler(mods["unet"], text, mods["controlnet"], emb)
     codes = None
     if emb is not None:
-        pooled = text.sentence(captions)
+        pooled = torch.stack([text.sentence([c])[0] if c is not None
+                              else torch.zeros(text.dim, device=x.device) for c in captions])
         codes = mods["rsrt_encoder"].encode(x, hci, pooled)
     g = lambda: torch.Generator().manual_seed(0)
     full = sampler.sample(captions, steps=20, generator=g(), hci=hci, rsrt_codes=codes)
@@ -483,7 +519,7 @@ def _sample_grid(mods, text, x, captions, hci, path: Path) -> None:
 
 
 def _save(mods, ema_mods, ema, opt, ckpt: Path, step: int, loss: float, stage: str,
-          caption_detail: str = "full") -> None:
+          caption_detail: str = "full", data: str = "scenes") -> None:
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -496,7 +532,8 @@ def _save(mods, ema_mods, ema, opt, ckpt: Path, step: int, loss: float, stage: s
     st.pop("shadow_params", None)
     torch.save(st, tmp / "ema_state.pt")
     (tmp / "state.json").write_text(json.dumps({"stage": stage, "step": step, "loss": loss,
-                                                "caption_detail": caption_detail}) + "\n")
+                                                "caption_detail": caption_detail,
+                                                "data": data}) + "\n")
     replace_checkpoint(tmp, ckpt)
 
 
@@ -555,16 +592,20 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
     detail_flag = "" if detail in (None, "full") else f" --caption-detail {detail}"
     attr = (hparams or {}).get("token_attribute_loss") or 0
     attr_flag = f" --token-attribute-loss {attr:g}" if attr else ""
+    photos = (hparams or {}).get("photos")
+    photos_flag = f" --photos {photos}" if photos else ""
     stages[stage] = {**stages.get(stage, {}), **{
         "what": {"control": "ControlNet (HCI path) + UNet trained with caption/HCI dropout",
                  "rsrt": "RSRT encoder + embedding trained jointly with UNet and ControlNet "
                          "through the denoising loss, with token dropout"
                          + (" and the token attribute loss" if attr else "")}[stage],
         "training_command": f"sdgic train dpcd --stage {stage} --run {run} --init {out} "
-                            f"--export {out}" + detail_flag + attr_flag,
+                            f"--export {out}" + detail_flag + attr_flag + photos_flag,
         "commit": git_commit(),
-        "data": f"endless procedural scenes, data set seed {TRAIN_SEED}; HCIs at rate points "
-                f"{list(HCI_POINTS)}",
+        "data": (f"endless procedural scenes, data set seed {TRAIN_SEED}" if not photos else
+                 f"random crops of the train tiles of the photo set {photos} (sdgic data "
+                 f"photos; crop seed {TRAIN_SEED}), no captions")
+                + f"; HCIs at rate points {list(HCI_POINTS)}",
         "steps": state["step"], **(hparams or {}),
         "loss_last_100_steps": round(state["loss"], 5),
         "last_log_line": steps_lines[-1] if steps_lines else None,

@@ -1,4 +1,5 @@
-"""Pieces every DPCD training stage shares: scene batches, the loss, grids, stop signals."""
+"""Pieces every DPCD training stage shares: scene and photo batches, the loss, grids, stop
+signals."""
 
 from __future__ import annotations
 
@@ -59,6 +60,49 @@ def scene_batches(start: int, stop: int, batch_size: int, size: int, seed: int,
         num_workers=workers, prefetch_factor=4, persistent_workers=False,
         worker_init_fn=_one_thread)
     yield from loader
+
+
+class PhotoBatches:
+    """Training batches of natural photos: random crops of the photo set's train tiles
+    (``sdgic data photos``), each a square of side drawn from [``size``, tile] at a random
+    place, resized to ``size``² (antialiased bicubic, as the encoder resizes), rounded to 8 bits,
+    flipped left-right half the time. Photos have no caption source offline, so every caption
+    is ``None`` (the receiver's "no caption stream").
+
+    ``batch(step)`` is deterministic in (seed, step), so a resumed run sees the data it would
+    have seen. Holds every train tile at its native size (7,240 × 128² × 3 bytes: 356 MB).
+    """
+
+    def __init__(self, root: str | Path, batch_size: int, size: int, seed: int):
+        from codec.data.photos import train_tiles
+
+        self.tiles = torch.from_numpy(train_tiles(root, size=None)).permute(0, 3, 1, 2)
+        self.batch_size, self.size, self.seed = batch_size, size, seed
+        if self.tiles.shape[-1] < size:
+            raise ValueError(f"photo tiles are {self.tiles.shape[-1]}² but the decoder trains "
+                             f"at {size}²; rebuild the photo set with larger tiles")
+
+    def batch(self, step: int) -> tuple[torch.Tensor, list[None]]:
+        """float (B, 3, size, size) in [0, 1] and B ``None`` captions."""
+        rng = np.random.default_rng([self.seed, step])
+        n, tile = len(self.tiles), self.tiles.shape[-1]
+        out = []
+        for i, side in zip(rng.integers(0, n, self.batch_size),
+                           rng.integers(self.size, tile + 1, self.batch_size)):
+            y, x = rng.integers(0, tile - side + 1, 2)
+            crop = self.tiles[i:i + 1, :, y:y + side, x:x + side].float() / 255.0
+            if side != self.size:
+                crop = F.interpolate(crop, size=(self.size, self.size), mode="bicubic",
+                                     antialias=True, align_corners=False).clamp(0, 1)
+            if rng.random() < 0.5:
+                crop = crop.flip(-1)
+            out.append(crop)
+        return (torch.cat(out) * 255.0).round() / 255.0, [None] * self.batch_size
+
+    def batches(self, start: int, stop: int):
+        """Iterate ``batch(step)`` for steps ``start``..``stop - 1``."""
+        for step in range(start, stop):
+            yield self.batch(step)
 
 
 def v_loss(sched: DDPMScheduler, pred: torch.Tensor, target: torch.Tensor,

@@ -69,3 +69,28 @@ def test_stream_gains_pair_images_within_each_rate():
     assert np.allclose(g["gain"], 0.105) and np.allclose(g["bits"], 80)
     # paired: the spread of the differences (0 or 0.01), not of the scenes (0 to 0.5)
     assert np.allclose(g["gain_ci95"], 1.96 * np.std([0, .01] * 3, ddof=1) / np.sqrt(6))
+
+
+def test_dpcd_eval_on_photos_sends_no_caption_and_scores_without_a_judge(tmp_path, tiny_preset,
+                                                                          tiny_photo_set):
+    photos = tiny_photo_set(tmp_path / "photos", n_val=4)
+    out = tmp_path / "ph"
+    s = run(str(tiny_preset), n=3, out=out, steps=2, batch=2, rates=["mid"], inception=False,
+            guidance_scale=1.0, photos=photos)
+    names = set(s["variant"])
+    assert {"hci_codec", "sdgic", "no_rsrt", "no_hci", "jpeg_q1", "webp_q0"} <= names
+    assert "no_caption" not in names and "consistency" not in s.columns
+    assert {v for v in names if v.startswith("subset:")} == {
+        "subset:none", "subset:hci", "subset:rsrt", "subset:hci+rsrt"}
+    by = s.set_index("variant")
+    # 4 tokens × 10 bits (FSQ levels 8·5·5·5), and no caption bits
+    assert by.loc["sdgic", "bits"] == by.loc["no_rsrt", "bits"] + 4 * 10
+    per = pd.read_csv(out / "per_image.csv")
+    assert len(per) == 3 * len(names)
+    gains = pd.read_csv(out / "gains.csv")
+    assert set(gains["metric"]) == {"psnr", "ms_ssim"}                  # no Inception here
+    assert set(gains["stream"]) == {"hci", "rsrt"} and (gains["n"] == 3).all()
+    md = (out / "summary.md").read_text()
+    assert "3 of 4 val tiles" in md and "captions: none (photos)" in md
+    assert (out / "psnr_vs_bpp.png").stat().st_size > 0 and (out / "grid.png").is_file()
+    assert f"--photos {photos}" in json.loads((out / "command.json").read_text())["command"]

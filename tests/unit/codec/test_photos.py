@@ -62,3 +62,32 @@ def test_missing_photo_set_names_the_build_command(tmp_path):
         train_tiles(tmp_path, 16)
     with pytest.raises(FileNotFoundError, match="sdgic data photos"):
         val_tiles(tmp_path, 4, 16, seed=0)
+
+
+def test_photo_batches_are_seeded_crops_of_train_tiles_without_captions(tmp_path, tiny_photo_set):
+    import torch
+
+    from codec.data.photos import train_tiles
+    from codec.dpcd.training import PhotoBatches
+
+    root = tiny_photo_set(tmp_path / "photos")
+    tiles = torch.from_numpy(train_tiles(root, None)).permute(0, 3, 1, 2).float() / 255
+    assert tiles.shape == (5, 3, 32, 32)                      # None: as stored
+    pb = PhotoBatches(root, batch_size=4, size=16, seed=1)
+    x, captions = pb.batch(7)
+    assert x.shape == (4, 3, 16, 16) and captions == [None] * 4
+    assert 0 <= x.min() and x.max() <= 1
+    assert torch.allclose(x * 255, (x * 255).round(), atol=1e-4)      # 8-bit, as sent
+    assert torch.equal(PhotoBatches(root, 4, 16, seed=1).batch(7)[0], x)   # (seed, step)
+    assert not torch.equal(pb.batch(8)[0], x)
+    assert not torch.equal(PhotoBatches(root, 4, 16, seed=2).batch(7)[0], x)
+    assert [torch.equal(a, pb.batch(s)[0]) for s, (a, _) in zip((3, 4), pb.batches(3, 5))] \
+        == [True, True]
+    # at the tile size every crop is a whole tile, flipped or not
+    full = PhotoBatches(root, 16, 32, seed=0).batch(0)[0]
+    for img in full:
+        assert any(torch.allclose(img, t, atol=1e-6) or torch.allclose(img, t.flip(-1), atol=1e-6)
+                   for t in tiles)
+    assert any(not any(torch.allclose(img, t, atol=1e-6) for t in tiles) for img in full)
+    with pytest.raises(ValueError, match="32²"):
+        PhotoBatches(root, 2, 64, seed=0)

@@ -39,7 +39,7 @@ def test_control_then_rsrt_stage_train_resume_export_and_load(tmp_path):
                num_tokens=4, captioner=tmp_path / "cap")
     log = (tmp_path / "r" / "train.log").read_text()
     assert "tokens distinct" in log and "entropy" in log      # code health is logged
-    assert "captions from the captioner (detail full)" in log
+    assert "captions from scene captioner (detail full)" in log
     codec = SDGIC.from_pretrained(preset)
     enc = codec.encode(generate(0, seed=1, size=16)[0], caption="a red star")
     assert len(enc.rsrt_tokens) == 4
@@ -214,3 +214,39 @@ def test_rsrt_modules_get_their_own_learning_rate_and_old_checkpoints_resume(tmp
         train_dpcd(tmp_path / "bad", rsrt_lr_scale=0, **kw)
     with pytest.raises(ValueError, match="caption detail 'short'"):
         train_dpcd(tmp_path / "bad", caption_detail="short", **kw)
+
+
+def test_photo_training_sends_no_captions_and_does_not_mix_with_scenes(tmp_path, tiny_preset,
+                                                                       tiny_photo_set):
+    from codec.dpcd.train_dpcd import conditioned_batch
+
+    photos = tiny_photo_set(tmp_path / "photos")
+    run, export = tmp_path / "ph", tmp_path / "photos-16"
+    kw = dict(stage="rsrt", init=tiny_preset, photos=photos, batch_size=2, threads=1,
+              num_tokens=4, save_every=2, sample_every=2, export=export, ema_decay=0.99)
+    train_dpcd(run, steps=2, **kw)
+    assert "captions from none (photos" in log_text(run)
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["data"] == "photos"
+    assert (run / "samples" / "rsrt-step000002.png").is_file()
+    card = json.loads((export / "model_card.json").read_text())["stages"]["rsrt"]
+    assert f"--photos {photos}" in card["training_command"] and "photo set" in card["data"]
+    assert card["ema_decay"] == 0.99 and card["init"] == str(tiny_preset)
+    assert SDGIC.from_pretrained(export).rsrt_encoder is not None   # a loadable preset
+    train_dpcd(run, steps=3, **kw)                                   # resumes on photos
+    assert "resumed from" in log_text(run)
+    with pytest.raises(ValueError, match="trained on photos, not scenes"):
+        train_dpcd(run, steps=4, **{**kw, "photos": None})
+    with pytest.raises(ValueError, match="photos have no captions"):
+        train_dpcd(tmp_path / "bad", steps=1, **{**kw, "captioner": "codec/weights/captioner"})
+    with pytest.raises(ValueError, match="ema_decay"):
+        train_dpcd(tmp_path / "bad", steps=1, **{**kw, "ema_decay": 1.0})
+    # a None caption is a dropped caption: null tokens and a zero pooled embedding
+    text = default_text_encoder()
+    x = torch.rand(2, 3, 16, 16)
+    b = conditioned_batch(0, 2, 16, text, load_hci_codecs("codec/weights/hci-64", ("mid",)),
+                          torch.Generator().manual_seed(0), caption_dropout=0.0,
+                          hci_dropout=0.0, scenes=(x, [None, "a red circle"]))
+    assert b["drop"].tolist() == [True, False]
+    assert (b["pooled"][0] == 0).all() and (b["pooled"][1] != 0).any()
+    null, _ = text.tokens([""])
+    assert torch.allclose(b["cond"][0, :null.shape[1]], null[0], atol=1e-4)
