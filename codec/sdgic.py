@@ -14,7 +14,9 @@ A preset folder holds ``preset.json`` and the DPCD modules:
                        "precision" ("fp32" or "bf16": UNet + ControlNet under bfloat16
                        autocast where the machine runs bf16 natively, else fp32),
                        "caption_detail" ("full" or "layout": what the captions it was
-                       trained on state; default "full")}
+                       trained on state; default "full"),
+                       "caption_stream" (false: the decoder was trained without captions,
+                       e.g. on photos, and senders send none; default true)}
     unet/             UNet2DConditionModel (required)
     controlnet/       ControlNetModel: the HCI path (optional: without it HCI is not used)
     rsrt_encoder/     RSRTEncoder + rsrt_embedding/ RSRTEmbedding (optional: no RSRT stream)
@@ -79,6 +81,8 @@ class SDGIC:
     ``caption_detail``: what the captions this decoder was trained on state (``"full"`` or
     ``"layout"``, see ``Scene.describe``): a sender captions scenes with
     ``scene.describe(codec.caption_detail)`` or ``SceneCaptioner(detail=codec.caption_detail)``.
+    ``caption_stream``: False for a decoder trained without captions (``photos-64``): ``encode``
+    then refuses a caption, and senders send none.
     """
 
     preset: str
@@ -97,6 +101,7 @@ class SDGIC:
     num_tokens: int | None = None
     precision: str = "fp32"
     caption_detail: str = "full"
+    caption_stream: bool = True
     card: dict = field(default_factory=dict)
     vae: AutoencoderKL | None = None
 
@@ -171,6 +176,7 @@ class SDGIC:
                   guidance_scale=float(cfg.get("guidance_scale", 1.0)),
                   guidance_interval=cfg.get("guidance_interval", (0.0, 1.0)),
                   caption_detail=detail,
+                  caption_stream=_preset_bool(cfg, "caption_stream", True, folder),
                   precision=(overrides["precision"] if "precision" in overrides else
                              _preset_precision(cfg.get("precision", "fp32"), folder)),
                   card=json.loads(card_path.read_text()) if card_path.is_file() else {},
@@ -219,6 +225,9 @@ class SDGIC:
             raise ValueError(f"rate={rate!r}; expected one of {list(self.hci)}")
         hci_codec = self.hci[rate]
         hci_bytes = hci_codec.encode(rgb)
+        if caption is not None and not self.caption_stream:
+            raise ValueError(f"preset {self.preset!r} was trained without captions "
+                             "(caption_stream: false): encode with caption=None")
         cap_bytes = self.caption_coder.encode(caption) if caption is not None else None
         n = self.max_tokens if num_tokens is None and self.num_tokens is None else \
             (num_tokens if num_tokens is not None else self.num_tokens)
@@ -350,6 +359,14 @@ def _preset_precision(value, folder: Path) -> str:
         warnings.warn(f"preset {folder.name} decodes in bf16 but this CPU has no native bf16 "
                       "(AVX512-BF16/AMX); decoding in fp32 instead", stacklevel=3)
         return "fp32"
+    return value
+
+
+def _preset_bool(cfg: dict, key: str, default: bool, folder: Path) -> bool:
+    """``cfg[key]`` (default ``default``) if it is a JSON boolean, else a ValueError."""
+    value = cfg.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"{folder / PRESET_FILE}: {key}={value!r}; expected true or false")
     return value
 
 

@@ -155,7 +155,13 @@ def cmd_encode(a):
     path = Path(a.image)
     rgb = load_rgb(path)
     codec = SDGIC.from_pretrained(a.preset, rate=a.rate)
-    caption, source = _caption_for(a, path, rgb, codec.caption_detail)
+    if codec.caption_stream:
+        caption, source = _caption_for(a, path, rgb, codec.caption_detail)
+    elif a.caption is not None:
+        raise ValueError(f"preset {codec.preset!r} was trained without captions "
+                         "(caption_stream: false in its preset.json): drop --caption")
+    else:
+        caption, source = None, f"nowhere: preset {codec.preset} sends no caption stream"
     enc = codec.encode(rgb, caption=caption, num_tokens=a.tokens)
     out = enc.save(a.output or path.with_suffix(".sdg"))
     print(f"wrote {out} (caption from {source})")

@@ -147,8 +147,11 @@ def arrival_times(kind: str, num_images: int, interval: float, rng: np.random.Ge
 
 
 def _caption_for(codec, item: SourceItem) -> Optional[str]:
-    """The caption a sender of ``codec`` writes for ``item``: a scene described at the detail
-    the codec's decoder was trained on (``SDGIC.caption_detail``), else ``item.caption``."""
+    """The caption a sender of ``codec`` writes for ``item``: None for a codec that sends no
+    caption stream (``SDGIC.caption_stream`` False), a scene described at the detail the
+    codec's decoder was trained on (``SDGIC.caption_detail``), else ``item.caption``."""
+    if not getattr(codec, "caption_stream", True):
+        return None
     detail = getattr(codec, "caption_detail", "full")
     if item.scene is not None and detail != "full" and item.caption is not None:
         return item.scene.describe(detail)

@@ -546,7 +546,8 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
     folder, HCI rate points from ``hci_root``), so the export loads with
     ``SDGIC.from_pretrained``. ``hparams["caption_detail"]`` (what the training captions
     stated) becomes the preset's ``caption_detail``, so senders caption as it was trained; a
-    preset without its own ``caption_model`` gets one fitted to that detail.
+    preset without its own ``caption_model`` gets one fitted to that detail. A run on photos
+    (``hparams["photos"]``) sets ``"caption_stream": false``: its decoder never saw a caption.
     """
     run, out = Path(run), Path(out)
     ema_dir = run / "checkpoint" / "ema"
@@ -581,6 +582,13 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
             new["caption_model"] = "caption_model.json"
         if new != cfg:
             (out / PRESET_FILE).write_text(json.dumps(new, indent=2) + "\n")
+    if (hparams or {}).get("photos"):   # trained without captions: senders send none
+        from codec.sdgic import PRESET_FILE
+
+        cfg = json.loads((out / PRESET_FILE).read_text())
+        if cfg.get("caption_stream", True):
+            (out / PRESET_FILE).write_text(json.dumps({**cfg, "caption_stream": False},
+                                                      indent=2) + "\n")
     card_path = out / "model_card.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     log = (run / "train.log").read_text().splitlines() if (run / "train.log").is_file() else []

@@ -77,3 +77,22 @@ def test_corrupt_and_foreign_containers(tiny_preset, scene_png, tmp_path, capsys
     assert "preset 'tiny-16'" in capsys.readouterr().err
     assert main(["encode", str(png), "--preset", "no-such-preset"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_encode_with_a_preset_that_sends_no_captions(tiny_preset, scene_png, tmp_path, capsys):
+    import json
+    import shutil
+
+    folder = tmp_path / "photos-16"
+    shutil.copytree(tiny_preset, folder)
+    cfg = json.loads((folder / "preset.json").read_text())
+    (folder / "preset.json").write_text(json.dumps({**cfg, "caption_stream": False}))
+    png, _ = scene_png                       # has a sidecar caption: still not sent
+    assert main(["encode", str(png), "-o", str(tmp_path / "p.sdg"), "--preset",
+                 str(folder)]) == 0
+    assert "sends no caption stream" in capsys.readouterr().out
+    assert main(["inspect", str(tmp_path / "p.sdg")]) == 0
+    out = capsys.readouterr().out
+    assert "caption  absent" in out and "  hci " in out
+    assert main(["encode", str(png), "--preset", str(folder), "--caption", "a cat"]) == 2
+    assert "trained without captions" in capsys.readouterr().err

@@ -235,3 +235,26 @@ def test_guidance_interval_guides_only_the_steps_inside_it(tiny_preset, codec, s
     (folder / "preset.json").write_text(json.dumps({**cfg, "guidance_interval": [0.9, 0.1]}))
     with pytest.raises(ValueError, match="guidance_interval"):
         SDGIC.from_pretrained(folder)
+
+
+def test_preset_without_a_caption_stream_refuses_captions(tiny_preset, codec, scene, tmp_path):
+    import json
+    import shutil
+
+    from sim.source import SourceItem, _caption_for
+
+    assert codec.caption_stream                      # presets without the key send captions
+    folder = tmp_path / "p"
+    shutil.copytree(tiny_preset, folder)
+    cfg = json.loads((folder / "preset.json").read_text())
+    (folder / "preset.json").write_text(json.dumps({**cfg, "caption_stream": False}))
+    photos = SDGIC.from_pretrained(folder)
+    img, caption = scene
+    with pytest.raises(ValueError, match="trained without captions"):
+        photos.encode(img, caption="a red star")
+    assert not photos.encode(img).has("caption")
+    item = SourceItem(0, img, caption)              # a folder image with a sidecar caption
+    assert _caption_for(photos, item) is None and _caption_for(codec, item) == caption
+    (folder / "preset.json").write_text(json.dumps({**cfg, "caption_stream": "no"}))
+    with pytest.raises(ValueError, match="caption_stream='no'"):
+        SDGIC.from_pretrained(folder)

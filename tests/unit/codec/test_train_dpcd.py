@@ -231,7 +231,8 @@ def test_photo_training_sends_no_captions_and_does_not_mix_with_scenes(tmp_path,
     card = json.loads((export / "model_card.json").read_text())["stages"]["rsrt"]
     assert f"--photos {photos}" in card["training_command"] and "photo set" in card["data"]
     assert card["ema_decay"] == 0.99 and card["init"] == str(tiny_preset)
-    assert SDGIC.from_pretrained(export).rsrt_encoder is not None   # a loadable preset
+    loaded = SDGIC.from_pretrained(export)                          # a loadable preset
+    assert loaded.rsrt_encoder is not None and not loaded.caption_stream
     train_dpcd(run, steps=3, **kw)                                   # resumes on photos
     assert "resumed from" in log_text(run)
     with pytest.raises(ValueError, match="trained on photos, not scenes"):
