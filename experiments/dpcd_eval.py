@@ -235,8 +235,9 @@ def _write_markdown(summary: pd.DataFrame, gains: pd.DataFrame, path: Path, code
     lines = [f"# SDGIC {codec.preset}, {steps} steps, guidance scale "
              f"{codec.guidance_scale:g} at t/T in [{lo:g}, {hi:g}], {codec.precision}",
              "", f"data: {data_desc}", "",
-             f"captions: {captions} (detail {codec.caption_detail}); bits are stream payload "
-             "bits per image "
+             f"captions: {captions}"
+             + ("" if captions.startswith("none") else f" (detail {codec.caption_detail})")
+             + "; bits are stream payload bits per image "
              "(container framing not counted); the jpeg_q1 and webp_q0 floors count whole "
              "files, headers included", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

@@ -504,7 +504,8 @@ def _ema_modules(mods: nn.ModuleDict, ema: EMAModel) -> nn.ModuleDict:
 
 @torch.no_grad()
 def _sample_grid(mods, text, x, captions, hci, path: Path) -> None:
-    """Rows: source | HCI (mid) | caption + HCI [+ all tokens] | caption only (prior path)."""
+    """Rows: source | HCI (mid) | caption + HCI [+ all tokens] | caption only (prior path);
+    photos (``None`` captions): source | HCI | HCI + tokens | no stream at all."""
     emb = mods["rsrt_embedding"] if "rsrt_embedding" in mods else None
     sampler = DPCDSampler(mods["unet"], text, mods["controlnet"], emb)
     codes = None
@@ -618,7 +619,8 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
         "loss_last_100_steps": round(state["loss"], 5),
         "last_log_line": steps_lines[-1] if steps_lines else None,
         "samples": f"runs/<run>/samples/{stage}-stepNNNNNN.png (rows: source, HCI mid, "
-                   "caption+HCI[+tokens], caption only)",
+                   + ("HCI+tokens, no stream (photos: no captions)" if photos else
+                      "caption+HCI[+tokens], caption only") + ")",
     }}
     write_model_card(out, card)
     return out

@@ -1,4 +1,6 @@
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -258,3 +260,21 @@ def test_preset_without_a_caption_stream_refuses_captions(tiny_preset, codec, sc
     (folder / "preset.json").write_text(json.dumps({**cfg, "caption_stream": "no"}))
     with pytest.raises(ValueError, match="caption_stream='no'"):
         SDGIC.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("name", sorted(p.parents[1].name for p in
+                                        Path(__file__).resolve().parents[3].glob(
+                                            "codec/weights/*/unet/config.json")))
+def test_shipped_presets_load_with_a_model_card_and_small_safetensors(name):
+    from codec.sdgic import WEIGHTS
+
+    folder = WEIGHTS / name
+    codec = SDGIC.from_pretrained(name)
+    assert codec.preset == name and codec.resolution == 64
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix in (".pt", ".pth", ".pkl", ".bin", ".ckpt")]
+    assert sum(p.stat().st_size for p in files) < 40 * 2 ** 20
+    card = json.loads((folder / "model_card.json").read_text())
+    assert card["preset"] == name and card["status"] in ("in-progress", "complete")
+    for stage in card["stages"].values():
+        assert {"training_command", "commit", "data", "steps"} <= set(stage)
