@@ -38,7 +38,8 @@ def _sweep(a, workers, address):
     if not a.no_plots and len(df):
         from sim.plots import plot_results
 
-        metric = "consistency" if "consistency" in df else "complete"
+        # the judge's consistency (scenes), else PSNR (any decoded images), else delivery
+        metric = next(m for m in ("consistency", "psnr", "complete") if m in df)
         files = plot_results(df, out / "plots", metric=metric)
         print(f"plots: {', '.join(str(f) for f in files if f.suffix == '.png')}")
 

@@ -178,3 +178,23 @@ def test_snr_given_as_int_or_float_is_the_same_point(tmp_path):
     assert [p.point_id() for p in a] == [p.point_id() for p in b]
     c = SimConfig(SCEN, snr_db=5, codec=a[0].codec, num_images=3)
     assert c.point_id() == c.replace(snr_db=5.0).point_id()
+
+
+def test_photos_quick_experiment_loads_and_a_folder_run_plots_psnr(tmp_path, tiny_photo_set):
+    from experiments.cli import main
+
+    photos = tiny_photo_set(tmp_path / "photos")
+    shipped = Path(__file__).resolve().parents[3] / "experiments" / "photos_quick.toml"
+    body = shipped.read_text().replace('"../data/photos/val"', f'"{photos / "val"}"').replace(
+        '"scenarios/tdl_a_30khz.toml"', f'"{SCEN}"')
+    exp = load_experiment(write(tmp_path, body))
+    assert {p.codec for p in exp.points()} == {"photos-64"}
+    uep = {p.policy.name: p.policy for p in exp.points()}["uep_photos"]
+    assert uep.hci.mcs == 3 and uep.hci.priority == 0 and uep.rsrt.mcs == 9
+    # a folder data set has no judge: the run's plot is PSNR against SNR
+    small = body.replace('codec = "photos-64"',
+                         'codec = "experiments.sim_baseline_codec:BaselineCodec"').replace(
+        "num_images = 8", "num_images = 2").replace("[-2.0, 2.0, 6.0, 10.0]", "[5.0]").replace(
+        '["eep", "uep", "uep_photos"]', '["uep_photos"]').replace("[0, 1, 2, 3]", "[0]")
+    assert main(["sim", str(write(tmp_path, small)), "--out", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "plots" / "psnr_vs_snr.png").is_file()
