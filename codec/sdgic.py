@@ -223,11 +223,11 @@ class SDGIC:
         rate = rate or self.rate
         if rate not in self.hci:
             raise ValueError(f"rate={rate!r}; expected one of {list(self.hci)}")
-        hci_codec = self.hci[rate]
-        hci_bytes = hci_codec.encode(rgb)
         if caption is not None and not self.caption_stream:
             raise ValueError(f"preset {self.preset!r} was trained without captions "
                              "(caption_stream: false): encode with caption=None")
+        hci_codec = self.hci[rate]
+        hci_bytes = hci_codec.encode(rgb)
         cap_bytes = self.caption_coder.encode(caption) if caption is not None else None
         n = self.max_tokens if num_tokens is None and self.num_tokens is None else \
             (num_tokens if num_tokens is not None else self.num_tokens)

@@ -89,6 +89,8 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
     captioner = None
     if photos is not None:
         images, _, data_desc = val_tiles(photos, n, codec.resolution, seed=EVAL_SEED)
+        if n > len(images):
+            print(f"note: --n {n} but the photo set has {len(images)} val tiles: using all")
         n, scenes, captions = len(images), None, [None] * len(images)
     else:
         images, scenes = render_scenes(n, seed=EVAL_SEED, size=codec.resolution, progress=True)
@@ -101,10 +103,11 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
             if not true_captions:
                 raise
         detail = codec.caption_detail   # what the preset's decoder was trained to read
-        captions = ([s.describe(detail) for s in scenes] if true_captions else
+        captions = ([None] * n if not codec.caption_stream else   # a captionless preset
+                    [s.describe(detail) for s in scenes] if true_captions else
                     captioner(images, detail=detail))
     streams = [s for s in STREAMS if (s != "rsrt" or codec.rsrt_encoder is not None)
-               and (s != "caption" or photos is None)]
+               and (s != "caption" or (photos is None and codec.caption_stream))]
     if "hci" in streams and codec.controlnet is None:
         print("note: this preset has no ControlNet: the decoder ignores the HCI stream")
     rows, summaries, grid = [], [], {}
@@ -180,6 +183,7 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
     gains.to_csv(out / "gains.csv", index=False)
     _write_markdown(summary, gains, out / "summary.md", codec, data_desc, steps,
                     "none (photos)" if photos is not None else
+                    "none (the preset sends no caption stream)" if not codec.caption_stream else
                     "ground truth" if true_captions else "scene captioner")
     _plot(summary, out / f"{metrics[0]}_vs_bpp.png", metrics[0])
     _grid(images[:8], grid, out / "grid.png")

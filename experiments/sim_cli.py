@@ -4,7 +4,7 @@
 
     sdgic sim EXPERIMENT.toml [--out DIR]               # every point of the grid, serially
     sdgic sweep EXPERIMENT.toml --out DIR [--workers N] [--address ADDR] [--no-plots]
-    sdgic plot DIR_OR_RESULTS [--out DIR] [--metric consistency] [--snr DB] [--budget PRB]
+    sdgic plot DIR_OR_RESULTS [--out DIR] [--metric psnr] [--snr DB] [--budget PRB]
 
 ``sim`` and ``sweep`` write the crash-safe results store (re-running resumes), then
 ``results.parquet`` and, unless ``--no-plots``, the plots under ``DIR/plots``.
@@ -38,9 +38,7 @@ def _sweep(a, workers, address):
     if not a.no_plots and len(df):
         from sim.plots import plot_results
 
-        # the judge's consistency (scenes), else PSNR (any decoded images), else delivery
-        metric = next(m for m in ("consistency", "psnr", "complete") if m in df)
-        files = plot_results(df, out / "plots", metric=metric)
+        files = plot_results(df, out / "plots")
         print(f"plots: {', '.join(str(f) for f in files if f.suffix == '.png')}")
 
 
@@ -86,7 +84,8 @@ def add_sim_commands(sub) -> None:
     s = sub.add_parser("plot", help="plots of sweep results (PNG + PDF)")
     s.add_argument("results", help="results folder or results.parquet")
     s.add_argument("--out", help="plot folder (default: <results>/plots)")
-    s.add_argument("--metric", default="consistency")
+    s.add_argument("--metric", help="records column to plot (default: consistency, else psnr, "
+                                    "else complete)")
     s.add_argument("--snr", type=float, help="SNR [dB] of the budget/latency plots")
     s.add_argument("--budget", type=int, help="budget [PRBs] of the delivery/latency plots")
     s.set_defaults(func=cmd_plot)

@@ -25,7 +25,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["summarize", "plot_results", "fbl_reference"]
+__all__ = ["summarize", "plot_results", "fbl_reference", "default_metric"]
+
+# the metrics a run's records may hold, best first: the judge's (scenes), then any decoded
+# image's, then delivery (a run without decoding)
+_DEFAULT_METRICS = ("consistency", "psnr", "complete")
+
+
+def default_metric(df: pd.DataFrame) -> str:
+    """The metric to plot for these records: the first of ``_DEFAULT_METRICS`` they hold."""
+    return next((m for m in _DEFAULT_METRICS if m in df), "complete")
 
 _STREAMS = ("caption", "hci", "rsrt")
 # metrics that live in [0, 1]: their axes stay there (a wide interval is clipped at the edge)
@@ -73,12 +82,12 @@ def _label(policy, budget, many_budgets):
     return f"{policy}, {budget} PRB" if many_budgets else str(policy)
 
 
-def plot_results(df: pd.DataFrame, out_dir: str | Path, metric: str = "consistency",
+def plot_results(df: pd.DataFrame, out_dir: str | Path, metric: str | None = None,
                  snr_db: float | None = None, budget_prbs: int | None = None) -> list[Path]:
     """Write the plots (see the module docstring) to ``out_dir``; returns the files.
 
-    ``metric``: column to plot (``consistency``; ``psnr``; without decoding use e.g.
-    ``ok_caption``). ``snr_db``: SNR of the budget and latency plots (default: the middle of
+    ``metric``: column to plot (default ``default_metric(df)``: ``consistency``, else
+    ``psnr``, else ``complete``; without decoding use e.g. ``ok_caption``). ``snr_db``: SNR of the budget and latency plots (default: the middle of
     the grid). ``budget_prbs``: budget of the delivery and latency plots (default: largest).
     """
     import matplotlib
@@ -88,8 +97,9 @@ def plot_results(df: pd.DataFrame, out_dir: str | Path, metric: str = "consisten
 
     if df.empty:
         raise ValueError("no records to plot (the sweep has no finished point)")
+    metric = metric or default_metric(df)
     if metric not in df:
-        have = [c for c in ("consistency", "psnr", "complete") if c in df]
+        have = [c for c in _DEFAULT_METRICS if c in df]
         raise ValueError(f"metric = {metric!r} is not a column of the records; allowed: "
                          f"{', '.join(have)} or any numeric column")
     out = Path(out_dir)

@@ -163,8 +163,8 @@ def resize_tiles(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def train_tiles(root: str | Path, size: int | None) -> np.ndarray:
-    """All train tiles of the photo set at ``root`` resized to ``size``² (None: as stored):
-    uint8 (n, size, size, 3), in file-name order."""
+    """All train tiles of the photo set at ``root`` resized to ``size``²: uint8
+    (n, size, size, 3), in file-name order; ``size`` None: as stored, (n, tile, tile, 3)."""
     from codec.data.folder import load_rgb
 
     root = Path(root)

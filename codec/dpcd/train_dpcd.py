@@ -236,8 +236,11 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         raise ValueError("token_attribute_loss needs stage='rsrt' and a captioner (the head "
                          "learns what the captioner reads from the source image)")
     if photos is not None and (captioner is not None or caption_detail != "full"):
-        raise ValueError("photos have no captions: --photos cannot be combined with a captioner "
-                         "or a caption detail")
+        raise ValueError("photos have no captions: --photos cannot be combined with "
+                         "--captioner or a --caption-detail other than full")
+    if photos is not None and workers:
+        raise ValueError("--workers renders scene batches; photo batches are cut in the loop "
+                         "(drop --workers)")
     data_name = "scenes" if photos is None else "photos"
     if threads:
         torch.set_num_threads(threads)
@@ -270,13 +273,17 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                              "new --run folder and --init the preset exported by that stage")
         if state.get("data", "scenes") != data_name:
             raise ValueError(f"{ckpt} was trained on {state.get('data', 'scenes')}, not "
-                             f"{data_name}; use a new --run folder with --init PRESET")
+                             f"{data_name}: resume it "
+                             + ("with --photos FOLDER" if state.get("data") == "photos" else
+                                "without --photos")
+                             + ", or start a new --run with --init PRESET")
         if state.get("caption_detail", caption_detail) != caption_detail:
             raise ValueError(f"{ckpt} was trained on caption detail "
                              f"{state['caption_detail']!r}, not {caption_detail!r}; resume with "
                              f"--caption-detail {state['caption_detail']} or start a new --run")
         mods, _ = build_modules(stage, ckpt, text.dim, config, num_tokens, levels, head_words)
         start = state["step"]
+        origin = state.get("init")         # what the run started from, not this --init
         src = f"resumed from {ckpt} at step {start}"
     else:
         torch.manual_seed(TRAIN_SEED)   # fresh modules start the same in every run
@@ -285,6 +292,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         start = json.loads(card.read_text()).get("stages", {}).get(stage, {}).get("steps", 0) \
             if card is not None and card.is_file() else 0
         src = f"initialised: {src} (stage step {start})"
+        origin = str(init) if init is not None else None
     size = mods["unet"].config.sample_size * 2
     mods.to(dev)
     if freeze_unet:
@@ -306,6 +314,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         ema_params = [q for p, q in zip(mods.parameters(), ema_mods.parameters()) if p.requires_grad]
         ema.load_state_dict({**torch.load(ckpt / "ema_state.pt", weights_only=True),
                              "shadow_params": [q.detach().clone() for q in ema_params]})
+        ema.decay = ema_decay      # this run's decay, not the checkpoint's
     elif start > 0:  # shipped weights are the EMA: keep them as the EMA's start too
         ema.optimization_step = start
     sched = training_scheduler()
@@ -411,7 +420,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         if saving:
             ema_mods = _ema_modules(mods, ema)
             _save(mods, ema_mods, ema, opt, ckpt, done, float(np.mean(losses[-100:])), stage,
-                  caption_detail, data_name)
+                  caption_detail, data_name, origin)
             if export is not None:
                 export_dpcd(run, export, stage, complete=done >= steps, hci_root=hci_root,
                             hparams=dict(batch_size=batch_size, lr=lr,
@@ -426,7 +435,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                                          ema_decay=ema_decay,
                                          **({"photos": str(photos)} if photos is not None
                                             else {}),
-                                         **({"init": str(init)} if init is not None else {})))
+                                         **({"init": origin} if origin is not None else {})))
         if sample_every and (done % sample_every == 0 or done == steps or out_of_time):
             ema_mods = _ema_modules(mods, ema).eval()
             _sample_grid(ema_mods, text, sample_x, sample_captions, sample_hci,
@@ -510,8 +519,8 @@ def _sample_grid(mods, text, x, captions, hci, path: Path) -> None:
     sampler = DPCDSampler(mods["unet"], text, mods["controlnet"], emb)
     codes = None
     if emb is not None:
-        pooled = torch.stack([text.sentence([c])[0] if c is not None
-                              else torch.zeros(text.dim, device=x.device) for c in captions])
+        sent = torch.tensor([c is not None for c in captions], device=x.device)
+        pooled = text.sentence(["" if c is None else c for c in captions]) * sent[:, None]
         codes = mods["rsrt_encoder"].encode(x, hci, pooled)
     g = lambda: torch.Generator().manual_seed(0)
     full = sampler.sample(captions, steps=20, generator=g(), hci=hci, rsrt_codes=codes)
@@ -520,7 +529,7 @@ def _sample_grid(mods, text, x, captions, hci, path: Path) -> None:
 
 
 def _save(mods, ema_mods, ema, opt, ckpt: Path, step: int, loss: float, stage: str,
-          caption_detail: str = "full", data: str = "scenes") -> None:
+          caption_detail: str = "full", data: str = "scenes", init: str | None = None) -> None:
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -534,7 +543,7 @@ def _save(mods, ema_mods, ema, opt, ckpt: Path, step: int, loss: float, stage: s
     torch.save(st, tmp / "ema_state.pt")
     (tmp / "state.json").write_text(json.dumps({"stage": stage, "step": step, "loss": loss,
                                                 "caption_detail": caption_detail,
-                                                "data": data}) + "\n")
+                                                "data": data, "init": init}) + "\n")
     replace_checkpoint(tmp, ckpt)
 
 

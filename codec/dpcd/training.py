@@ -76,28 +76,26 @@ class PhotoBatches:
     def __init__(self, root: str | Path, batch_size: int, size: int, seed: int):
         from codec.data.photos import train_tiles
 
-        self.tiles = torch.from_numpy(train_tiles(root, size=None)).permute(0, 3, 1, 2)
+        self.tiles = train_tiles(root, size=None)           # uint8 (n, tile, tile, 3)
         self.batch_size, self.size, self.seed = batch_size, size, seed
-        if self.tiles.shape[-1] < size:
-            raise ValueError(f"photo tiles are {self.tiles.shape[-1]}² but the decoder trains "
+        if self.tiles.shape[1] < size:
+            raise ValueError(f"photo tiles are {self.tiles.shape[1]}² but the decoder trains "
                              f"at {size}²; rebuild the photo set with larger tiles")
 
     def batch(self, step: int) -> tuple[torch.Tensor, list[None]]:
         """float (B, 3, size, size) in [0, 1] and B ``None`` captions."""
+        from codec.data.photos import resize_tiles
+
         rng = np.random.default_rng([self.seed, step])
-        n, tile = len(self.tiles), self.tiles.shape[-1]
+        n, tile = len(self.tiles), self.tiles.shape[1]
         out = []
         for i, side in zip(rng.integers(0, n, self.batch_size),
                            rng.integers(self.size, tile + 1, self.batch_size)):
             y, x = rng.integers(0, tile - side + 1, 2)
-            crop = self.tiles[i:i + 1, :, y:y + side, x:x + side].float() / 255.0
-            if side != self.size:
-                crop = F.interpolate(crop, size=(self.size, self.size), mode="bicubic",
-                                     antialias=True, align_corners=False).clamp(0, 1)
-            if rng.random() < 0.5:
-                crop = crop.flip(-1)
-            out.append(crop)
-        return (torch.cat(out) * 255.0).round() / 255.0, [None] * self.batch_size
+            crop = resize_tiles(self.tiles[i:i + 1, y:y + side, x:x + side], self.size)
+            out.append(crop[:, :, ::-1] if rng.random() < 0.5 else crop)
+        x = torch.from_numpy(np.concatenate(out)).permute(0, 3, 1, 2).float() / 255.0
+        return x, [None] * self.batch_size
 
     def batches(self, start: int, stop: int):
         """Iterate ``batch(step)`` for steps ``start``..``stop - 1``."""

@@ -94,3 +94,22 @@ def test_dpcd_eval_on_photos_sends_no_caption_and_scores_without_a_judge(tmp_pat
     assert "3 of 4 val tiles" in md and "captions: none (photos)" in md
     assert (out / "psnr_vs_bpp.png").stat().st_size > 0 and (out / "grid.png").is_file()
     assert f"--photos {photos}" in json.loads((out / "command.json").read_text())["command"]
+
+
+def test_dpcd_eval_of_a_captionless_preset_on_scenes_sends_no_caption(tmp_path, tiny_preset,
+                                                                       capsys, tiny_photo_set):
+    import shutil
+
+    folder = tmp_path / "nocap"
+    shutil.copytree(tiny_preset, folder)
+    cfg = json.loads((folder / "preset.json").read_text())
+    (folder / "preset.json").write_text(json.dumps({**cfg, "caption_stream": False}))
+    s = run(str(folder), n=2, out=tmp_path / "sc", steps=1, batch=2, rates=["mid"],
+            inception=False, subsets=False)
+    assert "no_caption" not in set(s["variant"]) and s["consistency"].between(0, 1).all()
+    assert "none (the preset sends no caption stream)" in (tmp_path / "sc" / "summary.md").read_text()
+    photos = tiny_photo_set(tmp_path / "photos", n_val=2)
+    s = run(str(tiny_preset), n=10, out=tmp_path / "ph", steps=1, batch=2, rates=["mid"],
+            inception=False, subsets=False, photos=photos)
+    assert "--n 10 but the photo set has 2 val tiles" in capsys.readouterr().out
+    assert (s.set_index("variant").loc["sdgic", "n"]) == 2

@@ -233,10 +233,23 @@ def test_photo_training_sends_no_captions_and_does_not_mix_with_scenes(tmp_path,
     assert card["ema_decay"] == 0.99 and card["init"] == str(tiny_preset)
     loaded = SDGIC.from_pretrained(export)                          # a loadable preset
     assert loaded.rsrt_encoder is not None and not loaded.caption_stream
-    train_dpcd(run, steps=3, **kw)                                   # resumes on photos
+    # resumes on photos with its own EMA decay; the card keeps where the run started
+    train_dpcd(run, steps=4, **{**kw, "ema_decay": 0.9, "init": export})
     assert "resumed from" in log_text(run)
-    with pytest.raises(ValueError, match="trained on photos, not scenes"):
-        train_dpcd(run, steps=4, **{**kw, "photos": None})
+    assert torch.load(run / "checkpoint" / "ema_state.pt", weights_only=True)["decay"] == 0.9
+    card = json.loads((export / "model_card.json").read_text())["stages"]["rsrt"]
+    assert card["init"] == str(tiny_preset) and card["ema_decay"] == 0.9
+    with pytest.raises(ValueError, match="trained on photos, not scenes: resume it with --photos"):
+        train_dpcd(run, steps=5, **{**kw, "photos": None})
+    scenes_run = tmp_path / "sc"
+    train_dpcd(scenes_run, steps=1, **{**kw, "photos": None, "export": None})
+    state = scenes_run / "checkpoint" / "state.json"
+    old = {k: v for k, v in json.loads(state.read_text()).items() if k not in ("data", "init")}
+    state.write_text(json.dumps(old))                # a checkpoint from before photos: scenes
+    with pytest.raises(ValueError, match="trained on scenes, not photos: resume it without"):
+        train_dpcd(scenes_run, steps=2, **kw)
+    with pytest.raises(ValueError, match="drop --workers"):
+        train_dpcd(tmp_path / "bad", steps=1, **{**kw, "workers": 1})
     with pytest.raises(ValueError, match="photos have no captions"):
         train_dpcd(tmp_path / "bad", steps=1, **{**kw, "captioner": "codec/weights/captioner"})
     with pytest.raises(ValueError, match="ema_decay"):
