@@ -181,10 +181,11 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
     gains = pd.concat([stream_gains(per_image, m).assign(metric=m) for m in metrics],
                       ignore_index=True)
     gains.to_csv(out / "gains.csv", index=False)
-    _write_markdown(summary, gains, out / "summary.md", codec, data_desc, steps,
-                    "none (photos)" if photos is not None else
-                    "none (the preset sends no caption stream)" if not codec.caption_stream else
-                    "ground truth" if true_captions else "scene captioner")
+    captions_desc = ("none (photos)" if photos is not None else
+                     "none (the preset sends no caption stream)" if "caption" not in streams
+                     else f"{'ground truth' if true_captions else 'scene captioner'} "
+                          f"(detail {codec.caption_detail})")
+    _write_markdown(summary, gains, out / "summary.md", codec, data_desc, steps, captions_desc)
     _plot(summary, out / f"{metrics[0]}_vs_bpp.png", metrics[0])
     _grid(images[:8], grid, out / "grid.png")
     (out / "command.json").write_text(json.dumps({
@@ -239,9 +240,7 @@ def _write_markdown(summary: pd.DataFrame, gains: pd.DataFrame, path: Path, code
     lines = [f"# SDGIC {codec.preset}, {steps} steps, guidance scale "
              f"{codec.guidance_scale:g} at t/T in [{lo:g}, {hi:g}], {codec.precision}",
              "", f"data: {data_desc}", "",
-             f"captions: {captions}"
-             + ("" if captions.startswith("none") else f" (detail {codec.caption_detail})")
-             + "; bits are stream payload bits per image "
+             f"captions: {captions}; bits are stream payload bits per image "
              "(container framing not counted); the jpeg_q1 and webp_q0 floors count whole "
              "files, headers included", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

@@ -27,16 +27,10 @@ import pandas as pd
 
 __all__ = ["summarize", "plot_results", "fbl_reference", "default_metric"]
 
+_STREAMS = ("caption", "hci", "rsrt")
 # the metrics a run's records may hold, best first: the judge's (scenes), then any decoded
 # image's, then delivery (a run without decoding)
 _DEFAULT_METRICS = ("consistency", "psnr", "complete")
-
-
-def default_metric(df: pd.DataFrame) -> str:
-    """The metric to plot for these records: the first of ``_DEFAULT_METRICS`` they hold."""
-    return next((m for m in _DEFAULT_METRICS if m in df), "complete")
-
-_STREAMS = ("caption", "hci", "rsrt")
 # metrics that live in [0, 1]: their axes stay there (a wide interval is clipped at the edge)
 _UNIT_METRICS = ("consistency", "complete", "ms_ssim", "inception_similarity")
 
@@ -82,13 +76,18 @@ def _label(policy, budget, many_budgets):
     return f"{policy}, {budget} PRB" if many_budgets else str(policy)
 
 
+def default_metric(df: pd.DataFrame) -> str:
+    """The metric to plot for these records: the first of ``_DEFAULT_METRICS`` they hold."""
+    return next((m for m in _DEFAULT_METRICS if m in df), "complete")
+
+
 def plot_results(df: pd.DataFrame, out_dir: str | Path, metric: str | None = None,
                  snr_db: float | None = None, budget_prbs: int | None = None) -> list[Path]:
     """Write the plots (see the module docstring) to ``out_dir``; returns the files.
 
     ``metric``: column to plot (default ``default_metric(df)``: ``consistency``, else
-    ``psnr``, else ``complete``; without decoding use e.g. ``ok_caption``). ``snr_db``: SNR of the budget and latency plots (default: the middle of
-    the grid). ``budget_prbs``: budget of the delivery and latency plots (default: largest).
+    ``psnr``, else ``complete``; without decoding use e.g. ``ok_caption``). ``snr_db``: SNR
+    of the budget and latency plots (default: the middle of the grid). ``budget_prbs``: budget of the delivery and latency plots (default: largest).
     """
     import matplotlib
 

@@ -567,9 +567,9 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
         m = MODULE_CLASSES[d.name].from_pretrained(
             d, torch_dtype=torch.float16 if half else torch.float32)
         m.save_pretrained(out / d.name)
-    if not (out / "preset.json").is_file():
-        from codec.sdgic import PRESET_FILE
+    from codec.sdgic import PRESET_FILE
 
+    if not (out / PRESET_FILE).is_file():
         cfg = json.loads((ema_dir / "unet" / "config.json").read_text())
         root = Path(hci_root or "codec/weights/hci-64").resolve()
         (out / PRESET_FILE).write_text(json.dumps({
@@ -577,28 +577,20 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
             "hci": {"root": str(root), "rate_points": list(HCI_POINTS), "default": "mid"},
             "steps": 20, "guidance_scale": 1.0}, indent=2) + "\n")
     detail = (hparams or {}).get("caption_detail")
-    if detail is not None:
-        from codec.sdgic import PRESET_FILE
+    cfg = json.loads((out / PRESET_FILE).read_text())
+    new = dict(cfg)
+    if detail is not None and cfg.get("caption_detail", "full") != detail:
+        new["caption_detail"] = detail
+    if detail not in (None, "full") and not cfg.get("caption_model"):
+        # the shipped caption model is fitted to full captions: fit one to this detail
+        from codec.streams.caption_coder import CaptionCoder, fit_scene_model
 
-        cfg = json.loads((out / PRESET_FILE).read_text())
-        new = dict(cfg)
-        if cfg.get("caption_detail", "full") != detail:
-            new["caption_detail"] = detail
-        if detail != "full" and not cfg.get("caption_model"):
-            # the shipped caption model is fitted to full captions: fit one to this detail
-            from codec.streams.caption_coder import CaptionCoder, fit_scene_model
-
-            CaptionCoder(fit_scene_model(detail)).save(out / "caption_model.json")
-            new["caption_model"] = "caption_model.json"
-        if new != cfg:
-            (out / PRESET_FILE).write_text(json.dumps(new, indent=2) + "\n")
+        CaptionCoder(fit_scene_model(detail)).save(out / "caption_model.json")
+        new["caption_model"] = "caption_model.json"
     if (hparams or {}).get("photos"):   # trained without captions: senders send none
-        from codec.sdgic import PRESET_FILE
-
-        cfg = json.loads((out / PRESET_FILE).read_text())
-        if cfg.get("caption_stream", True):
-            (out / PRESET_FILE).write_text(json.dumps({**cfg, "caption_stream": False},
-                                                      indent=2) + "\n")
+        new["caption_stream"] = False
+    if new != cfg:
+        (out / PRESET_FILE).write_text(json.dumps(new, indent=2) + "\n")
     card_path = out / "model_card.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     log = (run / "train.log").read_text().splitlines() if (run / "train.log").is_file() else []

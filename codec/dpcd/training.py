@@ -14,6 +14,7 @@ from diffusers import DDPMScheduler
 from diffusers.training_utils import compute_snr
 from PIL import Image
 
+from codec.data.photos import resize_tiles, train_tiles
 from codec.data.scenes import generate
 
 
@@ -74,8 +75,6 @@ class PhotoBatches:
     """
 
     def __init__(self, root: str | Path, batch_size: int, size: int, seed: int):
-        from codec.data.photos import train_tiles
-
         self.tiles = train_tiles(root, size=None)           # uint8 (n, tile, tile, 3)
         self.batch_size, self.size, self.seed = batch_size, size, seed
         if self.tiles.shape[1] < size:
@@ -84,8 +83,6 @@ class PhotoBatches:
 
     def batch(self, step: int) -> tuple[torch.Tensor, list[None]]:
         """float (B, 3, size, size) in [0, 1] and B ``None`` captions."""
-        from codec.data.photos import resize_tiles
-
         rng = np.random.default_rng([self.seed, step])
         n, tile = len(self.tiles), self.tiles.shape[1]
         out = []
