@@ -322,7 +322,8 @@ class SDGIC:
         noise = torch.stack([torch.randn(self.unet.config.in_channels, side, side,
                                          generator=torch.Generator().manual_seed(int(s)))
                              for s in seeds])
-        out = self.sampler.sample([p["caption"] for p in parts], steps=steps or self.steps,
+        out = self.sampler.sample([p["caption"] for p in parts], size=r,
+                                  steps=steps or self.steps,
                                   guidance_scale=self.guidance_scale if guidance_scale is None
                                   else guidance_scale,
                                   hci=hci if use_hci else None,

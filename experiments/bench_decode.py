@@ -2,10 +2,14 @@
 
     python -m experiments.bench_decode [--preset scenes-64] [--steps 20] [--batches 1,16]
                                        [--guidance-scale G] [--guidance-interval LO:HI]
-                                       [--precision fp32|bf16]
+                                       [--precision fp32|bf16] [--resolution R]
 
 Times ``SDGIC.decode_batch`` (all three streams present) after one warm-up call, for each
 batch size, with ``--threads`` torch threads; peak memory is the process's max RSS.
+``--resolution R`` runs the preset's networks at R×R instead of the resolution they were
+trained at: the images are meaningless, but the time and memory are those of a preset with the
+same networks trained at R (the UNet, ControlNet and RSRT encoder are convolutional, so their
+cost depends only on the size they run at, not on their weights).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 
 from codec.data.scenes import generate
 from codec.dpcd.decoder import format_guidance_interval
-from codec.sdgic import SDGIC
+from codec.sdgic import PRESET_FILE, SDGIC, preset_folder
 from experiments.cli import interval_arg
 
 
@@ -40,11 +44,15 @@ def main(argv=None):
                    help="guide only at timesteps t/T in [LO, HI] (default: the preset's)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                    help="decoder arithmetic (default: the preset's)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="run the networks at R×R (default: the preset's); for timing only, "
+                        "see the module docstring")
     p.add_argument("--note", default="", help="what else ran on the machine (recorded)")
     p.add_argument("--out", default="results/dpcd/bench_decode.json")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    codec = SDGIC.from_pretrained(a.preset)
+    codec = SDGIC.from_pretrained(a.preset, **({} if a.resolution is None
+                                               else {"resolution": a.resolution}))
     g = codec.guidance_scale if a.guidance_scale is None else a.guidance_scale
     prec = a.precision or codec.precision
     gi = codec.guidance_interval if a.guidance_interval is None else a.guidance_interval
@@ -65,8 +73,11 @@ def main(argv=None):
     res = {
         "command": f"python -m experiments.bench_decode --preset {a.preset} --steps {a.steps} "
                    f"--batches {a.batches} --threads {a.threads} --guidance-scale {g:g} "
-                   f"--guidance-interval {format_guidance_interval(gi)} --precision {prec}",
-        "preset": codec.preset, "resolution": codec.resolution, "steps": a.steps,
+                   f"--guidance-interval {format_guidance_interval(gi)} --precision {prec}"
+                   + (f" --resolution {a.resolution}" if a.resolution is not None else ""),
+        "preset": codec.preset, "resolution": codec.resolution,
+        "trained_resolution": int(json.loads((preset_folder(a.preset) / PRESET_FILE)
+                                             .read_text())["resolution"]), "steps": a.steps,
         "guidance_scale": g, "guidance_interval": list(gi), "precision": prec,
         "paths": {"controlnet": codec.controlnet is not None,
                   "rsrt": codec.rsrt_encoder is not None},

@@ -17,3 +17,12 @@ def test_bench_decode_records_the_settings_it_timed(tmp_path, tiny_preset, capsy
     with pytest.raises(SystemExit):
         main(["--preset", str(tiny_preset), "--guidance-interval", "0.3", "--out", str(out)])
     assert "guidance interval '0.3': expected lo:hi" in capsys.readouterr().err
+
+
+def test_bench_decode_times_the_networks_at_another_resolution(tmp_path, tiny_preset):
+    out = tmp_path / "bench.json"
+    main(["--preset", str(tiny_preset), "--steps", "1", "--batches", "1", "--repeats", "1",
+          "--resolution", "32", "--out", str(out)])
+    res = json.loads(out.read_text())
+    assert (res["resolution"], res["trained_resolution"]) == (32, 16)
+    assert res["command"].endswith("--resolution 32")

@@ -74,6 +74,23 @@ def test_any_size_and_mode(codec):
         codec.encode(np.zeros((1, 1, 3), np.uint8))
 
 
+def test_networks_run_at_the_codec_resolution(tiny_preset, scene):
+    """A resolution override (used by the decode benchmark) runs the networks at that size."""
+    img, caption = scene
+    big = SDGIC.from_pretrained(tiny_preset, resolution=32)
+    shapes = []
+    sample = big.sampler.sample
+
+    def recording(*args, **kwargs):
+        out = sample(*args, **kwargs)
+        shapes.append(tuple(out.shape))
+        return out
+
+    big.sampler.sample = recording
+    rec = big.decode(big.encode(img, caption=caption), steps=1)
+    assert shapes == [(1, 3, 32, 32)] and rec.shape == (64, 64, 3)
+
+
 def test_reload_gives_the_same_decoder(tiny_preset, codec, scene):
     img, caption = scene
     enc = codec.encode(img, caption=caption)
