@@ -31,7 +31,7 @@ from codec.dpcd.decoder import PRECISIONS, format_guidance_interval, parse_guida
 from codec.evaluate import score_images
 from codec.sdgic import SDGIC
 from experiments.cli import interval_arg
-from experiments.dpcd_eval import EVAL_SEED, _decode
+from experiments.dpcd_eval import EVAL_SEED, decode_in_batches
 
 
 def _label(v):
@@ -90,7 +90,7 @@ def run(preset: str, n: int, vary: str, values: list, out: Path,
         for v in values:
             setting = {**base, vary: v}
             t0 = time.perf_counter()
-            recs = _decode(codec, sets[name], setting["steps"], batch,
+            recs = decode_in_batches(codec, sets[name], setting["steps"], batch,
                            f"{name} {vary}={_label(v)}", setting["guidance_scale"],
                            setting["precision"], setting["guidance_interval"])
             sec = (time.perf_counter() - t0) / n

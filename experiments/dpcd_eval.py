@@ -57,9 +57,11 @@ FLOORS = (("jpeg_q1", "JPEG", 1), ("webp_q0", "WEBP", 0))
 PHOTO_METRICS = ("inception_similarity", "psnr", "ms_ssim")   # the photo gains' metrics
 
 
-def _decode(codec: SDGIC, encoded, steps: int, batch: int, desc: str,
+def decode_in_batches(codec: SDGIC, encoded, steps: int, batch: int, desc: str,
             guidance_scale: float | None = None, precision: str | None = None,
             guidance_interval: tuple[float, float] | None = None) -> np.ndarray:
+    """Decode ``encoded`` ``batch`` at a time; image i gets seed i, so a result does not
+    depend on the batch size. Returns uint8 (N, H, W, 3); None settings take the codec's."""
     out = []
     for i in tqdm(range(0, len(encoded), batch), desc=desc, unit="batch", leave=False):
         chunk = encoded[i:i + batch]
@@ -67,6 +69,36 @@ def _decode(codec: SDGIC, encoded, steps: int, batch: int, desc: str,
                                   guidance_scale=guidance_scale, precision=precision,
                                   guidance_interval=guidance_interval)
     return np.stack(out)
+
+
+def held_out(codec: SDGIC, n: int, photos: str | Path | None = None,
+             true_captions: bool = False) -> tuple:
+    """The evaluation set at the codec's resolution: ``n`` held-out scenes (seed
+    ``EVAL_SEED``), or with ``photos`` a fixed subset of that photo set's val tiles (all of them
+    if there are fewer). Returns ``(images, scenes, captions, captioner, data_desc)``: uint8
+    (N, R, R, 3); the ground-truth scenes (None for photos); the captions a sender sends (None
+    entries: no caption stream — photos, or a captionless preset); the scene captioner that
+    made them (None for photos, or with ``true_captions`` when none is shipped); a one-line
+    description of the data."""
+    if photos is not None:
+        images, _, data_desc = val_tiles(photos, n, codec.resolution, seed=EVAL_SEED)
+        if n > len(images):
+            print(f"note: --n {n} but the photo set has {len(images)} val tiles: using all")
+        return images, None, [None] * len(images), None, data_desc
+    images, scenes = render_scenes(n, seed=EVAL_SEED, size=codec.resolution, progress=True)
+    captioner = None
+    try:
+        from codec.captioner import SceneCaptioner
+
+        captioner = SceneCaptioner()
+    except FileNotFoundError:
+        if not true_captions:
+            raise
+    detail = codec.caption_detail   # what the preset's decoder was trained to read
+    captions = ([None] * n if not codec.caption_stream else   # a captionless preset
+                [s.describe(detail) for s in scenes] if true_captions else
+                captioner(images, detail=detail))
+    return images, scenes, captions, captioner, f"{n} held-out scenes (seed {EVAL_SEED})"
 
 
 def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
@@ -86,26 +118,8 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         codec.precision = precision
     rates = rates or list(codec.hci)
     subset_rate = subset_rate or codec.rate
-    captioner = None
-    if photos is not None:
-        images, _, data_desc = val_tiles(photos, n, codec.resolution, seed=EVAL_SEED)
-        if n > len(images):
-            print(f"note: --n {n} but the photo set has {len(images)} val tiles: using all")
-        n, scenes, captions = len(images), None, [None] * len(images)
-    else:
-        images, scenes = render_scenes(n, seed=EVAL_SEED, size=codec.resolution, progress=True)
-        data_desc = f"{n} held-out scenes (seed {EVAL_SEED})"
-        try:
-            from codec.captioner import SceneCaptioner
-
-            captioner = SceneCaptioner()
-        except FileNotFoundError:
-            if not true_captions:
-                raise
-        detail = codec.caption_detail   # what the preset's decoder was trained to read
-        captions = ([None] * n if not codec.caption_stream else   # a captionless preset
-                    [s.describe(detail) for s in scenes] if true_captions else
-                    captioner(images, detail=detail))
+    images, scenes, captions, captioner, data_desc = held_out(codec, n, photos, true_captions)
+    n = len(images)
     streams = [s for s in STREAMS if (s != "rsrt" or codec.rsrt_encoder is not None)
                and (s != "caption" or (photos is None and codec.caption_stream))]
     if "hci" in streams and codec.controlnet is None:
@@ -150,7 +164,7 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         variants["no_hci"] = [e.without("hci") for e in enc]
         decoded = {}
         for name, es in variants.items():
-            recs = _decode(codec, es, steps, batch, f"{name} {rate}")
+            recs = decode_in_batches(codec, es, steps, batch, f"{name} {rate}")
             scored = score(name, rate, recs, es)
             decoded[frozenset(s for s in streams if es[0].has(s))] = recs, scored
             if rate == subset_rate:
@@ -165,7 +179,7 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
                     if recs is None:
                         if not subsets:
                             continue
-                        recs = _decode(codec, es, steps, batch, f"subset {keep}")
+                        recs = decode_in_batches(codec, es, steps, batch, f"subset {keep}")
                     score("subset:" + ("+".join(keep) or "none"), rate, recs, es, scored)
 
     for name, fmt, quality in FLOORS:

@@ -32,7 +32,7 @@ from codec.data.scene_dataset import render_scenes
 from codec.dpcd.decoder import PRECISIONS, denoise, training_scheduler
 from codec.evaluate import score_images
 from codec.sdgic import SDGIC
-from experiments.dpcd_eval import EVAL_SEED, _decode
+from experiments.dpcd_eval import EVAL_SEED, decode_in_batches
 
 NOISE_BANDS = ((0, 300), (300, 700), (700, 1000))
 TOKEN_CASES = ("all", "none", "shuffled")
@@ -116,7 +116,7 @@ def run(presets: list[str], n: int, loss_images: int, out: Path, batch: int = 16
         enc = [codec.encode(im, caption=c) for im, c in zip(images[:n], captions[:n])]
         cons = {}
         for name, es in (("sdgic", enc), ("no_rsrt", [e.without("rsrt") for e in enc])):
-            recs = _decode(codec, es, codec.steps, batch, f"{preset} {name}")
+            recs = decode_in_batches(codec, es, codec.steps, batch, f"{preset} {name}")
             df, _ = score_images(images[:n], recs, scenes[:n], inception=False,
                                  captioner=captioner)
             cons[name] = df["consistency"].to_numpy(float)
