@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments.rate_frontier import equal_bits_pairs, frontier, main, run
+
+
+def test_frontier_keeps_only_undominated_points():
+    points = pd.DataFrame({"bits": [10, 20, 20, 30, 40, 50],
+                           "score": [0.5, 0.4, 0.6, 0.55, 0.7, 0.7]})
+    # 20/0.4 loses to 10/0.5; 30/0.55 loses to 20/0.6; 50/0.7 costs more than 40/0.7
+    assert list(frontier(points, "score")) == [True, False, True, False, True, False]
+
+
+def test_equal_bits_pairs_interpolate_the_ladder_per_image():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 1, 5)                               # image-to-image spread
+    rows = []
+    for rate, k, bits, lift in (("low", 0, 100, 0.0), ("mid", 0, 200, 0.2),
+                                ("low", 4, 140, 0.3), ("mid", 4, 240, 0.25)):
+        rows += [{"rate": rate, "tokens": k, "image": i, "bits": bits, "score": b + lift}
+                 for i, b in enumerate(base)]
+    pairs = equal_bits_pairs(pd.DataFrame(rows).sample(frac=1, random_state=2), "score")
+    low = pairs.set_index("rate").loc["low"]
+    assert (low["below"], low["above"]) == ("low", "mid")
+    assert np.isclose(low["gain_vs_below"], 0.3) and np.isclose(low["gain_vs_above"], 0.1)
+    # the ladder at 140 bits: 0.4 of the way from low to mid, lift 0.08
+    assert np.isclose(low["gain_equal_bits"], 0.3 - 0.08)
+    assert np.isclose(low["gain_equal_bits_ci95"], 0.0)          # paired: no image spread
+    mid = pairs.set_index("rate").loc["mid"]                     # past the ladder's top
+    assert mid["below"] == "mid" and pd.isna(mid["above"])
+    assert np.isnan(mid["gain_equal_bits"]) and np.isclose(mid["gain_vs_below"], 0.05)
+
+
+def test_rate_frontier_measures_every_operating_point(tmp_path, tiny_preset, tiny_photo_set,
+                                                      capsys):
+    res = run(str(tiny_preset), n=3, out=tmp_path / "sc", tokens=[0, 2, 4],
+              rates=["low", "mid"], steps=1, batch=2)
+    points = res["points"].set_index(["rate", "tokens"])
+    assert len(points) == 6 and points["consistency"].between(0, 1).all()
+    # every token costs its 10 bits (tiny preset: 4 tokens, FSQ 8·5·5·5)
+    assert np.allclose(points.loc[("mid", 2), "bits"] - points.loc[("mid", 0), "bits"], 20)
+    assert points["frontier_consistency"].any()
+    pairs = pd.read_csv(tmp_path / "sc" / "pairs.csv")
+    assert len(pairs) == 2 * 2 * 2 and set(pairs["metric"]) == {"consistency", "psnr"}
+    for f in ("per_image.csv", "points.csv", "summary.md", "consistency_frontier.png",
+              "psnr_frontier.png"):
+        assert (tmp_path / "sc" / f).stat().st_size > 0
+    assert "--tokens 0,2,4 --rates low,mid" in json.loads(
+        (tmp_path / "sc" / "command.json").read_text())["command"]
+
+    photos = tiny_photo_set(tmp_path / "photos", n_val=3)
+    res = run(str(tiny_preset), n=2, out=tmp_path / "ph", tokens=[0, 4], rates=["mid"],
+              photos=photos, steps=1, batch=2, inception=False)
+    assert {"psnr", "ms_ssim"} <= set(res["points"].columns)
+    assert "consistency" not in res["points"].columns
+    assert res["points"]["bits"].diff().iloc[1] == 40                 # no caption bits
+
+    for args, message in ((["--tokens", "2,4"], "need 0"),
+                          (["--tokens", "0,9"], "in [1, 4]"),
+                          (["--tokens", "0,x"], "comma-separated integers"),
+                          (["--rates", "mid,huge"], "not in preset")):
+        with pytest.raises(SystemExit):
+            main(["--preset", str(tiny_preset), "--n", "2", "--out", str(tmp_path / "bad"),
+                  *args])
+        assert message in capsys.readouterr().err
