@@ -8,8 +8,9 @@ Times ``SDGIC.decode_batch`` (all three streams present) after one warm-up call,
 batch size, with ``--threads`` torch threads; peak memory is the process's max RSS.
 ``--resolution R`` runs the preset's networks at R×R instead of the resolution they were
 trained at: the images are meaningless, but the time and memory are those of a preset with the
-same networks trained at R (the UNet, ControlNet and RSRT encoder are convolutional, so their
-cost depends only on the size they run at, not on their weights).
+same networks trained at R (the UNet and ControlNet are convolutional and the RSRT embedding
+is a lookup, so the cost depends on the size they run at, not on their weights). That holds for
+a preset in the same model space: a latent-space preset at R runs its UNet at R / factor.
 """
 
 from __future__ import annotations
@@ -50,9 +51,18 @@ def main(argv=None):
     p.add_argument("--note", default="", help="what else ran on the machine (recorded)")
     p.add_argument("--out", default="results/dpcd/bench_decode.json")
     a = p.parse_args(argv)
+    if a.resolution is not None and a.resolution < 8:
+        p.error(f"--resolution {a.resolution}: expected a side of at least 8 pixels")
     torch.set_num_threads(a.threads)
-    codec = SDGIC.from_pretrained(a.preset, **({} if a.resolution is None
-                                               else {"resolution": a.resolution}))
+    try:
+        codec = SDGIC.from_pretrained(a.preset, **({} if a.resolution is None
+                                                   else {"resolution": a.resolution}))
+    except ValueError as e:           # e.g. a resolution the model space cannot take
+        p.error(str(e))
+    down = 2 ** (len(codec.unet.config.block_out_channels) - 1) * codec.space.factor
+    if codec.resolution % down:
+        p.error(f"--resolution {codec.resolution}: the UNet halves the image "
+                f"{down.bit_length() - 1} times, so the side must be a multiple of {down}")
     g = codec.guidance_scale if a.guidance_scale is None else a.guidance_scale
     prec = a.precision or codec.precision
     gi = codec.guidance_interval if a.guidance_interval is None else a.guidance_interval

@@ -26,12 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codec.data.scene_dataset import render_scenes
 from codec.dpcd.decoder import PRECISIONS, format_guidance_interval, parse_guidance_interval
 from codec.evaluate import score_images
 from codec.sdgic import SDGIC
 from experiments.cli import interval_arg
-from experiments.dpcd_eval import EVAL_SEED, decode_in_batches
+from experiments.dpcd_eval import EVAL_SEED, decode_in_batches, held_out
 
 
 def _label(v):
@@ -53,8 +52,6 @@ def run(preset: str, n: int, vary: str, values: list, out: Path,
     """Decode ``n`` held-out scenes once per value of setting ``vary`` (``values[0]`` is the
     reference); ``fixed`` sets the other settings (None: the preset's). Writes
     ``out/decode_<vary>.{json,png}`` and returns the JSON dict."""
-    from codec.captioner import SceneCaptioner
-
     if vary not in SETTINGS:
         raise ValueError(f"vary={vary!r}; expected one of {sorted(SETTINGS)}")
     unknown = sorted(set(streams) - set(STREAM_SETS))
@@ -69,9 +66,7 @@ def run(preset: str, n: int, vary: str, values: list, out: Path,
     base = {"guidance_scale": codec.guidance_scale, "guidance_interval": codec.guidance_interval,
             "steps": codec.steps, "precision": codec.precision}
     base.update({k: v for k, v in fixed.items() if v is not None})
-    images, scenes = render_scenes(n, seed=EVAL_SEED, size=codec.resolution)
-    captioner = SceneCaptioner()
-    captions = captioner(images, detail=codec.caption_detail)
+    images, scenes, captions, captioner, _ = held_out(codec, n)
     enc = [codec.encode(im, caption=c) for im, c in zip(images, captions)]
     sets = {"sdgic": enc, "caption": [e.without("hci", "rsrt") for e in enc]}
     for v in values:    # warm-up: the first timed value must not pay for kernel set-up
@@ -91,8 +86,8 @@ def run(preset: str, n: int, vary: str, values: list, out: Path,
             setting = {**base, vary: v}
             t0 = time.perf_counter()
             recs = decode_in_batches(codec, sets[name], setting["steps"], batch,
-                           f"{name} {vary}={_label(v)}", setting["guidance_scale"],
-                           setting["precision"], setting["guidance_interval"])
+                                     f"{name} {vary}={_label(v)}", setting["guidance_scale"],
+                                     setting["precision"], setting["guidance_interval"])
             sec = (time.perf_counter() - t0) / n
             df, _ = score_images(images, recs, scenes, inception=False, captioner=captioner)
             c = df["consistency"].to_numpy(float)

@@ -58,8 +58,8 @@ PHOTO_METRICS = ("inception_similarity", "psnr", "ms_ssim")   # the photo gains'
 
 
 def decode_in_batches(codec: SDGIC, encoded, steps: int, batch: int, desc: str,
-            guidance_scale: float | None = None, precision: str | None = None,
-            guidance_interval: tuple[float, float] | None = None) -> np.ndarray:
+                      guidance_scale: float | None = None, precision: str | None = None,
+                      guidance_interval: tuple[float, float] | None = None) -> np.ndarray:
     """Decode ``encoded`` ``batch`` at a time; image i gets seed i, so a result does not
     depend on the batch size. Returns uint8 (N, H, W, 3); None settings take the codec's."""
     out = []
@@ -77,9 +77,10 @@ def held_out(codec: SDGIC, n: int, photos: str | Path | None = None,
     ``EVAL_SEED``), or with ``photos`` a fixed subset of that photo set's val tiles (all of them
     if there are fewer). Returns ``(images, scenes, captions, captioner, data_desc)``: uint8
     (N, R, R, 3); the ground-truth scenes (None for photos); the captions a sender sends (None
-    entries: no caption stream — photos, or a captionless preset); the scene captioner that
-    made them (None for photos, or with ``true_captions`` when none is shipped); a one-line
-    description of the data."""
+    entries: no caption stream — photos, or a captionless preset); the shipped scene
+    captioner, for scoring reconstructions (it made the captions unless ``true_captions``;
+    None for photos, or with ``true_captions`` when none is shipped); a one-line description
+    of the data."""
     if photos is not None:
         images, _, data_desc = val_tiles(photos, n, codec.resolution, seed=EVAL_SEED)
         if n > len(images):
@@ -271,6 +272,13 @@ def _write_markdown(summary: pd.DataFrame, gains: pd.DataFrame, path: Path, code
     path.write_text("\n".join(lines) + "\n")
 
 
+def metric_label(metric: str) -> str:
+    """Axis label of a ``score_images`` metric."""
+    return {"consistency": "semantic consistency (judge)",
+            "inception_similarity": "Inception-v3 feature similarity",
+            "psnr": "PSNR (dB)", "ms_ssim": "MS-SSIM"}.get(metric, metric)
+
+
 def _plot(summary: pd.DataFrame, path: Path, metric: str = "consistency") -> None:
     import matplotlib
 
@@ -285,8 +293,7 @@ def _plot(summary: pd.DataFrame, path: Path, metric: str = "consistency") -> Non
                     marker="x" if name in floors else "o", capsize=3, label=name)
     ax.set_xscale("log")      # the JPEG/WebP floors sit an order of magnitude to the right
     ax.set_xlabel("bits per pixel (all streams sent)")
-    ax.set_ylabel({"consistency": "semantic consistency (judge)",
-                   "inception_similarity": "Inception-v3 feature similarity"}.get(metric, metric))
+    ax.set_ylabel(metric_label(metric))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -9,16 +9,22 @@ tokens would buy less if spent on a better HCI. ``dpcd_eval`` measures the token
 rate; this measures them against the HCI ladder. Every held-out image (the ``dpcd_eval`` sets)
 is encoded once per HCI rate point with all K tokens and decoded with the first k of them for
 each k in ``--tokens`` (k = 0: no RSRT stream), with the caption the preset sends. Each
-(rate, k) is an operating point whose bits are exact.
+(rate, k) is an operating point whose bits are exact (stream payload bits, k × bits per
+token for the RSRT stream, as everywhere in ``results/``; the container pads it to whole
+bytes).
 
 - ``points.csv``: per point, mean ± 95 % CI of each metric, bits, bpp, and whether the point
   is on the frontier (no other point has as few or fewer mean bits and as high or a higher
   mean score, one of them strictly).
 - ``pairs.csv``: every point with tokens against the no-token (HCI-only) points around it in
-  bits, paired per image: the gain over the next point below (fewer bits), the next point
-  above (more bits), and over the straight line between them evaluated at the token point's
-  bits (``gain_equal_bits``: the claim, where the ladder brackets the point).
-- ``per_image.csv``, ``summary.md``, ``<metric>_frontier.png``, ``command.json``.
+  bits, paired per image: the gain over the next point below (fewer bits), over the next point
+  above (more bits: a gain there is a clean win for the tokens), and over the ladder between
+  the two, interpolated in log bits at the token point's bits (``gain_equal_bits``: the claim,
+  where the ladder brackets the point). Quality rises with bits at a slowing rate, so the
+  interpolated ladder sits at or below the true HCI-only curve: the equal-bits gain is an upper
+  estimate (log bits, as in Bjøntegaard's BD-rate, is the less generous of the usual choices).
+- ``per_image.csv``, ``summary.md``, ``<metric>_frontier.png``, ``command.json`` (the run's
+  record; ``write_tables`` redoes the tables from it and ``per_image.csv``).
 
 Scenes are scored by the judge (consistency) and PSNR; photos by Inception similarity, PSNR
 and MS-SSIM.
@@ -38,10 +44,11 @@ from tqdm import tqdm
 
 from codec.evaluate import score_images
 from codec.sdgic import SDGIC
-from experiments.dpcd_eval import EVAL_SEED, decode_in_batches, held_out
+from codec.dpcd.decoder import format_guidance_interval
+from experiments.dpcd_eval import (EVAL_SEED, PHOTO_METRICS, decode_in_batches, held_out,
+                                   metric_label)
 
 SCENE_METRICS = ("consistency", "psnr")
-PHOTO_METRICS = ("inception_similarity", "psnr", "ms_ssim")
 
 
 def with_tokens(enc, k: int):
@@ -59,23 +66,28 @@ def frontier(points: pd.DataFrame, metric: str) -> pd.Series:
                       for i in range(len(b))], index=points.index)
 
 
+def ci95(values) -> float:
+    """1.96 standard errors of the mean of ``values``, NaNs left out (NaN for fewer than 2)."""
+    v = np.asarray(values, float)
+    v = v[~np.isnan(v)]
+    return float(1.96 * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else np.nan
+
+
 def equal_bits_pairs(per_image: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Each token point against the HCI-only ladder (k = 0), paired per image.
 
     Rows: ``rate``, ``tokens``, ``bits`` (mean), ``below``/``above`` (the ladder's rate points
-    with the nearest mean bits ≤ / ≥ the point's; None past either end) with their bits,
-    ``gain_vs_below``, ``gain_vs_above`` and ``gain_equal_bits`` (against the ladder's line
-    between below and above at the point's bits), each with ``_ci95`` (1.96 standard errors of
-    the per-image differences)."""
+    with the nearest mean bits ≤ / ≥ the point's; NaN past either end) with their bits,
+    ``gain_vs_below``, ``gain_vs_above`` and ``gain_equal_bits`` (against the ladder between
+    below and above, interpolated in log mean bits at the point's mean bits), each with
+    ``_ci95`` (1.96 standard errors of the per-image differences)."""
     key = ["rate", "tokens"]
     means = per_image.groupby(key, sort=False)["bits"].mean()
     ladder = means.xs(0, level="tokens").sort_values()
     by_point = {k: g.set_index("image")[metric] for k, g in per_image.groupby(key, sort=False)}
 
     def paired(d: pd.Series) -> tuple[float, float]:
-        d = d.dropna().to_numpy(float)
-        ci = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.nan
-        return float(d.mean()), float(ci)
+        return float(d.mean()), ci95(d)
 
     rows = []
     for (rate, k), bits in means.items():
@@ -94,8 +106,8 @@ def equal_bits_pairs(per_image: pd.DataFrame, metric: str) -> pd.DataFrame:
                 paired(mine - by_point[(ref_rate, 0)]) if ref_rate is not None
                 else (np.nan, np.nan))
         if lo_rate is not None and hi_rate is not None:
-            span = ladder[hi_rate] - ladder[lo_rate]
-            w = 0.0 if span == 0 else (bits - ladder[lo_rate]) / span
+            span = np.log(ladder[hi_rate] / ladder[lo_rate])
+            w = 0.0 if span == 0 else np.log(bits / ladder[lo_rate]) / span
             line = (1 - w) * by_point[(lo_rate, 0)] + w * by_point[(hi_rate, 0)]
             r["gain_equal_bits"], r["gain_equal_bits_ci95"] = paired(mine - line)
         else:
@@ -127,6 +139,12 @@ def run(preset: str, n: int, out: Path, tokens: list[int] | None = None,
     images, scenes, captions, _, data_desc = held_out(codec, n, photos, true_captions)
     metrics = tuple(m for m in (PHOTO_METRICS if photos is not None else SCENE_METRICS)
                     if inception or m != "inception_similarity")
+    judge = None
+    if scenes is not None:
+        from codec.judge import SceneJudge
+
+        judge = SceneJudge()     # loaded once, not once per operating point
+    steps = steps or codec.steps
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for rate in rates:
@@ -135,10 +153,9 @@ def run(preset: str, n: int, out: Path, tokens: list[int] | None = None,
                     leave=False)]
         for k in tokens:
             es = [with_tokens(e, k) for e in enc]
-            recs = decode_in_batches(codec, es, steps or codec.steps, batch,
-                                     f"{rate} k={k}")
-            df, _ = score_images(images, recs, scenes, inception="inception_similarity"
-                                 in metrics)
+            recs = decode_in_batches(codec, es, steps, batch, f"{rate} k={k}")
+            df, _ = score_images(images, recs, scenes, judge=judge,
+                                 inception="inception_similarity" in metrics)
             df = df[list(metrics)]
             df.insert(0, "rate", rate)
             df.insert(1, "tokens", k)
@@ -147,44 +164,56 @@ def run(preset: str, n: int, out: Path, tokens: list[int] | None = None,
             rows.append(df)
     per_image = pd.concat(rows, ignore_index=True)
     per_image.to_csv(out / "per_image.csv", index=False)
+    command = (f"python -m experiments.rate_frontier --preset {preset} --n {len(images)} "
+               f"--tokens {','.join(map(str, tokens))} --rates {','.join(rates)} --out {out}"
+               + (f" --photos {photos}" if photos is not None else "")
+               + (" --true-captions" if true_captions else "")
+               + (f" --steps {steps}" if steps != codec.steps else "")
+               + ("" if inception else " --no-inception"))
+    record = {"command": command, "preset": codec.preset,
+              "preset_status": codec.card.get("status"),
+              "stages": {k: v.get("steps") for k, v in codec.card.get("stages", {}).items()},
+              "data": data_desc, "eval_seed": EVAL_SEED, "tokens": tokens, "rates": rates,
+              "token_bits": codec.token_bits, "resolution": codec.resolution,
+              "metrics": list(metrics),
+              "decoder": {"steps": steps, "guidance_scale": codec.guidance_scale,
+                          "guidance_interval": list(codec.guidance_interval),
+                          "precision": codec.precision},
+              "seconds": round(time.time() - t0, 1)}
+    (out / "command.json").write_text(json.dumps(record, indent=2) + "\n")
+    points, pairs = write_tables(per_image, record, out)
+    return {"points": points, "pairs": pairs, **record}
 
+
+def write_tables(per_image: pd.DataFrame, record: dict, out: Path) -> tuple:
+    """``points.csv``, ``pairs.csv``, ``summary.md`` and the plots, from ``per_image`` and the
+    run's ``record`` (its ``command.json``), so tables can be redone without decoding again.
+    Returns ``(points, pairs)``."""
+    metrics = record["metrics"]
     g = per_image.groupby(["rate", "tokens"], sort=False)
     points = g[["bits", *metrics]].mean().reset_index()
-    points.insert(3, "bpp", points["bits"] / codec.resolution ** 2)
+    points.insert(3, "bpp", points["bits"] / record["resolution"] ** 2)
     for m in metrics:
-        sd = g[m].std(ddof=1).to_numpy()
-        points.insert(points.columns.get_loc(m) + 1, f"{m}_ci95",
-                      1.96 * sd / np.sqrt(g.size().to_numpy()))
+        points.insert(points.columns.get_loc(m) + 1, f"{m}_ci95", g[m].agg(ci95).to_numpy())
         points[f"frontier_{m}"] = frontier(points, m)
     points.to_csv(out / "points.csv", index=False)
     pairs = pd.concat([equal_bits_pairs(per_image, m).assign(metric=m) for m in metrics],
                       ignore_index=True)
     pairs.to_csv(out / "pairs.csv", index=False)
-    command = (f"python -m experiments.rate_frontier --preset {preset} --n {len(images)} "
-               f"--tokens {','.join(map(str, tokens))} --rates {','.join(rates)} --out {out}"
-               + (f" --photos {photos}" if photos is not None else "")
-               + (" --true-captions" if true_captions else "")
-               + (f" --steps {steps}" if steps else "")
-               + ("" if inception else " --no-inception"))
-    _write_markdown(points, pairs, metrics, out / "summary.md", codec, data_desc, command)
+    _write_markdown(points, pairs, record, out / "summary.md")
     for m in metrics:
-        _plot(points, m, out / f"{m}_frontier.png", codec.preset, data_desc)
-    res = {"command": command, "preset_status": codec.card.get("status"),
-           "data": data_desc, "eval_seed": EVAL_SEED, "tokens": tokens, "rates": rates,
-           "token_bits": codec.token_bits, "seconds": round(time.time() - t0, 1)}
-    (out / "command.json").write_text(json.dumps(res, indent=2) + "\n")
-    return {"points": points, "pairs": pairs, **res}
+        _plot(points, m, out / f"{m}_frontier.png", f"{record['preset']}: {record['data']}")
+    return points, pairs
 
 
-def _scale(metric: str) -> tuple[float, str]:
-    return (1.0, "dB") if metric == "psnr" else (100.0, "points")
-
-
-def _write_markdown(points, pairs, metrics, path: Path, codec, data_desc: str,
-                    command: str) -> None:
-    lines = [f"# Operating points of {codec.preset}: HCI rate × RSRT tokens sent", "",
-             f"data: {data_desc}; {codec.token_bits} bits per token; bits are stream payload "
-             "bits per image", "", f"`{command}`", "",
+def _write_markdown(points, pairs, record: dict, path: Path) -> None:
+    metrics, d = record["metrics"], record["decoder"]
+    lines = [f"# Operating points of {record['preset']}: HCI rate × RSRT tokens sent", "",
+             f"data: {record['data']}; {record['token_bits']} bits per token; bits are stream "
+             "payload bits per image", "",
+             f"decoder: {d['steps']} steps, guidance scale {d['guidance_scale']:g} at t/T in "
+             f"{format_guidance_interval(d['guidance_interval'])}, {d['precision']}", "",
+             f"`{record['command']}`", "",
              "| rate | tokens | bits | bpp | " + " | ".join(metrics) + " |",
              "|---|---|---|---|" + "---|" * len(metrics)]
     for _, r in points.iterrows():
@@ -192,15 +221,16 @@ def _write_markdown(points, pairs, metrics, path: Path, codec, data_desc: str,
                  for m in metrics]
         lines.append(f"| {r['rate']} | {r['tokens']} | {r['bits']:.1f} | {r['bpp']:.4f} | "
                      + " | ".join(cells) + " |")
-    lines += ["", "★: on the frontier for that metric (no point with as few bits scores as "
-              "high, one of the two strictly).", "",
+    lines += ["", "★: on the frontier for that metric (no point with as few or fewer bits "
+              "scores as high, one of the two strictly).", "",
               "Tokens against the HCI-only ladder, paired per image (mean ± 95 % CI; points, "
-              "PSNR in dB). `equal bits`: against the ladder's line between the rate points "
-              "that bracket the token point's bits.", "",
+              "PSNR in dB). A gain over the point above (more bits) is a clean win; `equal "
+              "bits`: against the ladder between the rate points that bracket the token "
+              "point's bits, interpolated in log bits (an upper estimate of the gain).", "",
               "| metric | rate | tokens | bits | vs below (bits) | vs above (bits) | "
               "equal bits |", "|---|---|---|---|---|---|---|"]
     for _, r in pairs.iterrows():
-        k, _unit = _scale(r["metric"])
+        k = 1.0 if r["metric"] == "psnr" else 100.0
 
         def cell(side):
             if pd.isna(r[f"gain_vs_{side}"]):
@@ -214,7 +244,7 @@ def _write_markdown(points, pairs, metrics, path: Path, codec, data_desc: str,
     path.write_text("\n".join(lines) + "\n")
 
 
-def _plot(points: pd.DataFrame, metric: str, path: Path, preset: str, data_desc: str) -> None:
+def _plot(points: pd.DataFrame, metric: str, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,20 +252,20 @@ def _plot(points: pd.DataFrame, metric: str, path: Path, preset: str, data_desc:
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for k, g in points.groupby("tokens"):
+        g = g.sort_values("bpp")
         ax.errorbar(g["bpp"], g[metric], yerr=g[f"{metric}_ci95"], marker="o", capsize=3,
                     label=f"{k} tokens" if k else "HCI only (no tokens)")
     best = points[points[f"frontier_{metric}"]].sort_values("bpp")
     ax.step(best["bpp"], best[metric], where="post", color="k", lw=0.8, alpha=0.6,
             label="frontier")
     ax.set_xlabel("bits per pixel (all streams sent)")
-    ax.set_ylabel({"consistency": "semantic consistency (judge)",
-                   "inception_similarity": "Inception-v3 feature similarity",
-                   "psnr": "PSNR (dB)", "ms_ssim": "MS-SSIM"}.get(metric, metric))
-    ax.set_title(f"{preset}: {data_desc}", fontsize=8)
+    ax.set_ylabel(metric_label(metric))
+    ax.set_title(title, fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
+    fig.savefig(path.with_suffix(".pdf"))
     plt.close(fig)
 
 

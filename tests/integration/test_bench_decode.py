@@ -19,10 +19,16 @@ def test_bench_decode_records_the_settings_it_timed(tmp_path, tiny_preset, capsy
     assert "guidance interval '0.3': expected lo:hi" in capsys.readouterr().err
 
 
-def test_bench_decode_times_the_networks_at_another_resolution(tmp_path, tiny_preset):
+def test_bench_decode_times_the_networks_at_another_resolution(tmp_path, tiny_preset,
+                                                               capsys):
     out = tmp_path / "bench.json"
     main(["--preset", str(tiny_preset), "--steps", "1", "--batches", "1", "--repeats", "1",
           "--resolution", "32", "--out", str(out)])
     res = json.loads(out.read_text())
     assert (res["resolution"], res["trained_resolution"]) == (32, 16)
     assert res["command"].endswith("--resolution 32")
+
+    for bad, message in (("4", "at least 8 pixels"), ("34", "must be a multiple of 4")):
+        with pytest.raises(SystemExit):
+            main(["--preset", str(tiny_preset), "--resolution", bad, "--out", str(out)])
+        assert message in capsys.readouterr().err

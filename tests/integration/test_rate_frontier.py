@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.rate_frontier import equal_bits_pairs, frontier, main, run
+from experiments.rate_frontier import equal_bits_pairs, frontier, main, run, write_tables
 
 
 def test_frontier_keeps_only_undominated_points():
@@ -26,12 +26,27 @@ def test_equal_bits_pairs_interpolate_the_ladder_per_image():
     low = pairs.set_index("rate").loc["low"]
     assert (low["below"], low["above"]) == ("low", "mid")
     assert np.isclose(low["gain_vs_below"], 0.3) and np.isclose(low["gain_vs_above"], 0.1)
-    # the ladder at 140 bits: 0.4 of the way from low to mid, lift 0.08
-    assert np.isclose(low["gain_equal_bits"], 0.3 - 0.08)
+    # the ladder at 140 bits: log(1.4) / log(2) of the way from low to mid (in log bits)
+    assert np.isclose(low["gain_equal_bits"], 0.3 - 0.2 * np.log(1.4) / np.log(2))
     assert np.isclose(low["gain_equal_bits_ci95"], 0.0)          # paired: no image spread
     mid = pairs.set_index("rate").loc["mid"]                     # past the ladder's top
     assert mid["below"] == "mid" and pd.isna(mid["above"])
     assert np.isnan(mid["gain_equal_bits"]) and np.isclose(mid["gain_vs_below"], 0.05)
+
+
+def test_equal_bits_pairs_pick_the_rungs_around_the_point_and_interpolate_in_log_bits():
+    rows = []
+    for rate, k, bits, score in (("low", 0, 50, 0.1), ("mid", 0, 100, 0.3), ("top", 0, 400, 0.7),
+                                 ("low", 4, 200, 0.6), ("mid", 4, 100, 0.4)):
+        rows += [{"rate": rate, "tokens": k, "image": i, "bits": bits, "score": score}
+                 for i in range(3)]
+    pairs = equal_bits_pairs(pd.DataFrame(rows), "score").set_index("rate")
+    low = pairs.loc["low"]                    # 200 bits: between mid (100) and top (400)
+    assert (low["below"], low["above"]) == ("mid", "top")
+    # log2(200/100) / log2(400/100) = 1/2 of the way: the ladder gives 0.5 there
+    assert np.isclose(low["gain_equal_bits"], 0.1)
+    mid = pairs.loc["mid"]                    # on a rung: both neighbours are that rung
+    assert mid["below"] == mid["above"] == "mid" and np.isclose(mid["gain_equal_bits"], 0.1)
 
 
 def test_rate_frontier_measures_every_operating_point(tmp_path, tiny_preset, tiny_photo_set,
@@ -42,14 +57,25 @@ def test_rate_frontier_measures_every_operating_point(tmp_path, tiny_preset, tin
     assert len(points) == 6 and points["consistency"].between(0, 1).all()
     # every token costs its 10 bits (tiny preset: 4 tokens, FSQ 8·5·5·5)
     assert np.allclose(points.loc[("mid", 2), "bits"] - points.loc[("mid", 0), "bits"], 20)
-    assert points["frontier_consistency"].any()
+    assert points["frontier_consistency"].equals(frontier(res["points"], "consistency")
+                                                  .set_axis(points.index))
+    md = (tmp_path / "sc" / "summary.md").read_text()
+    marked = points[["frontier_consistency", "frontier_psnr"]].to_numpy().sum()
+    assert md.count(" ★ |") == marked        # the table's marks (the footnote has one more)
+    assert "decoder: 1 steps, guidance scale" in md
     pairs = pd.read_csv(tmp_path / "sc" / "pairs.csv")
     assert len(pairs) == 2 * 2 * 2 and set(pairs["metric"]) == {"consistency", "psnr"}
     for f in ("per_image.csv", "points.csv", "summary.md", "consistency_frontier.png",
               "psnr_frontier.png"):
         assert (tmp_path / "sc" / f).stat().st_size > 0
-    assert "--tokens 0,2,4 --rates low,mid" in json.loads(
-        (tmp_path / "sc" / "command.json").read_text())["command"]
+    record = json.loads((tmp_path / "sc" / "command.json").read_text())
+    assert "--tokens 0,2,4 --rates low,mid" in record["command"]
+    assert "--steps 1" in record["command"]
+    assert record["decoder"]["steps"] == 1 and record["metrics"] == ["consistency", "psnr"]
+    # the tables can be redone from the saved per-image rows and the record
+    again, _ = write_tables(pd.read_csv(tmp_path / "sc" / "per_image.csv"), record,
+                            tmp_path / "sc")
+    assert np.allclose(again["consistency"], res["points"]["consistency"])
 
     photos = tiny_photo_set(tmp_path / "photos", n_val=3)
     res = run(str(tiny_preset), n=2, out=tmp_path / "ph", tokens=[0, 4], rates=["mid"],
