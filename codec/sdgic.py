@@ -16,7 +16,9 @@ A preset folder holds ``preset.json`` and the DPCD modules:
                        "caption_detail" ("full" or "layout": what the captions it was
                        trained on state; default "full"),
                        "caption_stream" (false: the decoder was trained without captions,
-                       e.g. on photos, and senders send none; default true)}
+                       e.g. on photos, and senders send none; default true),
+                       "num_tokens" (RSRT tokens ``encode`` sends, a prefix of the K the
+                       encoder makes; default all K)}
     unet/             UNet2DConditionModel (required)
     controlnet/       ControlNetModel: the HCI path (optional: without it HCI is not used)
     rsrt_encoder/     RSRTEncoder + rsrt_embedding/ RSRTEmbedding (optional: no RSRT stream)
@@ -177,6 +179,7 @@ class SDGIC:
                   guidance_interval=cfg.get("guidance_interval", (0.0, 1.0)),
                   caption_detail=detail,
                   caption_stream=_preset_bool(cfg, "caption_stream", True, folder),
+                  num_tokens=_preset_count(cfg, "num_tokens", folder),
                   precision=(overrides["precision"] if "precision" in overrides else
                              _preset_precision(cfg.get("precision", "fp32"), folder)),
                   card=json.loads(card_path.read_text()) if card_path.is_file() else {},
@@ -360,6 +363,16 @@ def _preset_precision(value, folder: Path) -> str:
         warnings.warn(f"preset {folder.name} decodes in bf16 but this CPU has no native bf16 "
                       "(AVX512-BF16/AMX); decoding in fp32 instead", stacklevel=3)
         return "fp32"
+    return value
+
+
+def _preset_count(cfg: dict, key: str, folder: Path) -> int | None:
+    """``cfg[key]`` if it is a JSON integer ≥ 0, None if absent, else a ValueError (the upper
+    bound is the codec's to check)."""
+    value = cfg.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                              or value < 0):
+        raise ValueError(f"{folder / PRESET_FILE}: {key}={value!r}; expected an integer >= 0")
     return value
 
 

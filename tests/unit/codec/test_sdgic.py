@@ -279,6 +279,29 @@ def test_preset_without_a_caption_stream_refuses_captions(tiny_preset, codec, sc
         SDGIC.from_pretrained(folder)
 
 
+def test_preset_chooses_how_many_tokens_to_send(tiny_preset, scene, tmp_path):
+    import json
+    import shutil
+
+    from sim.source import codec_cache_key
+
+    folder = tmp_path / "p"
+    shutil.copytree(tiny_preset, folder)
+    cfg = json.loads((folder / "preset.json").read_text())
+    (folder / "preset.json").write_text(json.dumps({**cfg, "num_tokens": 2}))
+    two = SDGIC.from_pretrained(folder)
+    img, caption = scene
+    enc = two.encode(img, caption=caption)
+    assert len(enc.rsrt_tokens) == 2 and enc.stream_bits("rsrt") == 20
+    assert len(two.encode(img, caption=caption, num_tokens=4).rsrt_tokens) == 4   # call wins
+    assert "num_tokens=2" in codec_cache_key(two)      # the sim never mixes up encodings
+    for bad, message in ((-1, "expected an integer >= 0"), ("2", "expected an integer >= 0"),
+                         (9, r"num_tokens=9 must be in \[0, 4\]")):
+        (folder / "preset.json").write_text(json.dumps({**cfg, "num_tokens": bad}))
+        with pytest.raises(ValueError, match=message):
+            SDGIC.from_pretrained(folder)
+
+
 @pytest.mark.parametrize("name", sorted(p.parents[1].name for p in
                                         Path(__file__).resolve().parents[3].glob(
                                             "codec/weights/*/unet/config.json")))
