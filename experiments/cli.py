@@ -317,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="output .sdg (default: IMAGE.sdg)")
     s.add_argument("--preset", default="scenes-64", help="shipped preset name or folder")
     s.add_argument("--rate", help="HCI rate point of the preset (default: the preset's)")
-    s.add_argument("--tokens", type=int, help="RSRT tokens to send (default: all; 0: none)")
+    s.add_argument("--tokens", type=int, help="RSRT tokens to send (default: the preset's: all "
+                                              "K unless its preset.json sets num_tokens; 0: none)")
     cap = s.add_mutually_exclusive_group()
     cap.add_argument("--caption", help="caption text to send (else IMAGE.txt, else captioner)")
     cap.add_argument("--no-caption", action="store_true", help="send no caption stream")

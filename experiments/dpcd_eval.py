@@ -6,8 +6,10 @@
 
 Held-out scenes: data set seed 7007 at the preset's resolution (never used in training).
 Captions come from the shipped scene captioner (as a sender would make them), or from the
-ground truth with ``--true-captions``. Every image is encoded once per HCI rate point with all
-RSRT tokens; the variants drop streams from that encoding, so their bits are exact:
+ground truth with ``--true-captions``. Every image is encoded once per HCI rate point with the
+RSRT tokens the preset sends (all K unless its ``preset.json`` sets ``num_tokens``; see
+``rate_frontier`` for other counts); the variants drop streams from that encoding, so their
+bits are exact:
 
 - ``sdgic``: caption + HCI + RSRT;  ``no_rsrt``; ``no_caption``; ``no_hci``;
 - ``hci_codec``: the HCI codec's own decoded image (no diffusion), at its own bits;

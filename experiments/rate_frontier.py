@@ -148,7 +148,8 @@ def run(preset: str, n: int, out: Path, tokens: list[int] | None = None,
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for rate in rates:
-        enc = [codec.encode(img, caption=c, rate=rate) for img, c in
+        enc = [codec.encode(img, caption=c, rate=rate, num_tokens=codec.max_tokens)
+               for img, c in
                tqdm(zip(images, captions), total=len(images), desc=f"encode {rate}",
                     leave=False)]
         for k in tokens:

@@ -77,6 +77,16 @@ def test_rate_frontier_measures_every_operating_point(tmp_path, tiny_preset, tin
                             tmp_path / "sc")
     assert np.allclose(again["consistency"], res["points"]["consistency"])
 
+    import shutil
+
+    fewer = tmp_path / "fewer"                 # a preset that sends 2 tokens by default
+    shutil.copytree(tiny_preset, fewer)
+    cfg = json.loads((fewer / "preset.json").read_text())
+    (fewer / "preset.json").write_text(json.dumps({**cfg, "num_tokens": 2}))
+    res = run(str(fewer), n=2, out=tmp_path / "fewer-out", tokens=[0, 4], rates=["mid"],
+              steps=1, batch=2)
+    assert res["points"]["bits"].diff().iloc[1] == 40    # still all 4 tokens when asked
+
     photos = tiny_photo_set(tmp_path / "photos", n_val=3)
     res = run(str(tiny_preset), n=2, out=tmp_path / "ph", tokens=[0, 4], rates=["mid"],
               photos=photos, steps=1, batch=2, inception=False)
