@@ -184,6 +184,10 @@ class SDGIC:
                              _preset_precision(cfg.get("precision", "fp32"), folder)),
                   card=json.loads(card_path.read_text()) if card_path.is_file() else {},
                   vae=vae)
+        k = 0 if rsrt_enc is None else int(rsrt_enc.config.num_tokens)
+        if kw["num_tokens"] is not None and kw["num_tokens"] > k:
+            raise ValueError(f"{folder / PRESET_FILE}: num_tokens={kw['num_tokens']} but " + (
+                f"its rsrt_encoder makes K={k} tokens" if k else "the preset has no RSRT path"))
         kw.update(overrides)
         return cls(**kw)
 
@@ -218,8 +222,9 @@ class SDGIC:
         """Image (any size ≥ 2×2, any mode; see ``to_rgb_uint8``) → :class:`EncodedImage`.
 
         ``caption``: the text to send (None: no caption stream). ``rate``: HCI rate point
-        (default ``self.rate``). ``num_tokens``: RSRT tokens to send (default
-        ``self.num_tokens``, None: all K; 0: no RSRT stream).
+        (default ``self.rate``). ``num_tokens``: RSRT tokens to send, a prefix of the K the
+        encoder makes (None: ``self.num_tokens``, the preset's, which is all K when it too is
+        None; pass ``self.max_tokens`` for all K; 0: no RSRT stream).
         """
         rgb = to_rgb_uint8(image)
         h, w = rgb.shape[:2]

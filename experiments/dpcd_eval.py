@@ -7,8 +7,8 @@
 Held-out scenes: data set seed 7007 at the preset's resolution (never used in training).
 Captions come from the shipped scene captioner (as a sender would make them), or from the
 ground truth with ``--true-captions``. Every image is encoded once per HCI rate point with the
-RSRT tokens the preset sends (all K unless its ``preset.json`` sets ``num_tokens``; see
-``rate_frontier`` for other counts); the variants drop streams from that encoding, so their
+RSRT tokens the preset sends (all K unless its ``preset.json`` sets ``num_tokens``;
+``--tokens N`` sends N; ``rate_frontier`` compares counts); the variants drop streams from that encoding, so their
 bits are exact:
 
 - ``sdgic``: caption + HCI + RSRT;  ``no_rsrt``; ``no_caption``; ``no_hci``;
@@ -109,7 +109,9 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         true_captions: bool = False, inception: bool = True,
         guidance_scale: float | None = None, precision: str | None = None,
         subsets: bool = True, guidance_interval: tuple[float, float] | None = None,
-        photos: str | Path | None = None) -> pd.DataFrame:
+        photos: str | Path | None = None, tokens: int | None = None) -> pd.DataFrame:
+    """Measure ``preset`` (see the module docstring); ``tokens``: RSRT tokens to send (None:
+    the preset's). Returns the summary frame."""
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     codec = SDGIC.from_pretrained(preset)
@@ -121,6 +123,11 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         codec.precision = precision
     rates = rates or list(codec.hci)
     subset_rate = subset_rate or codec.rate
+    sent = tokens if tokens is not None else (codec.num_tokens if codec.num_tokens is not None
+                                              else codec.max_tokens)
+    if not 0 <= sent <= codec.max_tokens:
+        raise ValueError(f"tokens={sent}: preset {preset!r} makes {codec.max_tokens} RSRT "
+                         "tokens per image")
     images, scenes, captions, captioner, data_desc = held_out(codec, n, photos, true_captions)
     n = len(images)
     streams = [s for s in STREAMS if (s != "rsrt" or codec.rsrt_encoder is not None)
@@ -155,7 +162,7 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         return scored
 
     for rate in rates:
-        enc = [codec.encode(img, caption=c, rate=rate) for img, c in
+        enc = [codec.encode(img, caption=c, rate=rate, num_tokens=sent) for img, c in
                tqdm(zip(images, captions), total=n, desc=f"encode {rate}", leave=False)]
         hci_imgs = np.stack([codec.hci[rate].decode(e.hci) for e in enc])  # original size
         score("hci_codec", rate, hci_imgs, [e.without("caption", "rsrt") for e in enc])
@@ -202,12 +209,14 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
                      "none (the preset sends no caption stream)" if "caption" not in streams
                      else f"{'ground truth' if true_captions else 'scene captioner'} "
                           f"(detail {codec.caption_detail})")
-    _write_markdown(summary, gains, out / "summary.md", codec, data_desc, steps, captions_desc)
+    _write_markdown(summary, gains, out / "summary.md", codec, data_desc, steps, captions_desc,
+                    sent)
     _plot(summary, out / f"{metrics[0]}_vs_bpp.png", metrics[0])
     _grid(images[:8], grid, out / "grid.png")
     (out / "command.json").write_text(json.dumps({
         "command": f"python -m experiments.dpcd_eval --preset {preset} --n {n} --steps {steps} "
                    f"--rates {','.join(rates)} --subset-rate {subset_rate} --out {out}"
+                   + (f" --tokens {sent}" if codec.max_tokens else "")
                    + ("" if subsets else " --no-subsets")
                    + (" --true-captions" if true_captions else "")
                    + (f" --photos {photos}" if photos is not None else "")
@@ -249,7 +258,7 @@ def stream_gains(per_image: pd.DataFrame, metric: str = "consistency") -> pd.Dat
 
 
 def _write_markdown(summary: pd.DataFrame, gains: pd.DataFrame, path: Path, codec,
-                    data_desc: str, steps: int, captions: str) -> None:
+                    data_desc: str, steps: int, captions: str, tokens: int) -> None:
     cols = ["variant", "rate", "bits", "bpp", "consistency", "consistency_ci95", "judge_shape",
             "judge_texture", "caption_similarity", "inception_similarity", "fid", "psnr", "ms_ssim"]
     cols = [c for c in cols if c in summary.columns]
@@ -257,6 +266,8 @@ def _write_markdown(summary: pd.DataFrame, gains: pd.DataFrame, path: Path, code
     lines = [f"# SDGIC {codec.preset}, {steps} steps, guidance scale "
              f"{codec.guidance_scale:g} at t/T in [{lo:g}, {hi:g}], {codec.precision}",
              "", f"data: {data_desc}", "",
+             f"RSRT tokens sent: {tokens} of {codec.max_tokens} "
+             f"({tokens * codec.token_bits} bits)", "",
              f"captions: {captions}; bits are stream payload bits per image "
              "(container framing not counted); the jpeg_q1 and webp_q0 floors count whole "
              "files, headers included", "",
@@ -333,6 +344,9 @@ def main(argv=None):
                    help="guide only at timesteps t/T in [LO, HI] (default: the preset's)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                    help="decoder arithmetic (default: the preset's)")
+    p.add_argument("--tokens", type=int, default=None,
+                   help="RSRT tokens to send (default: the preset's: all K unless its "
+                        "preset.json sets num_tokens)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="results/dpcd")
     a = p.parse_args(argv)
@@ -340,7 +354,7 @@ def main(argv=None):
     s = run(a.preset, a.n, Path(a.out), a.steps, a.batch,
             a.rates.split(",") if a.rates else None, a.subset_rate, a.true_captions,
             not a.no_inception, a.guidance_scale, a.precision, not a.no_subsets,
-            a.guidance_interval, a.photos)
+            a.guidance_interval, a.photos, a.tokens)
     cols = ["variant", "rate", "bits", "bpp", "consistency" if a.photos is None else "psnr",
             "inception_similarity"]
     print(s[[c for c in cols if c in s.columns]].to_string())

@@ -73,8 +73,8 @@ class SimConfig:
         Time after arrival by which an image must be received [ms]; the receiver decodes
         what arrived by then.
     rsrt_tokens_per_packet : int
-        RSRT tokens per packet. 0 (default): as many as fit one packet (all K tokens in one
-        packet unless the budget is too small), which pays the per-packet overhead (CRC,
+        RSRT tokens per packet. 0 (default): as many as fit one packet (all the tokens sent in
+        one packet unless the budget is too small), which pays the per-packet overhead (CRC,
         transport-block rounding) once; 1: one token per packet (a lost packet loses one
         token, at the price of K packets' overhead).
     harq_rtt_slots : int

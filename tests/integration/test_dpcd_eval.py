@@ -94,6 +94,12 @@ def test_dpcd_eval_on_photos_sends_no_caption_and_scores_without_a_judge(tmp_pat
     assert "3 of 4 val tiles" in md and "captions: none (photos)" in md
     assert (out / "psnr_vs_bpp.png").stat().st_size > 0 and (out / "grid.png").is_file()
     assert f"--photos {photos}" in json.loads((out / "command.json").read_text())["command"]
+    s = run(str(tiny_preset), n=2, out=tmp_path / "two", steps=1, batch=2, rates=["mid"],
+            inception=False, subsets=False, photos=photos, tokens=2)
+    by = s.set_index("variant")
+    assert by.loc["sdgic", "bits"] == by.loc["no_rsrt", "bits"] + 2 * 10
+    assert "--tokens 2" in json.loads((tmp_path / "two" / "command.json").read_text())["command"]
+    assert "RSRT tokens sent: 2 of 4 (20 bits)" in (tmp_path / "two" / "summary.md").read_text()
 
 
 def test_dpcd_eval_of_a_captionless_preset_on_scenes_sends_no_caption(tmp_path, tiny_preset,
