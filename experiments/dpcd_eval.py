@@ -305,6 +305,14 @@ def _plot(summary: pd.DataFrame, path: Path, metric: str = "consistency") -> Non
         ax.errorbar(g["bpp"], g[metric], yerr=g[f"{metric}_ci95"],
                     marker="x" if name in floors else "o", capsize=3, label=name)
     ax.set_xscale("log")      # the JPEG/WebP floors sit an order of magnitude to the right
+    save_bpp_plot(fig, ax, metric, path)
+
+
+def save_bpp_plot(fig, ax, metric: str, path: Path) -> None:
+    """Label ``ax`` as ``metric`` against bits per pixel, then write ``path`` (PNG) and the
+    same plot as PDF beside it, and close ``fig``."""
+    import matplotlib.pyplot as plt
+
     ax.set_xlabel("bits per pixel (all streams sent)")
     ax.set_ylabel(metric_label(metric))
     ax.grid(alpha=0.3)

@@ -46,7 +46,7 @@ from codec.evaluate import score_images
 from codec.sdgic import SDGIC
 from codec.dpcd.decoder import format_guidance_interval
 from experiments.dpcd_eval import (EVAL_SEED, PHOTO_METRICS, decode_in_batches, held_out,
-                                   metric_label)
+                                   save_bpp_plot)
 
 SCENE_METRICS = ("consistency", "psnr")
 
@@ -259,15 +259,8 @@ def _plot(points: pd.DataFrame, metric: str, path: Path, title: str) -> None:
     best = points[points[f"frontier_{metric}"]].sort_values("bpp")
     ax.step(best["bpp"], best[metric], where="post", color="k", lw=0.8, alpha=0.6,
             label="frontier")
-    ax.set_xlabel("bits per pixel (all streams sent)")
-    ax.set_ylabel(metric_label(metric))
     ax.set_title(title, fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    fig.savefig(path.with_suffix(".pdf"))
-    plt.close(fig)
+    save_bpp_plot(fig, ax, metric, path)
 
 
 def main(argv=None):
