@@ -199,6 +199,11 @@ class SDGIC:
         return 0 if self.rsrt_encoder is None else int(self.rsrt_encoder.config.num_tokens)
 
     @property
+    def tokens_sent(self) -> int:
+        """RSRT tokens ``encode`` sends by default: ``num_tokens``, or all K when it is None."""
+        return self.max_tokens if self.num_tokens is None else self.num_tokens
+
+    @property
     def token_bits(self) -> int:
         """Bits per RSRT token on the wire (0 without an RSRT path)."""
         return 0 if self.rsrt_encoder is None else self.rsrt_encoder.fsq.bits
@@ -237,8 +242,7 @@ class SDGIC:
         hci_codec = self.hci[rate]
         hci_bytes = hci_codec.encode(rgb)
         cap_bytes = self.caption_coder.encode(caption) if caption is not None else None
-        n = self.max_tokens if num_tokens is None and self.num_tokens is None else \
-            (num_tokens if num_tokens is not None else self.num_tokens)
+        n = self.tokens_sent if num_tokens is None else num_tokens
         if not 0 <= n <= self.max_tokens:
             raise ValueError(f"num_tokens={n} must be in [0, {self.max_tokens}] for preset "
                              f"{self.preset!r}")

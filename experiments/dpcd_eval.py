@@ -8,8 +8,8 @@ Held-out scenes: data set seed 7007 at the preset's resolution (never used in tr
 Captions come from the shipped scene captioner (as a sender would make them), or from the
 ground truth with ``--true-captions``. Every image is encoded once per HCI rate point with the
 RSRT tokens the preset sends (all K unless its ``preset.json`` sets ``num_tokens``;
-``--tokens N`` sends N; ``rate_frontier`` compares counts); the variants drop streams from that encoding, so their
-bits are exact:
+``--tokens N`` sends N; ``rate_frontier`` compares counts); the variants drop streams from
+that encoding, so their bits are exact:
 
 - ``sdgic``: caption + HCI + RSRT;  ``no_rsrt``; ``no_caption``; ``no_hci``;
 - ``hci_codec``: the HCI codec's own decoded image (no diffusion), at its own bits;
@@ -123,8 +123,7 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         codec.precision = precision
     rates = rates or list(codec.hci)
     subset_rate = subset_rate or codec.rate
-    sent = tokens if tokens is not None else (codec.num_tokens if codec.num_tokens is not None
-                                              else codec.max_tokens)
+    sent = tokens if tokens is not None else codec.tokens_sent
     if not 0 <= sent <= codec.max_tokens:
         raise ValueError(f"tokens={sent}: preset {preset!r} makes {codec.max_tokens} RSRT "
                          "tokens per image")
