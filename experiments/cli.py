@@ -50,7 +50,8 @@ def cmd_data_photos(a):
 
     m = build_photo_set(a.out, workdir=a.workdir)
     print(f"wrote {m['tiles']['train']} train and {m['tiles']['val']} val tiles from "
-          f"{len(m['photos'])} photographs to {a.out} (manifest.json lists them)")
+          f"{len(m['photos'])} photographs to {a.out} (manifest.json lists them); whole "
+          f"photos: {m['full']['counts']} (full_manifest.json)")
 
 
 def cmd_train_judge(a):
@@ -227,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=_positive(int), default=1)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_data_scenes)
-    s = data.add_parser("photos", help="128² crops of the Debian wallpaper photographs")
+    s = data.add_parser("photos", help="128² crops of the Debian wallpaper photographs, "
+                          "whole photos (train/val) and the full-size test set")
     s.add_argument("--out", required=True)
     s.add_argument("--workdir", help="keep downloaded .deb files here (default: a temp folder)")
     s.set_defaults(func=cmd_data_photos)

@@ -57,15 +57,19 @@ def val_photos() -> set[str]:
     return {n for i, n in enumerate(names) if i % VAL_EVERY == VAL_EVERY // 2}
 
 
-def fetch_packages(workdir: Path) -> Path:
-    """Download and unpack the wallpaper packages into ``workdir/root``; return that root."""
+def fetch_packages(workdir: Path, packages=None) -> Path:
+    """Download and unpack ``packages`` (default: the wallpaper packages and those of
+    ``photo_library.EXTRA_PACKAGES``) into ``workdir/root``; return that root."""
+    from codec.data.photo_library import EXTRA_PACKAGES
+
+    packages = PACKAGES + EXTRA_PACKAGES if packages is None else tuple(packages)
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise RuntimeError("`sdgic data photos` needs apt-get and dpkg-deb (a Debian-based "
                            "system); on other systems, pass a folder of photos to the folder loader")
     debs = workdir / "debs"
     root = workdir / "root"
     debs.mkdir(parents=True, exist_ok=True)
-    for pkg in PACKAGES:
+    for pkg in packages:
         if not list(debs.glob(f"{pkg}_*.deb")):
             r = subprocess.run(["apt-get", "download", pkg], cwd=debs, capture_output=True, text=True)
             if r.returncode != 0:
@@ -106,7 +110,8 @@ def tiles_of(image: Image.Image, tile: int = 128, scales=SCALES, min_std: float 
 
 def build_photo_set(out: str | Path, workdir: str | Path | None = None, tile: int = 128,
                     progress: bool = True) -> dict:
-    """Write ``out/{train,val}/*.png`` tiles and ``out/manifest.json``; return the manifest."""
+    """Write ``out/{train,val}/*.png`` tiles and ``out/manifest.json``, then the whole-photo
+    set of ``photo_library`` (``manifest["full"]``); return the manifest."""
     out = Path(out)
     tmp = None
     if workdir is None:
@@ -132,6 +137,9 @@ def build_photo_set(out: str | Path, workdir: str | Path | None = None, tile: in
     manifest["tiles"] = {sp: sum(p["tiles"] for p in manifest["photos"] if p["split"] == sp)
                          for sp in ("train", "val")}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    from codec.data.photo_library import build_full_photo_set
+
+    manifest["full"] = build_full_photo_set(out, root, progress=progress)
     if tmp is not None:
         tmp.cleanup()
     return manifest

@@ -260,6 +260,10 @@ class _HCIBase(CompressionModel):
     def config(self) -> dict:
         return {"arch": self.arch, "N": self.N, "M": self.M, "depth": self.depth}
 
+    def synthesize(self, y_hat):
+        """ŷ (B, M, h, w) → x̂ (B, 3, 2**depth·h, 2**depth·w), unclamped."""
+        return self.g_s(y_hat)
+
     def update(self, scale_table=None, force=False, update_quantiles: bool = False):
         self._coders = None
         return super().update(scale_table=scale_table, force=force,
@@ -296,7 +300,7 @@ class _HCIBase(CompressionModel):
             y_hat = self._pop(dec, tuple(shape))
             dec.finish()
             ys.append(y_hat)
-        x_hat = self.g_s(torch.cat(ys)).clamp_(0, 1)
+        x_hat = self.synthesize(torch.cat(ys)).clamp_(0, 1)
         return {"x_hat": x_hat}
 
 
@@ -436,8 +440,11 @@ def build_model(config: dict) -> _HCIBase:
     """Model from a config dict (``arch`` plus the class's keyword arguments)."""
     cfg = dict(config)
     arch = cfg.pop("arch", "factorized")
+    if arch == "gained-meanscale":  # its own file; imported here to avoid an import cycle
+        from codec.streams.hci_gained import HCIGainedMeanScale
+        return HCIGainedMeanScale(**cfg)
     if arch not in ARCHS:
-        raise ValueError(f"arch={arch!r} is not one of {sorted(ARCHS)}")
+        raise ValueError(f"arch={arch!r} is not one of {sorted(ARCHS) + ['gained-meanscale']}")
     return ARCHS[arch](**cfg)
 
 
@@ -531,13 +538,16 @@ class HCICodec:
         How any H×W is brought to the model (see the module docstring).
     check_bits : int
         0–16 bits of hash of the decoded values appended to each stream (corruption detection).
+    rate : float or None
+        Rate point of a variable-rate model (``HCIGainedMeanScale``), in
+        ``[0, model.n_rates - 1]``; None for a single-rate model.
 
     Stream layout (one rANS state, decode order): size flag (1 bit) [+ H-1, W-1 (16 bits
     each)], hyperprior z symbols (if any), latent y symbols, check bits.
     """
 
     def __init__(self, model: _HCIBase, working_size: int = 64, fit: str = "resize",
-                 check_bits: int = 0, metadata: dict | None = None):
+                 check_bits: int = 0, metadata: dict | None = None, rate: float | None = None):
         if fit not in ("resize", "pad"):
             raise ValueError(f"fit={fit!r} must be 'resize' or 'pad'")
         if fit == "resize" and (working_size < model.downsampling
@@ -546,6 +556,13 @@ class HCICodec:
                              f"{model.downsampling}")
         if not 0 <= int(check_bits) <= 16:
             raise ValueError(f"check_bits={check_bits} must be in 0..16")
+        if (rate is None) != (not hasattr(model, "n_rates")):
+            raise ValueError(f"rate={rate!r}: a variable-rate model needs a rate in "
+                             "[0, n_rates - 1] and a single-rate model takes none")
+        if rate is not None:
+            model._gains(rate)  # validates the range
+            model.rate = float(rate)
+        self.rate = None if rate is None else float(rate)
         self.model = model.eval()
         self.working_size = int(working_size)
         self.fit = fit
@@ -556,6 +573,7 @@ class HCICodec:
     def config(self) -> dict:
         return {"model": self.model.config(), "working_size": self.working_size,
                 "fit": self.fit, "check_bits": self.check_bits,
+                **({"rate": self.rate} if self.rate is not None else {}),
                 "entropy_coder": f"spread-rANS-{PRECISION}bit", **self.metadata}
 
     def save_pretrained(self, folder: str | Path) -> None:
@@ -571,17 +589,26 @@ class HCICodec:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "HCICodec":
+        """Load ``config.json`` and its weights: ``model.safetensors`` beside it, or the file
+        its ``"weights"`` key names relative to the folder (rate points of one variable-rate
+        model share one weights file)."""
         from safetensors.torch import load_file
 
         folder = Path(folder)
-        if not (folder / CONFIG_NAME).is_file() or not (folder / WEIGHTS_NAME).is_file():
+        if not (folder / CONFIG_NAME).is_file():
             raise FileNotFoundError(f"{folder} needs {CONFIG_NAME} and {WEIGHTS_NAME}; train one "
                                     "with `python -m codec.streams.train_hci --out FOLDER`")
         cfg = json.loads((folder / CONFIG_NAME).read_text())
+        weights = folder / cfg.pop("weights", WEIGHTS_NAME)
+        if not weights.is_file():
+            raise FileNotFoundError(f"{folder} needs {CONFIG_NAME} and {weights.name} "
+                                    f"({weights} is missing); train one with "
+                                    "`python -m codec.streams.train_hci --out FOLDER`")
         model = build_model(cfg.pop("model"))
-        model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)))
+        model.load_state_dict(load_file(str(weights)))
         cfg.pop("entropy_coder", None)
-        known = {k: cfg.pop(k) for k in ("working_size", "fit", "check_bits") if k in cfg}
+        known = {k: cfg.pop(k) for k in ("working_size", "fit", "check_bits", "rate")
+                 if k in cfg}
         return cls(model, **known, metadata=cfg)
 
     # ---- coding --------------------------------------------------------------------------
@@ -651,7 +678,7 @@ class HCICodec:
                 raise ValueError("corrupt HCI stream: check value mismatch")
         dec.finish()
         with _deterministic():
-            x_hat = self.model.g_s(y_hat).clamp_(0, 1)
+            x_hat = self.model.synthesize(y_hat).clamp_(0, 1)
             if self.fit == "resize":
                 if not at_working_size:
                     x_hat = _resize(x_hat, h, w)
@@ -667,7 +694,7 @@ class HCICodec:
         (B, 3, H, W) in [0, 1] → float (B, 3, H, W) in [0, 1] on the uint8 grid. Used to
         train the decoder on the HCIs it will receive."""
         self.model._check_input(x)
-        x_hat = self.model.g_s(self.model._y_hat(self.model._analyse(x))).clamp(0, 1)
+        x_hat = self.model.synthesize(self.model._y_hat(self.model._analyse(x))).clamp(0, 1)
         return (x_hat * 255.0).round() / 255.0
 
     def roundtrip(self, image) -> tuple[bytes, np.ndarray]:
