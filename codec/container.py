@@ -7,7 +7,8 @@ Layout (integers big-endian; ``varint`` is unsigned LEB128, at most 5 bytes, val
     preset       u8 length n (1..255), then n bytes of UTF-8
     height       varint    original image height in pixels (>= 1)
     width        varint    original image width in pixels (>= 1)
-    streams      u8        bit 0 caption, bit 1 hci, bit 2 rsrt present; other bits zero
+    streams      u8        bit 0 caption, bit 1 hci, bit 2 rsrt, bit 3 hci slices present
+                           (bits 1 and 3 exclusive; bit 3 only in version 2); others zero
     header_crc   u32       CRC32 of every header byte before it
     caption      if present: length varint, payload, crc32 u32
     hci          if present: length varint, payload, crc32 u32
@@ -15,7 +16,14 @@ Layout (integers big-endian; ``varint`` is unsigned LEB128, at most 5 bytes, val
                  presence bitmap ceil(K/8) bytes (bit i, MSB first: token i arrived),
                  fields ceil(K*B/8) bytes (token i in bits [i*B, (i+1)*B), MSB first;
                  a missing token's field is zero), crc32 u32
+    hci slices   if present (after hci, before rsrt): slice count n varint (1..4096),
+                 presence bitmap ceil(n/8) bytes (MSB first), crc32 u32 of both; then per
+                 present slice: length varint, payload, crc32 u32
     (nothing after the last stream)
+
+Version 1 is written whenever there are no HCI slices (so files of earlier releases and of
+the scene presets keep their bytes); version 2 adds the slices. A slice whose CRC32 fails is
+read as lost (its region decodes as lost), every other malformation raises.
 
 Each CRC32 covers every byte of its section before it (lengths included), so any single
 bit flip anywhere in a container is detected. Streams are
@@ -39,8 +47,9 @@ from typing import Iterable, Sequence
 __all__ = ["ContainerError", "EncodedImage", "MAGIC", "FORMAT_VERSION", "STREAMS"]
 
 MAGIC = b"SDGI"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 STREAMS = ("caption", "hci", "rsrt")
+_MAX_SLICES = 4096
 _MAX_VARINT = (1 << 32) - 1
 _MAX_SIDE = 1 << 20  # pixels: absurd sizes are rejected, not allocated
 _MAX_TOKEN_BITS = 32
@@ -127,6 +136,29 @@ def _crc(data: bytes) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
+def _read_slices(r: _Reader, data: bytes) -> tuple[bytes | None, ...]:
+    """The HCI slices section; a slice whose CRC32 fails is returned as lost (None)."""
+    start = r.pos
+    n = r.varint("hci slice count")
+    if not 1 <= n <= _MAX_SLICES:
+        raise ContainerError(f"hci slice count {n} is out of range [1, {_MAX_SLICES}]")
+    bitmap = _bytes_to_bits(r.take(-(-n // 8), "hci slice bitmap"))
+    _check_crc(r, data[start:r.pos], "hci slices header")
+    out = []
+    for i in range(n):
+        if bitmap[i] == "0":
+            out.append(None)
+            continue
+        s0 = r.pos
+        length = r.varint(f"hci slice {i} length")
+        payload = r.take(length, f"hci slice {i} payload")
+        crc = r.u32(f"hci slice {i} CRC32")
+        out.append(payload if crc == _crc(data[s0:r.pos - 4]) else None)
+    if any(c == "1" for c in bitmap[n:]):
+        raise ContainerError("hci slice bitmap sets bits past the slice count")
+    return tuple(out)
+
+
 def _check_crc(r: _Reader, section: bytes, name: str) -> None:
     crc = r.u32(f"{name} CRC32")
     if crc != _crc(section):
@@ -158,6 +190,9 @@ class EncodedImage:
         token; ``None`` for the whole list: no RSRT stream.
     rsrt_bits : int
         Bits per RSRT token (1–32) when ``rsrt_tokens`` is given; set to 0 without it.
+    hci_slices : tuple of (bytes or None), or None
+        The HCI as independently decodable slices (``hci_sliced.SlicedHCI``), ``None`` where
+        a slice was lost; exclusive with ``hci``. The ``hci`` stream counts these bits.
     """
 
     preset: str
@@ -167,6 +202,7 @@ class EncodedImage:
     hci: bytes | None = None
     rsrt_tokens: tuple[int | None, ...] | None = None
     rsrt_bits: int = 0
+    hci_slices: tuple[bytes | None, ...] | None = None
 
     def __post_init__(self):
         try:
@@ -188,6 +224,18 @@ class EncodedImage:
             if len(v) > _MAX_VARINT:
                 raise ValueError(f"{name} is {len(v)} bytes; the container holds < 2**32")
             object.__setattr__(self, name, bytes(v))
+        if self.hci_slices is not None:
+            if self.hci is not None:
+                raise ValueError("give hci or hci_slices, not both")
+            sl = tuple(self.hci_slices)
+            if not 1 <= len(sl) <= _MAX_SLICES:
+                raise ValueError(f"hci_slices has {len(sl)} slices; expected 1 to {_MAX_SLICES}")
+            for i, v in enumerate(sl):
+                if v is not None and not isinstance(v, (bytes, bytearray, memoryview)):
+                    raise TypeError(f"hci_slices[{i}] must be bytes or None, got "
+                                    f"{type(v).__name__}")
+            object.__setattr__(self, "hci_slices",
+                               tuple(None if v is None else bytes(v) for v in sl))
         if self.rsrt_tokens is not None:
             b = self.rsrt_bits
             if not isinstance(b, int) or not 1 <= b <= _MAX_TOKEN_BITS:
@@ -213,11 +261,14 @@ class EncodedImage:
     def _get(self, name: str):
         if name not in STREAMS:
             raise ValueError(f"stream name={name!r} is unknown; expected one of {STREAMS}")
+        if name == "hci" and self.hci_slices is not None:
+            present = [v for v in self.hci_slices if v is not None]
+            return b"".join(present) if present else None
         return self.rsrt_tokens if name == "rsrt" else getattr(self, name)
 
     def stream_bytes(self, name: str) -> bytes:
-        """The exact payload of stream ``name`` as sent on the air: caption/hci bytes, or the
-        RSRT fields (K tokens × ``rsrt_bits``, zero-padded to whole bytes). ``b""`` if absent."""
+        """The exact payload of stream ``name`` as sent on the air: caption/hci bytes (sliced:
+        the present slices one after another), or the RSRT fields (K tokens × ``rsrt_bits``, zero-padded to whole bytes). ``b""`` if absent."""
         v = self._get(name)
         if v is None:
             return b""
@@ -246,7 +297,24 @@ class EncodedImage:
         for s in streams:
             self._get(s)
         changes = {("rsrt_tokens" if s == "rsrt" else s): None for s in streams}
+        if "hci" in streams:
+            changes["hci_slices"] = None
         return dataclasses.replace(self, **changes)
+
+    def with_lost_slices(self, indices: Iterable[int]) -> "EncodedImage":
+        """A copy with HCI slices at ``indices`` marked lost (``None``)."""
+        if self.hci_slices is None:
+            raise ValueError("with_lost_slices() needs a sliced HCI; this image has none")
+        sl = list(self.hci_slices)
+        for i in indices:
+            if not isinstance(i, int) or not 0 <= i < len(sl):
+                raise ValueError(f"slice index {i!r} is out of range [0, {len(sl)})")
+            sl[i] = None
+        return dataclasses.replace(self, hci_slices=tuple(sl))
+
+    def lost_slices(self) -> list[int]:
+        """Indices of lost HCI slices (empty if the HCI is not sliced)."""
+        return [i for i, v in enumerate(self.hci_slices or ()) if v is None]
 
     def with_lost_tokens(self, indices: Iterable[int]) -> "EncodedImage":
         """A copy with RSRT tokens at ``indices`` marked lost (``None``)."""
@@ -276,7 +344,10 @@ class EncodedImage:
         """Serialize to the container format (see the module docstring)."""
         preset = self.preset.encode("utf-8")
         flags = sum(1 << i for i, s in enumerate(STREAMS) if self.has(s))
-        head = (MAGIC + bytes([FORMAT_VERSION, len(preset)]) + preset + _varint(self.height)
+        if self.hci_slices is not None:
+            flags = (flags & ~2) | 8  # slices, even when every one was lost
+        version = 2 if self.hci_slices is not None else 1
+        head = (MAGIC + bytes([version, len(preset)]) + preset + _varint(self.height)
                 + _varint(self.width) + bytes([flags]))
         out = [head, struct.pack(">I", _crc(head))]
         for name in ("caption", "hci"):
@@ -284,6 +355,14 @@ class EncodedImage:
             if v is not None:
                 section = _varint(len(v)) + v
                 out += [section, struct.pack(">I", _crc(section))]
+        if self.hci_slices is not None:
+            section = _varint(len(self.hci_slices)) + _bits_to_bytes(
+                "".join("0" if v is None else "1" for v in self.hci_slices))
+            out += [section, struct.pack(">I", _crc(section))]
+            for v in self.hci_slices:
+                if v is not None:
+                    part = _varint(len(v)) + v
+                    out += [part, struct.pack(">I", _crc(part))]
         if self.rsrt_tokens is not None:
             bitmap, fields = pack_tokens(self.rsrt_tokens, self.rsrt_bits)
             section = _varint(len(self.rsrt_tokens)) + bytes([self.rsrt_bits]) + bitmap + fields
@@ -330,9 +409,13 @@ class EncodedImage:
         for name, v in (("height", height), ("width", width)):
             if not 1 <= v <= _MAX_SIDE:
                 raise ContainerError(f"image {name} {v} is out of range [1, {_MAX_SIDE}]")
-        if flags >> len(STREAMS):
+        known = 4 if version >= 2 else 3
+        if flags >> known:
             raise ContainerError(f"stream flags {flags:#04x} set unknown bits; expected only "
-                                 f"the low {len(STREAMS)} bits (caption, hci, rsrt)")
+                                 f"the low {known} bits (caption, hci, rsrt"
+                                 + (", hci slices)" if known == 4 else ")"))
+        if flags & 2 and flags & 8:
+            raise ContainerError(f"stream flags {flags:#04x} set both hci and hci slices")
         streams: dict = {}
         for i, name in enumerate(("caption", "hci")):
             if flags >> i & 1:
@@ -341,6 +424,8 @@ class EncodedImage:
                 payload = r.take(length, f"{name} payload")
                 _check_crc(r, data[start:r.pos], name)
                 streams[name] = payload
+        if flags & 8:
+            streams["hci_slices"] = _read_slices(r, data)
         bits = 0
         if flags >> 2 & 1:
             start = r.pos

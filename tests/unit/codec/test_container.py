@@ -38,7 +38,7 @@ CASES = [
 @pytest.mark.parametrize("enc", CASES, ids=range(len(CASES)))
 def test_serialize_parse_identity(enc):
     data = enc.to_bytes()
-    assert data[:4] == MAGIC and data[4] == FORMAT_VERSION
+    assert data[:4] == MAGIC and data[4] == 1  # version 2 only when the HCI is sliced
     back = EncodedImage.from_bytes(data)
     assert back == enc
     assert back.to_bytes() == data
@@ -87,7 +87,7 @@ def test_clear_errors():
     with pytest.raises(ContainerError, match=r"magic bytes are b'PNG\\r', expected b'SDGI'"):
         EncodedImage.from_bytes(b"PNG\r" + data[4:])
     with pytest.raises(ContainerError, match=r"file format version 3 is newer than this reader "
-                                             r"\(1\); upgrade sdgic"):
+                                             r"\(2\); upgrade sdgic"):
         EncodedImage.from_bytes(data[:4] + b"\x03" + data[5:])
     with pytest.raises(ContainerError, match="truncated container"):
         EncodedImage.from_bytes(data[:-1])
@@ -191,3 +191,65 @@ def test_save_load(tmp_path):
     (tmp_path / "bad.sdg").write_bytes(b"SDG")
     with pytest.raises(ContainerError, match="bad.sdg: truncated container"):
         EncodedImage.load(tmp_path / "bad.sdg")
+
+
+# ---- sliced HCI ------------------------------------------------------------------------------
+
+def _sliced(lost=()):
+    sl = [bytes([0x80 + i]) * (3 + i) for i in range(5)]
+    enc = EncodedImage("photos:mid", 383, 517, caption=None, hci_slices=sl,
+                       rsrt_tokens=[3, None, 7], rsrt_bits=4)
+    return enc.with_lost_slices(lost) if lost else enc
+
+
+@pytest.mark.parametrize("lost", [(), (0,), (1, 4), (0, 1, 2, 3, 4)])
+def test_sliced_hci_round_trips_with_any_subset(lost):
+    enc = _sliced(lost)
+    data = enc.to_bytes()
+    assert data[4] == 2
+    back = EncodedImage.from_bytes(data)
+    assert back == enc and back.lost_slices() == sorted(lost)
+    kept = [v for v in enc.hci_slices if v is not None]
+    assert back.stream_bits("hci") == 8 * sum(len(v) for v in kept)
+    assert back.has("hci") == bool(kept)
+    assert back.without("hci").hci_slices is None
+
+
+def test_sliced_hci_argument_and_flag_errors():
+    with pytest.raises(ValueError, match="not both"):
+        EncodedImage("p", 8, 8, hci=b"x", hci_slices=[b"y"])
+    with pytest.raises(ValueError, match="out of range"):
+        _sliced().with_lost_slices([5])
+    with pytest.raises(ValueError, match="needs a sliced HCI"):
+        _full().with_lost_slices([0])
+    head = MAGIC + bytes([1, 1]) + b"p" + b"\x08\x08" + bytes([0b1000])
+    with pytest.raises(ContainerError, match="unknown bits"):  # slices need version 2
+        EncodedImage.from_bytes(head + struct.pack(">I", zlib.crc32(head)))
+    head = MAGIC + bytes([2, 1]) + b"p" + b"\x08\x08" + bytes([0b1010])
+    with pytest.raises(ContainerError, match="both hci and hci slices"):
+        EncodedImage.from_bytes(head + struct.pack(">I", zlib.crc32(head)))
+
+
+@pytest.mark.timeout(120)
+def test_fuzz_sliced_a_flip_raises_or_only_loses_slices():
+    """Every truncation fails; every single bit flip raises ContainerError or parses to the
+    same image with some slices lost (a slice's CRC32 failed): never to different bytes."""
+    rng = np.random.default_rng(99)
+    for enc in (_sliced(), _sliced((2,))):
+        data = enc.to_bytes()
+        for cut in range(len(data)):
+            assert not _parses_or_container_error(data[:cut])
+        for i in range(8 * len(data)):
+            bad = bytearray(data)
+            bad[i // 8] ^= 0x80 >> (i % 8)
+            try:
+                back = EncodedImage.from_bytes(bytes(bad))
+            except ContainerError:
+                continue
+            assert back.lost_slices() and set(enc.lost_slices()) < set(back.lost_slices())
+            assert back == enc.with_lost_slices(back.lost_slices()), f"flip of bit {i}"
+        for _ in range(300):
+            bad = bytearray(data)
+            for j in rng.integers(0, len(data), int(rng.integers(1, 6))):
+                bad[j] = int(rng.integers(0, 256))
+            _parses_or_container_error(bytes(bad))
