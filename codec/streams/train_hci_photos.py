@@ -16,7 +16,8 @@ seeded by (seed, step), so a resumed run sees the same batches.
 
 ``--run`` holds ``checkpoint.pt`` (model, both optimizers, step; written atomically every
 ``--checkpoint-every`` steps and on SIGTERM) and ``train.log``. Re-running the same command
-resumes. ``--export`` writes ``model.safetensors`` once and one folder per rate point holding
+resumes; on a fresh machine, ``--init codec/weights/hci-photos`` starts from the committed
+weights. ``--export`` writes ``model.safetensors`` once and one folder per rate point holding
 only ``config.json`` (``"weights": "../model.safetensors"``), measures every point on the val
 photos at their own size, and writes ``model_card.json``.
 """
@@ -124,6 +125,16 @@ def train(a) -> None:
         aux_opt.load_state_dict(ckpt["aux_opt"])
         step = ckpt["step"]
         print(f"resumed {ckpt_path} at step {step}", flush=True)
+    elif a.init:  # a fresh machine: start from committed weights (fresh optimizers)
+        from safetensors.torch import load_file
+
+        card = json.loads((Path(a.init) / "model_card.json").read_text())
+        if card["model"] != model_cfg:
+            raise SystemExit(f"{a.init} holds {card['model']}, not {model_cfg}; pass the same "
+                             "model flags")
+        model.load_state_dict(load_file(str(Path(a.init) / WEIGHTS_NAME)))
+        step = int(card["steps"])
+        print(f"initialized from {a.init} at step {step}", flush=True)
     photos = load_photos(full_photos(a.photos, "train"))
     print(f"{len(photos)} train photos, model {model_cfg}, "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
@@ -270,6 +281,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--init", metavar="FOLDER",
+                   help="an exported HCI folder to start from when --run has no checkpoint "
+                        "(its step count carries on; optimizers start fresh)")
     p.add_argument("--export", metavar="FOLDER", help="write the rate points instead of training")
     p.add_argument("--export-rates", type=float, nargs="+",
                    help="rate values to export (default: each trained point)")
