@@ -155,6 +155,9 @@ def cmd_encode(a):
 
     path = Path(a.image)
     rgb = load_rgb(path)
+    if min(rgb.shape[:2]) < 2:
+        raise ValueError(f"{path}: image is {rgb.shape[1]}×{rgb.shape[0]} pixels; sdgic "
+                         "encode needs at least 2×2")
     codec = SDGIC.from_pretrained(a.preset, rate=a.rate)
     if codec.caption_stream:
         caption, source = _caption_for(a, path, rgb, codec.caption_detail)

@@ -18,12 +18,20 @@ class UnreadableImageError(ValueError):
         self.path = path
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
+MAX_PIXELS = 64 * 1024 * 1024  # larger images are refused before their pixels are decoded
+
+
+def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read one image as uint8 RGB (H, W, 3). Grayscale, palette and RGBA (composited on
-    white) are converted. Raises ``UnreadableImageError`` naming the file."""
+    white) are converted. Raises ``UnreadableImageError`` naming the file, also for an image
+    of more than ``max_pixels`` pixels (checked from the header, before decoding)."""
     path = Path(path)
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise UnreadableImageError(path, f"{w}×{h} is {w * h} pixels, above the limit "
+                                                 f"of {max_pixels}; downscale it first")
             im.load()
             if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
                 rgba = im.convert("RGBA")
@@ -36,6 +44,10 @@ def load_rgb(path: str | Path) -> np.ndarray:
             arr = np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise UnreadableImageError(path, "no such file") from None
+    except UnreadableImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise UnreadableImageError(path, f"above Pillow's pixel limit ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise UnreadableImageError(path, f"not a readable image ({e})") from None
     if arr.shape[0] < 1 or arr.shape[1] < 1:

@@ -38,3 +38,42 @@ def test_text_file_named_png(tmp_path):
 def test_empty_folder_is_explained(tmp_path):
     with pytest.raises(FileNotFoundError, match="no readable images"):
         ImageFolder(tmp_path)
+
+
+def _png_header_only(path, w, h):
+    """A PNG whose header claims ``w``×``h`` (no real pixel data)."""
+    import struct
+    import zlib
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2,
+                                                                        0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_huge_images_are_refused_from_the_header(tmp_path):
+    bomb = _png_header_only(tmp_path / "bomb.png", 30000, 30000)  # beyond Pillow's limit
+    with pytest.raises(UnreadableImageError, match="bomb.png: above Pillow's pixel limit"):
+        load_rgb(bomb)
+    big = _png_header_only(tmp_path / "big.png", 9000, 8000)  # under Pillow's, over ours
+    with pytest.raises(UnreadableImageError, match=r"big.png: 9000×8000 is 72000000 pixels, "
+                                                   r"above the limit of 67108864"):
+        load_rgb(big)
+
+
+def test_cli_encode_bad_inputs_give_one_line_and_exit_2(tmp_path, capsys):
+    from PIL import Image
+
+    from experiments.cli import main
+
+    Image.new("RGB", (1, 7)).save(tmp_path / "tiny.png")
+    _png_header_only(tmp_path / "bomb.png", 30000, 30000)
+    (tmp_path / "junk.jpg").write_bytes(b"not an image")
+    for name in ("tiny.png", "bomb.png", "junk.jpg"):
+        assert main(["encode", str(tmp_path / name), "-o", str(tmp_path / "x.sdg")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and name in err[0] and err[0].startswith("sdgic encode: error:")
+        assert not (tmp_path / "x.sdg").exists()
