@@ -68,7 +68,9 @@ def main(argv=None):
     gi = codec.guidance_interval if a.guidance_interval is None else a.guidance_interval
     sizes = [int(b) for b in a.batches.split(",")]
     scenes = [generate(i, seed=9009, size=codec.resolution) for i in range(max(sizes))]
-    enc = [codec.encode(img, caption=sc.describe(codec.caption_detail)) for img, sc in scenes]
+    enc = [codec.encode(img, caption=sc.describe(codec.caption_detail) if codec.caption_stream
+                        else None)  # a captionless preset (photos-64) refuses a caption
+           for img, sc in scenes]
     codec.decode_batch(enc[:1], steps=2, guidance_scale=g, precision=prec,
                        guidance_interval=gi)  # warm-up
     per_image = {}
