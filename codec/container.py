@@ -44,6 +44,8 @@ import zlib
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from codec.errors import ContainerError, PresetMismatchError
+
 __all__ = ["ContainerError", "EncodedImage", "MAGIC", "FORMAT_VERSION", "STREAMS"]
 
 MAGIC = b"SDGI"
@@ -55,8 +57,6 @@ _MAX_SIDE = 1 << 20  # pixels: absurd sizes are rejected, not allocated
 _MAX_TOKEN_BITS = 32
 
 
-class ContainerError(ValueError):
-    """A container is malformed, too new for this reader, or for another preset."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,7 +334,7 @@ class EncodedImage:
     def check_preset(self, expected: str) -> None:
         """Raise :class:`ContainerError` unless the image was encoded with preset ``expected``."""
         if self.preset != expected:
-            raise ContainerError(f"the image was encoded with preset {self.preset!r} but the "
+            raise PresetMismatchError(f"the image was encoded with preset {self.preset!r} but the "
                                  f"decoder loaded {expected!r}; load preset {self.preset!r} to "
                                  "decode it")
 

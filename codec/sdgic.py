@@ -53,6 +53,7 @@ from codec.data.scenes import CAPTION_DETAILS, check_caption_detail
 from codec.dpcd.decoder import (PRECISIONS, DPCDSampler, LatentSpace, PixelSpace, bf16_is_fast,
                                 check_guidance_interval)
 from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder
+from codec.errors import PresetMismatchError
 from codec.streams.caption_coder import CaptionCoder
 from codec.streams.hci import HCICodec, to_rgb_uint8
 from codec.text_encoder import TextEncoder, default_text_encoder
@@ -267,17 +268,17 @@ class SDGIC:
             raise TypeError(f"expected an EncodedImage, got {type(enc).__name__}")
         preset, _, rate = enc.preset.partition(":")
         if preset != self.preset:
-            raise ContainerError(f"the image was encoded with preset {preset!r} but this decoder "
+            raise PresetMismatchError(f"the image was encoded with preset {preset!r} but this decoder "
                                  f"is preset {self.preset!r}; load {preset!r} to decode it")
         if enc.hci is not None and rate not in self.hci:
-            raise ContainerError(f"HCI rate point {rate!r} of the image is not one of preset "
+            raise PresetMismatchError(f"HCI rate point {rate!r} of the image is not one of preset "
                                  f"{self.preset!r}'s {list(self.hci)}")
         if enc.rsrt_tokens is not None:
             if self.rsrt_encoder is None:
-                raise ContainerError(f"the image carries RSRT tokens but preset {self.preset!r} "
+                raise PresetMismatchError(f"the image carries RSRT tokens but preset {self.preset!r} "
                                      "has no RSRT path")
             if len(enc.rsrt_tokens) > self.max_tokens or enc.rsrt_bits != self.token_bits:
-                raise ContainerError(f"RSRT stream has {len(enc.rsrt_tokens)} tokens of "
+                raise PresetMismatchError(f"RSRT stream has {len(enc.rsrt_tokens)} tokens of "
                                      f"{enc.rsrt_bits} bits; preset {self.preset!r} expects up "
                                      f"to {self.max_tokens} of {self.token_bits} bits")
             bad = [t for t in enc.rsrt_tokens

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from codec.container import EncodedImage
+from codec.errors import CorruptStreamError
 
 __all__ = ["BaselineCodec"]
 
@@ -66,7 +67,7 @@ class BaselineCodec:
         if encoded.hci is not None:
             try:
                 return self.hci.decode(encoded.hci)
-            except ValueError:
+            except CorruptStreamError:
                 pass   # corrupt HCI bytes: fall back to the tokens
         out = np.full((h, w, 3), 128, np.uint8)
         m = (1 << _BITS) - 1

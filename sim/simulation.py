@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from codec.errors import StreamError
+
 from .channel_process import ChannelProcess
 from .codec_api import codec_fingerprint, decode_images, load_codec
 from .decode_cache import DecodeCache
@@ -211,14 +213,14 @@ def usable_streams(codec, encoded):
     try:
         check(encoded)
         return encoded
-    except ValueError:
+    except StreamError:
         check(encoded.without(*STREAMS))      # raises if the image itself is wrong
     bad = []
     for s in STREAMS:
         if encoded.has(s):
             try:
                 check(encoded.without(*[o for o in STREAMS if o != s]))
-            except ValueError:
+            except StreamError:
                 bad.append(s)
     return encoded.without(*bad)
 
@@ -234,11 +236,11 @@ def _decode_one_by_one(codec, received, corrupted, seeds, steps, decode_one=None
     for r, bad, s in zip(received, corrupted, seeds):
         try:
             out.append(decode_one(r, s))
-        except ValueError:
+        except StreamError:
             r = r.without(*bad) if bad else r.without(*STREAMS)
             try:
                 out.append(decode_one(r, s))
-            except ValueError:
+            except StreamError:
                 r = r.without(*STREAMS)
                 out.append(decode_one(r, s))
         used.append(r)
@@ -264,7 +266,7 @@ def _decode_and_score(config, codec, images, items, metrics):
                 recs += decode_images(codec, received[part], seeds[part], config.decode_steps,
                                       bs, config.decode_guidance, config.decode_precision)
                 used += received[part]
-            except ValueError:
+            except StreamError:
                 # a codec without streams_of rejected an image: decode this batch image by
                 # image, so only the failing image loses its (corrupted) streams
                 r, u = _decode_one_by_one(codec, received[part], corrupted[part], seeds[part],

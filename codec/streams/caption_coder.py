@@ -38,6 +38,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from codec.errors import CorruptStreamError
+
 __all__ = ["CaptionCoder", "fit_model", "fit_scene_model", "scene_captions", "tokenize",
            "detokenize", "DEFAULT_MODEL_PATH"]
 
@@ -248,7 +250,7 @@ class _Decoder:
         if pos < self.nbits:
             return (self.data[pos >> 3] >> (7 - (pos & 7))) & 1
         if pos >= self.nbits + _MAX_PAD_BITS:
-            raise ValueError(f"caption data of {len(self.data)} bytes is malformed: it ends "
+            raise CorruptStreamError(f"caption data of {len(self.data)} bytes is malformed: it ends "
                              "before the end-of-caption symbol (truncated or not a caption)")
         return 0
 
@@ -402,7 +404,7 @@ class CaptionCoder:
         # Only the encoder's own output is accepted: trailing or altered bytes that still
         # decode to some text are caught here (the encoding of a text is unique).
         if self.encode(text) != data:
-            raise ValueError(f"caption data of {len(data)} bytes is malformed: it decodes to "
+            raise CorruptStreamError(f"caption data of {len(data)} bytes is malformed: it decodes to "
                              f"{text[:40]!r} but is not that text's encoding (trailing or "
                              "corrupt bytes)")
         return text
@@ -418,7 +420,7 @@ class CaptionCoder:
             if s == self._esc:
                 word = self._utf8(self._decode_bytes(dec), "escaped word")
                 if not word or _TOKEN_RE.fullmatch(word) is None:
-                    raise ValueError(f"caption data is malformed: escaped word {word!r} is not "
+                    raise CorruptStreamError(f"caption data is malformed: escaped word {word!r} is not "
                                      "a single word")
                 tokens.append(word)
                 history.append(_ESC)
@@ -438,7 +440,7 @@ class CaptionCoder:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise ValueError(f"caption data is malformed: {what} is not UTF-8 ({e.reason} at "
+            raise CorruptStreamError(f"caption data is malformed: {what} is not UTF-8 ({e.reason} at "
                              f"byte {e.start})") from None
 
     def bits(self, text: str) -> int:

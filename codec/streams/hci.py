@@ -33,7 +33,7 @@ the image. The original size costs 1 bit when it equals the working size (resize
 
 Errors. Missing CDFs raise "Run update() first"; malformed streams (wrong length, impossible
 escape codes, a final rANS state that is not the initial one, a failed check value) raise
-``ValueError``. An entropy-coded stream has almost no redundancy, so with ``check_bits=0`` some
+``codec.errors.CorruptStreamError`` (a ``ValueError``). An entropy-coded stream has almost no redundancy, so with ``check_bits=0`` some
 corrupted streams decode to a wrong image; ``check_bits=k`` adds a k-bit hash of the decoded
 values (detects a corruption with probability 1 - 2^-k), and the SDGIC container adds a CRC32.
 """
@@ -54,6 +54,8 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import GDN
 from compressai.models import CompressionModel
 from compressai.models.utils import conv, deconv
+
+from codec.errors import CorruptStreamError
 
 PRECISION = 12  # bits of the rANS frequency tables
 _M = 1 << PRECISION
@@ -145,10 +147,11 @@ class RansDecoder:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise ValueError(f"stream must be bytes; got {type(data).__name__}")
         if len(data) > _MAX_STREAM_BYTES:
-            raise ValueError(f"stream of {len(data)} bytes exceeds {_MAX_STREAM_BYTES} bytes")
+            raise CorruptStreamError(f"stream of {len(data)} bytes exceeds {_MAX_STREAM_BYTES} "
+                                     "bytes")
         data = bytes(data)
         if data[:1] == b"\x00":
-            raise ValueError("corrupt HCI stream: leading zero byte")
+            raise CorruptStreamError("corrupt HCI stream: leading zero byte")
         self._x = int.from_bytes(data, "big")
 
     def symbol(self, table: SpreadTable) -> int:
@@ -165,7 +168,7 @@ class RansDecoder:
 
     def finish(self) -> None:
         if self._x != 0:
-            raise ValueError("corrupt HCI stream: rANS state did not return to its initial "
+            raise CorruptStreamError("corrupt HCI stream: rANS state did not return to its initial "
                              "value (wrong length or damaged bytes)")
 
 
@@ -208,7 +211,7 @@ class _LatentCoder:
             if value == max_value:
                 n = dec.bits(_ESCAPE_LEN_BITS)
                 if n > 32:
-                    raise ValueError("corrupt HCI stream: impossible escape length")
+                    raise CorruptStreamError("corrupt HCI stream: impossible escape length")
                 raw = dec.bits(n)
                 value = -(raw + 1) // 2 if raw & 1 else raw // 2 + max_value
             out.append(value + self.offsets[i])
@@ -657,25 +660,25 @@ class HCICodec:
         dec = RansDecoder(data)
         if dec.symbol(_BIT_TABLE) == 0:
             if self.fit != "resize":
-                raise ValueError("corrupt HCI stream: size flag invalid for fit='pad'")
+                raise CorruptStreamError("corrupt HCI stream: size flag invalid for fit='pad'")
             h = w = self.working_size
             header = [0]
         else:
             h, w = dec.bits(_SIZE_BITS) + 1, dec.bits(_SIZE_BITS) + 1
             if h < 2 or w < 2:
-                raise ValueError(f"corrupt HCI stream: image size {h}×{w}")
+                raise CorruptStreamError(f"corrupt HCI stream: image size {h}×{w}")
             header = [1, h - 1, w - 1]
         mh, mw = self._model_size(h, w)
         d = self.model.downsampling
         if (mh // d) * (mw // d) * self.model.M > 8 * _MAX_STREAM_BYTES:
-            raise ValueError(f"corrupt HCI stream: implausible image size {h}×{w}")
+            raise CorruptStreamError(f"corrupt HCI stream: implausible image size {h}×{w}")
         log = _RecordingDecoder(dec) if self.check_bits else dec
         with _deterministic():
             y_hat = self.model._pop(log, (mh // d, mw // d))
         if self.check_bits:
             got = dec.bits(self.check_bits)
             if got != self._check_value(header + log.values):
-                raise ValueError("corrupt HCI stream: check value mismatch")
+                raise CorruptStreamError("corrupt HCI stream: check value mismatch")
         dec.finish()
         with _deterministic():
             x_hat = self.model.synthesize(y_hat).clamp_(0, 1)

@@ -26,11 +26,12 @@ import zlib
 import numpy as np
 import torch
 
+from codec.errors import CorruptStreamError
 from codec.streams.hci import (HCICodec, RansDecoder, RansEncoder, _deterministic,
                                _RecordingDecoder, to_rgb_uint8)
 
 
-class SliceError(ValueError):
+class SliceError(CorruptStreamError):
     """One HCI slice is corrupt or truncated (its region is decoded as lost)."""
 
 
@@ -112,10 +113,9 @@ class SlicedHCI:
             with _deterministic():
                 y = self.model.pop_band(log, shape)
             if self.check_bits and dec.bits(self.check_bits) != self._check(log.values, index):
-                raise ValueError("check value mismatch")
+                raise CorruptStreamError("check value mismatch")
             dec.finish()
-        except (ValueError, IndexError, OverflowError) as e:
-            # the rANS decoder's own failures; anything else is a bug and propagates
+        except CorruptStreamError as e:  # anything else is a bug and propagates
             raise SliceError(f"HCI slice {index} is corrupt: {e}") from None
         return y
 

@@ -6,6 +6,7 @@ import random
 import numpy as np
 import pytest
 
+from codec.errors import CorruptStreamError
 from codec.streams.caption_coder import (CaptionCoder, detokenize, fit_model, scene_captions,
                                          tokenize)
 
@@ -110,7 +111,7 @@ def test_malformed_bytes_raise_value_error_or_decode(coder):
     for data in cases:
         try:
             out = coder.decode(data)
-        except ValueError as e:
+        except CorruptStreamError as e:
             assert "caption data" in str(e)
             raised += 1
         else:
@@ -119,7 +120,7 @@ def test_malformed_bytes_raise_value_error_or_decode(coder):
     # empty data and trailing bytes never pass as a caption. (A truncated caption may be
     # another caption's exact encoding: there is no checksum; the container's CRC32 is one.)
     for data in cases[:3] + cases[4:5]:
-        with pytest.raises(ValueError, match="caption data"):
+        with pytest.raises(CorruptStreamError, match="caption data"):
             coder.decode(data)
 
 

@@ -253,3 +253,15 @@ def test_fuzz_sliced_a_flip_raises_or_only_loses_slices():
             for j in rng.integers(0, len(data), int(rng.integers(1, 6))):
                 bad[j] = int(rng.integers(0, 256))
             _parses_or_container_error(bytes(bad))
+
+
+def test_typed_stream_errors():
+    from codec.errors import CorruptStreamError, PresetMismatchError, StreamError
+
+    assert issubclass(ContainerError, StreamError) and issubclass(CorruptStreamError, StreamError)
+    assert issubclass(StreamError, ValueError)  # callers catching ValueError keep working
+    with pytest.raises(PresetMismatchError):
+        _full().check_preset("other")
+    with pytest.raises(ContainerError) as e:
+        EncodedImage.from_bytes(b"SDGX")
+    assert not isinstance(e.value, PresetMismatchError)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from codec.errors import CorruptStreamError
 from codec.streams.hci import (HCICodec, HCIFactorized, HCIHyperprior, RansDecoder, RansEncoder,
                                SpreadTable, build_model)
 
@@ -146,18 +147,20 @@ def test_corrupt_and_truncated_streams_raise_value_error():
     codec = HCICodec(tiny(), check_bits=8)
     img = scene_like()
     data = codec.encode(img)
-    bad = [b"", data[:-1], data[1:], data + b"\x07", b"\x00" + data, "text"]
+    bad = [b"", data[:-1], data[1:], data + b"\x07", b"\x00" + data]
     bad += [bytes([data[0] ^ (1 << k)]) + data[1:] for k in range(8)]
     for b in bad:
-        with pytest.raises(ValueError):
+        with pytest.raises(CorruptStreamError):
             codec.decode(b)
-    # Fuzz: random bytes never raise anything but ValueError, and never hang.
+    with pytest.raises(ValueError, match="must be bytes"):  # a caller's bug, not corruption
+        codec.decode("text")
+    # Fuzz: random bytes never raise anything but CorruptStreamError, and never hang.
     rng = np.random.default_rng(0)
     for n in range(300):
         blob = rng.integers(0, 256, int(rng.integers(0, 40)), dtype=np.uint8).tobytes()
         try:
             out = codec.decode(blob)
-        except ValueError:
+        except CorruptStreamError:
             continue
         assert out.dtype == np.uint8 and out.ndim == 3
 

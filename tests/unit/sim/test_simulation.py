@@ -255,8 +255,12 @@ class PickyCodec:
         return self.decode_batch([encoded], [seed])[0]
 
     def decode_batch(self, encoded, seeds):
+        from codec.errors import CorruptStreamError
+
         if any(e.caption == b"\xff" for e in encoded):
-            raise ValueError("caption bytes are not a valid caption stream")
+            raise CorruptStreamError("caption bytes are not a valid caption stream")
+        if any(e.caption == b"bug" for e in encoded):
+            raise ValueError("a bug in the decoder, not a corrupt stream")
         return [np.full((4, 4, 3), 10 * e.has("caption") + e.has("hci"), np.uint8)
                 for e in encoded]
 
@@ -277,6 +281,20 @@ def test_decode_fallback_without_streams_of_is_per_image():
                              metrics=lambda refs, recs, items: [{} for _ in recs])
     assert recs[0][0, 0, 0] == 1 and recs[1][0, 0, 0] == 11     # image 1 untouched by image 0
     assert images[0].decoded == bad.without("caption") and images[1].decoded == odd
+
+
+def test_a_decoder_bug_is_not_recorded_as_a_corrupt_stream():
+    from codec.container import EncodedImage
+    from sim.receiver import ImageInFlight
+    from sim.simulation import _decode_and_score
+    from sim.source import SourceItem
+
+    sent = EncodedImage(preset="picky", height=4, width=4, caption=b"bug", hci=b"cd")
+    images = [ImageInFlight(0, sent, 0.0, 4.0, received=sent, corrupted=[])]
+    items = [SourceItem(0, np.zeros((4, 4, 3), np.uint8), None)]
+    with pytest.raises(ValueError, match="a bug in the decoder"):
+        _decode_and_score(cfg(decode=True), PickyCodec(), images, items,
+                          metrics=lambda refs, recs, items: [{} for _ in recs])
 
 
 def test_decode_cache_reuses_reconstructions_across_points():
