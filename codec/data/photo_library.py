@@ -6,7 +6,10 @@ Sources (every image inspected by eye; photographs only):
 - ``palapeli-data`` (Debian): five 1–2 MP photos (a castle, a bridge, citrus fruit, a bee, a
   chameleon);
 - images inside the installed scikit-image, scikit-learn and matplotlib wheels (never the ones
-  scikit-image would fetch from the network).
+  scikit-image would fetch from the network);
+- the photographs of ``photo_sources.json``: GCompris (``gcompris-qt-data``: animals,
+  monuments, musicians, the sea floor; inside Qt ``.rcc`` bundles, read by ``qt_rcc``),
+  Tux Paint's templates (``tuxpaint-data``) and ``puzzle-jigsaw``'s samples.
 
 Written under ``out``:
 
@@ -18,12 +21,13 @@ Written under ``out``:
 - ``full_manifest.json``: name, source, original size, split and category of every photo.
 
 The test photos are the six val photos of the tile set (never trained on by any shipped
-model) and five more; no test or val photo contributes a pixel to ``full/train``.
+model) and seven more; no test or val photo contributes a pixel to ``full/train``.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 from pathlib import Path
 
@@ -54,12 +58,22 @@ EXTRA_PHOTOS = [
     ("flower", "wheel:sklearn", "datasets/images/flower.jpg", "nature"),
     ("grace_hopper", "wheel:matplotlib", "mpl-data/sample_data/grace_hopper.jpg", "people"),
 ]
-EXTRA_PACKAGES = ("palapeli-data",)
+SOURCES_FILE = Path(__file__).with_name("photo_sources.json")  # photos of GCompris, Tux Paint
+                                                               # and puzzle-jigsaw
+
+
+def package_photos() -> list[dict]:
+    """The photos listed in ``photo_sources.json`` (name, package, path, member, category)."""
+    return json.loads(SOURCES_FILE.read_text())["photos"]
+
+
+EXTRA_PACKAGES = ("palapeli-data",) + tuple(sorted({e["package"] for e in package_photos()}))
 
 # The tile set's val photos (codec.data.photos.val_photos) plus five more, one per kind.
 TEST_PHOTOS = ("BytheWater", "EveningGlow", "Kite", "Picture_1A_by_freespace", "YellowFlower",
                "picosdeeuropa_by_Aitzol_Berasategi", "astronaut", "chelsea", "coffee",
-               "castle-maintenon", "panther-chameleon")
+               "castle-maintenon", "panther-chameleon", "gcompris-explore_world_music-mexico",
+               "gcompris-erase-crab")
 VAL_PHOTOS = ("flower", "rocket")
 
 
@@ -89,6 +103,17 @@ def all_photos(root: Path) -> list[tuple[str, Path, str]]:
     for name, source, rel, cat in EXTRA_PHOTOS:
         path = _wheel_file(source[6:], rel) if source.startswith("wheel:") else _resolve(root, rel)
         out.append((name, path, cat))
+    bundles: dict = {}
+    for e in package_photos():
+        path = _resolve(root, e["path"])
+        if "member" in e:  # a file inside a Qt resource bundle: extracted once, cached
+            from codec.data.qt_rcc import rcc_members
+
+            members = bundles.setdefault(path, rcc_members(path))
+            if e["member"] not in members:
+                raise FileNotFoundError(f"{e['member']} is not in {path}")
+            path = io.BytesIO(members[e["member"]])
+        out.append((e["name"], path, e["category"]))
     return out
 
 
@@ -111,7 +136,8 @@ def build_full_photo_set(out: str | Path, root: str | Path, progress: bool = Tru
     for name, path, cat in tqdm(all_photos(root), desc="whole photos", disable=not progress):
         split = split_of(name)
         image = Image.open(path).convert("RGB")
-        entry = {"name": name, "file": str(path.name), "size": list(image.size),
+        entry = {"name": name, "file": getattr(path, "name", "(in a Qt resource bundle)"),
+                 "size": list(image.size),
                  "split": split, "category": cat}
         if split == "test":
             for side in TEST_SIDES:

@@ -45,7 +45,7 @@ class HCIGainedMeanScale(_HCIBase):
 
     arch = "gained-meanscale"
 
-    def __init__(self, N: int = 96, M: int = 96, depth: int = 5, Nz: int = 64,
+    def __init__(self, N: int = 96, M: int = 96, depth: int = 5, Nz: int = 32,
                  n_rates: int = 4):
         super().__init__(N, M, depth)
         if n_rates < 1:
@@ -58,8 +58,10 @@ class HCIGainedMeanScale(_HCIBase):
                                  conv(self.N, self.N, 3, 1), nn.LeakyReLU(inplace=True),
                                  conv(self.N, 2 * self.M, 3, 1))
         # log-gains: rate r encodes y·exp(log_gain[r]) and decodes ŷ·exp(log_igain[r])
-        self.log_gain = nn.Parameter(torch.zeros(self.n_rates, self.M))
-        self.log_igain = nn.Parameter(torch.zeros(self.n_rates, self.M))
+        # spread from the start (e^-1 … e^1) so the rate points part before training does
+        spread = torch.linspace(-1.0, 1.0, self.n_rates) if self.n_rates > 1 else torch.zeros(1)
+        self.log_gain = nn.Parameter(spread[:, None].repeat(1, self.M))
+        self.log_igain = nn.Parameter(-spread[:, None].repeat(1, self.M))
         self.entropy_bottleneck = EntropyBottleneck(self.Nz)
         self.gaussian_conditional = GaussianConditional(None)
         self.rate = float(self.n_rates - 1)

@@ -109,8 +109,12 @@ def train(a) -> None:
     torch.manual_seed(a.seed)
     model = build_model(model_cfg)
     aux_names = {n for n, _ in model.named_parameters() if n.endswith(".quantiles")}
-    opt = torch.optim.Adam([p for n, p in model.named_parameters() if n not in aux_names],
-                           lr=a.lr)
+    gain_names = {"log_gain", "log_igain"}  # few parameters that must move far: 10× the lr
+    opt = torch.optim.Adam([
+        {"params": [p for n, p in model.named_parameters()
+                    if n not in aux_names | gain_names], "lr_scale": 1.0},
+        {"params": [p for n, p in model.named_parameters() if n in gain_names],
+         "lr_scale": 10.0}], lr=a.lr)
     aux_opt = torch.optim.Adam([p for n, p in model.named_parameters() if n in aux_names],
                                lr=1e-3)
     ckpt_path = run / "checkpoint.pt"
@@ -156,9 +160,10 @@ def train(a) -> None:
         g = torch.Generator().manual_seed(a.seed * 1_000_003 + step)
         x = native_crops(photos, a.batch_size, a.crop, g, a.min_side, a.max_side, a.jitter)
         r = torch.randint(n_rates, (a.batch_size,), generator=g)
-        warm = min(1.0, (step + 1) / 500)  # linear warm-up, then ×0.1 for the last 10 %
+        warm = min(1.0, (step + 1) / 200)  # linear warm-up, then ×0.1 for the last 10 %
         for group in opt.param_groups:
-            group["lr"] = a.lr * warm * (0.1 if step >= 0.9 * a.steps else 1.0)
+            group["lr"] = (a.lr * group["lr_scale"] * warm
+                           * (0.1 if step >= 0.9 * a.steps else 1.0))
         out = model(x, rate=r.float())
         mse = (out["x_hat"] - x).pow(2).mean(dim=(1, 2, 3))
         bits = sum(-torch.log2(v).sum(dim=(1, 2, 3)) for v in out["likelihoods"].values())
@@ -268,13 +273,13 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=40000)
     p.add_argument("--N", type=int, default=96)
     p.add_argument("--M", type=int, default=96)
-    p.add_argument("--Nz", type=int, default=64)
+    p.add_argument("--Nz", type=int, default=32)
     p.add_argument("--depth", type=int, default=5)
     p.add_argument("--lmbdas", type=float, nargs="+", default=list(DEFAULT_LMBDAS),
                    help="one rate–distortion trade-off per rate point, increasing")
     p.add_argument("--crop", type=int, default=192)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--min-side", type=int, default=512, help="long side of the scaled photo")
     p.add_argument("--max-side", type=int, default=1536)
     p.add_argument("--jitter", type=float, default=0.1)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from codec.data.photo_library import EXTRA_PHOTOS, TEST_PHOTOS, VAL_PHOTOS, split_of
+from codec.data.photo_library import (EXTRA_PHOTOS, TEST_PHOTOS, VAL_PHOTOS, package_photos,
+                                     split_of)
 from codec.data.photos import PHOTOS, photo_name, val_photos
 
 
 def _names():
-    return [photo_name(r) for rels in PHOTOS.values() for r in rels] + [e[0] for e in EXTRA_PHOTOS]
+    return ([photo_name(r) for rels in PHOTOS.values() for r in rels] + [e[0] for e in EXTRA_PHOTOS]
+            + [e["name"] for e in package_photos()])
 
 
 def test_names_are_unique_and_every_listed_split_photo_exists():
@@ -29,6 +31,12 @@ def test_tile_set_val_photos_are_test_photos():
 
 
 def test_test_set_covers_nature_people_or_animals_and_man_made():
-    cats = {e[0]: e[3] for e in EXTRA_PHOTOS}
+    cats = {e[0]: e[3] for e in EXTRA_PHOTOS} | {e["name"]: e["category"] for e in package_photos()}
     kinds = {cats.get(n, "nature") for n in TEST_PHOTOS}
     assert "nature" in kinds and "man-made" in kinds and kinds & {"people", "animals"}
+
+
+def test_package_photo_entries_are_complete():
+    for e in package_photos():
+        assert e["category"] in {"nature", "people", "animals", "man-made"}, e
+        assert e["package"] and e["path"] and min(e["size"]) >= 256, e
