@@ -166,12 +166,19 @@ def plot(df, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    factors = sorted(df["factor"].dropna().unique())
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(1, len(factors))))
+    dashes = {"JPEG": ":", "WEBP": "--", "AVIF": "-"}
     for codec, g in df.groupby("codec", sort=False):
         m = g.groupby("setting", sort=False)[["bpp", "psnr_db"]].mean().sort_values("bpp")
         m = m[m["bpp"] <= 0.08]
         if m.empty:
             continue
-        style = dict(lw=2.5, marker="o") if codec.startswith("HCI") else dict(lw=1, marker=".")
+        if codec.startswith("HCI"):
+            style = dict(lw=2.5, marker="o", color="C3" if codec == "HCI" else "C1")
+        else:  # colour by downscale factor, line style by format
+            style = dict(lw=1, marker=".", ls=dashes[g["family"].iloc[0]],
+                         color=colours[factors.index(g["factor"].iloc[0])])
         ax.plot(m["bpp"], m["psnr_db"], label=codec, **style)
     ax.set_xlabel("bits per pixel (real bytes)")
     ax.set_ylabel("PSNR (dB), mean over photos")
@@ -197,7 +204,13 @@ def main(argv=None):
     p.add_argument("--qualities", type=int, nargs="+", default=[0, 2, 5, 10, 15, 25])
     p.add_argument("--factors", type=float, nargs="+", default=[1, 2, 3, 4, 6, 8])
     p.add_argument("--slice-rows", type=int, default=4)
+    p.add_argument("--replot", action="store_true", help="redraw <out>.png from <out>.csv")
     a = p.parse_args(argv)
+    if a.replot:
+        import pandas as pd
+
+        return plot(pd.read_csv(Path(a.out).with_suffix(".csv")),
+                    Path(a.out).with_suffix(".png"), a.images)
     rec = run(Path(a.hci), Path(a.images), Path(a.out), a.qualities, a.factors, a.slice_rows)
     print(json.dumps(rec["summary"], indent=1))
 

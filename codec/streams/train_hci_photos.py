@@ -108,6 +108,8 @@ def train(a) -> None:
                                           "max_side", "jitter", "seed")}
     torch.manual_seed(a.seed)
     model = build_model(model_cfg)
+    dev = torch.device(a.device)
+    model.to(dev)  # before the optimizers, so their state follows the parameters
     aux_names = {n for n, _ in model.named_parameters() if n.endswith(".quantiles")}
     gain_names = {"log_gain", "log_igain"}  # few parameters that must move far: 10× the lr
     opt = torch.optim.Adam([
@@ -144,7 +146,7 @@ def train(a) -> None:
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
 
     def save():
-        _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(),
+        _save_atomic({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "opt": opt.state_dict(),
                       "aux_opt": aux_opt.state_dict(), "step": step,
                       "model_config": model_cfg, "hparams": hparams,
                       "command": "python -m codec.streams.train_hci_photos "
@@ -156,10 +158,12 @@ def train(a) -> None:
     model.train()
     t0, acc = time.time(), []
     n_rates = len(a.lmbdas)
-    while step < a.steps and not stop["now"]:
+    deadline = time.time() + 60 * a.max_minutes if a.max_minutes else float("inf")
+    while step < a.steps and not stop["now"] and time.time() < deadline:
         g = torch.Generator().manual_seed(a.seed * 1_000_003 + step)
         x = native_crops(photos, a.batch_size, a.crop, g, a.min_side, a.max_side, a.jitter)
         r = torch.randint(n_rates, (a.batch_size,), generator=g)
+        x, r = x.to(dev), r.to(dev)
         warm = min(1.0, (step + 1) / 200)  # linear warm-up, then ×0.1 for the last 10 %
         for group in opt.param_groups:
             group["lr"] = (a.lr * group["lr_scale"] * warm
@@ -168,7 +172,7 @@ def train(a) -> None:
         mse = (out["x_hat"] - x).pow(2).mean(dim=(1, 2, 3))
         bits = sum(-torch.log2(v).sum(dim=(1, 2, 3)) for v in out["likelihoods"].values())
         bpp = bits / (a.crop * a.crop)
-        loss = (lmbdas[r] * 255 ** 2 * mse + bpp).mean()
+        loss = (lmbdas.to(dev)[r] * 255 ** 2 * mse + bpp).mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -286,6 +290,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--device", default="cpu", help="torch device (cuda on a lent GPU)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop (and save) after this many minutes")
     p.add_argument("--init", metavar="FOLDER",
                    help="an exported HCI folder to start from when --run has no checkpoint "
                         "(its step count carries on; optimizers start fresh)")
