@@ -94,3 +94,23 @@ def test_rate_points_can_share_one_weights_file(tmp_path):
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="model.safetensors is missing"):
         HCICodec.from_pretrained(tmp_path / "low")
+
+
+def test_shipped_photo_hci_points_share_weights_and_spend_more_bits_as_rate_rises():
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3] / "codec" / "weights" / "hci-photos"
+    card = json.loads((root / "model_card.json").read_text())
+    assert {"command", "commit", "steps", "status", "rate_points"} <= set(card)
+    assert (root / "model.safetensors").stat().st_size < 40e6
+    assert not list(root.glob("*/*.safetensors")) and not list(root.rglob("*.pt"))
+    img = photo_like(100, 150)  # odd size, landscape
+    bits = []
+    for name in ("low", "mid", "high", "top"):
+        codec = HCICodec.from_pretrained(root / name)
+        assert codec.fit == "pad"
+        data = codec.encode(img)
+        assert codec.decode(data).shape == (100, 150, 3)
+        bits.append(len(data))
+    assert bits == sorted(bits) and bits[0] < bits[-1]
