@@ -136,6 +136,16 @@ def _crc(data: bytes) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
+def _mark_lost(items: tuple, indices: Iterable[int], what: str) -> tuple:
+    """``items`` with the entries at ``indices`` set to None (lost)."""
+    out = list(items)
+    for i in indices:
+        if not isinstance(i, int) or not 0 <= i < len(out):
+            raise ValueError(f"{what} index {i!r} is out of range [0, {len(out)})")
+        out[i] = None
+    return tuple(out)
+
+
 def _read_slices(r: _Reader, data: bytes) -> tuple[bytes | None, ...]:
     """The HCI slices section; a slice whose CRC32 fails is returned as lost (None)."""
     start = r.pos
@@ -305,12 +315,8 @@ class EncodedImage:
         """A copy with HCI slices at ``indices`` marked lost (``None``)."""
         if self.hci_slices is None:
             raise ValueError("with_lost_slices() needs a sliced HCI; this image has none")
-        sl = list(self.hci_slices)
-        for i in indices:
-            if not isinstance(i, int) or not 0 <= i < len(sl):
-                raise ValueError(f"slice index {i!r} is out of range [0, {len(sl)})")
-            sl[i] = None
-        return dataclasses.replace(self, hci_slices=tuple(sl))
+        return dataclasses.replace(self, hci_slices=_mark_lost(self.hci_slices, indices,
+                                                               "slice"))
 
     def lost_slices(self) -> list[int]:
         """Indices of lost HCI slices (empty if the HCI is not sliced)."""
@@ -320,12 +326,8 @@ class EncodedImage:
         """A copy with RSRT tokens at ``indices`` marked lost (``None``)."""
         if self.rsrt_tokens is None:
             raise ValueError("with_lost_tokens() needs an RSRT stream; this image has none")
-        tokens = list(self.rsrt_tokens)
-        for i in indices:
-            if not isinstance(i, int) or not 0 <= i < len(tokens):
-                raise ValueError(f"token index {i!r} is out of range [0, {len(tokens)})")
-            tokens[i] = None
-        return dataclasses.replace(self, rsrt_tokens=tuple(tokens))
+        return dataclasses.replace(self, rsrt_tokens=_mark_lost(self.rsrt_tokens, indices,
+                                                                "token"))
 
     def lost_tokens(self) -> list[int]:
         """Indices of lost RSRT tokens (empty if there is no RSRT stream)."""

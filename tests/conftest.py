@@ -57,3 +57,12 @@ def tiny_photo_set():
         (root / "manifest.json").write_text(json.dumps({"tile": tile, "photos": photos}))
         return root
     return build
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test on one torch thread (small models are fastest so, and CI has 2 cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

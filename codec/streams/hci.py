@@ -267,6 +267,34 @@ class _HCIBase(CompressionModel):
         """ŷ (B, M, h, w) → x̂ (B, 3, 2**depth·h, 2**depth·w), unclamped."""
         return self.g_s(y_hat)
 
+    def _coder(self):
+        """rANS tables: {"y": bottleneck} for a factorized model, {"z": bottleneck,
+        "y": Gaussian conditional} for a hyperprior one (built once)."""
+        if self._coders is None:
+            if hasattr(self, "gaussian_conditional"):
+                self._coders = {"z": _LatentCoder(self.entropy_bottleneck),
+                                "y": _LatentCoder(self.gaussian_conditional)}
+            else:
+                self._coders = {"y": _LatentCoder(self.entropy_bottleneck)}
+        return self._coders
+
+    def _push_z(self, enc, z):
+        """Push side information z (1, Nz, h, w) through the bottleneck; returns ẑ."""
+        eb = self.entropy_bottleneck
+        zmed = eb._get_medians().reshape(1, -1, 1, 1)
+        z_sym = eb.quantize(z, "symbols", zmed)
+        self._coder()["z"].push(enc, z_sym.reshape(-1).tolist(),
+                                eb._build_indexes(z.size()).reshape(-1).tolist())
+        return eb.dequantize(z_sym, zmed)
+
+    def _pop_z(self, dec, latent_shape):
+        """ẑ (1, Nz, ceil(h / 2), ceil(w / 2)) for a latent of ``latent_shape`` (h, w)."""
+        eb = self.entropy_bottleneck
+        zshape = (1, self.Nz, (latent_shape[0] + 1) // 2, (latent_shape[1] + 1) // 2)
+        z_vals = self._coder()["z"].pop(dec, eb._build_indexes(zshape).reshape(-1).tolist())
+        return eb.dequantize(torch.tensor(z_vals, dtype=torch.float32).reshape(zshape),
+                             eb._get_medians().reshape(1, -1, 1, 1))
+
     def update(self, scale_table=None, force=False, update_quantiles: bool = False):
         self._coders = None
         return super().update(scale_table=scale_table, force=force,
@@ -330,11 +358,6 @@ class HCIFactorized(_HCIBase):
         x_hat = self.g_s(y_hat)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods}}
 
-    def _coder(self):
-        if self._coders is None:
-            self._coders = {"y": _LatentCoder(self.entropy_bottleneck)}
-        return self._coders
-
     def _analyse(self, x):
         return {"y": self.g_a(x)}
 
@@ -395,44 +418,26 @@ class HCIHyperprior(_HCIBase):
         x_hat = self.g_s(y_hat)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
-    def _coder(self):
-        if self._coders is None:
-            self._coders = {"z": _LatentCoder(self.entropy_bottleneck),
-                            "y": _LatentCoder(self.gaussian_conditional)}
-        return self._coders
-
     def _analyse(self, x):
         y = self.g_a(x)
         return {"y": y, "z": self.h_a(torch.abs(y))}
 
     def _push(self, enc, latents):
-        coders = self._coder()
-        eb = self.entropy_bottleneck
-        z = latents["z"]
-        zmed = eb._get_medians().reshape(1, -1, 1, 1)
-        z_sym = eb.quantize(z, "symbols", zmed)
-        coders["z"].push(enc, z_sym.reshape(-1).tolist(),
-                         eb._build_indexes(z.size()).reshape(-1).tolist())
-        z_hat = eb.dequantize(z_sym, zmed)
+        z_hat = self._push_z(enc, latents["z"])
         y = latents["y"]
         scales = self._scales(z_hat, y.shape)
         idx = self.gaussian_conditional.build_indexes(scales)
         y_sym = self.gaussian_conditional.quantize(y, "symbols")
-        coders["y"].push(enc, y_sym.reshape(-1).tolist(), idx.reshape(-1).tolist())
+        self._coder()["y"].push(enc, y_sym.reshape(-1).tolist(), idx.reshape(-1).tolist())
 
     def _y_hat(self, latents):
         return self.gaussian_conditional.quantize(latents["y"], "symbols").float()
 
     def _pop(self, dec, shape):
-        coders = self._coder()
-        eb = self.entropy_bottleneck
-        zshape = (1, self.Nz, (shape[0] + 1) // 2, (shape[1] + 1) // 2)
-        z_vals = coders["z"].pop(dec, eb._build_indexes(zshape).reshape(-1).tolist())
-        z_hat = eb.dequantize(torch.tensor(z_vals, dtype=torch.float32).reshape(zshape),
-                              eb._get_medians().reshape(1, -1, 1, 1))
+        z_hat = self._pop_z(dec, shape)
         scales = self._scales(z_hat, (1, self.M, *shape))
         idx = self.gaussian_conditional.build_indexes(scales)
-        y_vals = coders["y"].pop(dec, idx.reshape(-1).tolist())
+        y_vals = self._coder()["y"].pop(dec, idx.reshape(-1).tolist())
         return torch.tensor(y_vals, dtype=torch.float32).reshape(1, self.M, *shape)
 
 

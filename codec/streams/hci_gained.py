@@ -106,14 +106,6 @@ class HCIGainedMeanScale(_HCIBase):
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     # ---- coding (one rANS state; see hci.py) ---------------------------------------------
-    def _coder(self):
-        if self._coders is None:
-            from codec.streams.hci import _LatentCoder
-
-            self._coders = {"z": _LatentCoder(self.entropy_bottleneck),
-                            "y": _LatentCoder(self.gaussian_conditional)}
-        return self._coders
-
     def _analyse(self, x):
         gain, _ = self._gains(self.rate)
         y = self.g_a(x) * gain
@@ -122,31 +114,18 @@ class HCIGainedMeanScale(_HCIBase):
     def push_band(self, enc, y):
         """Push z, then y, of one band of gained latent rows y (1, M, h, w) into ``enc``;
         returns ŷ (1, M, h, w) as the decoder will rebuild it."""
-        coders = self._coder()
-        eb = self.entropy_bottleneck
-        z = self.h_a(y)
-        zmed = eb._get_medians().reshape(1, -1, 1, 1)
-        z_sym = eb.quantize(z, "symbols", zmed)
-        coders["z"].push(enc, z_sym.reshape(-1).tolist(),
-                         eb._build_indexes(z.size()).reshape(-1).tolist())
-        means, scales = self._hyper(eb.dequantize(z_sym, zmed), y.shape)
+        means, scales = self._hyper(self._push_z(enc, self.h_a(y)), y.shape)
         gc = self.gaussian_conditional
         y_sym = gc.quantize(y, "symbols", means)
-        coders["y"].push(enc, y_sym.reshape(-1).tolist(),
-                         gc.build_indexes(scales).reshape(-1).tolist())
+        self._coder()["y"].push(enc, y_sym.reshape(-1).tolist(),
+                                gc.build_indexes(scales).reshape(-1).tolist())
         return gc.dequantize(y_sym, means)
 
     def pop_band(self, dec, shape):
         """Inverse of ``push_band`` for a band of latent ``shape`` (h, w): ŷ (1, M, h, w)."""
-        coders = self._coder()
-        eb = self.entropy_bottleneck
-        zshape = (1, self.Nz, (shape[0] + 1) // 2, (shape[1] + 1) // 2)
-        z_vals = coders["z"].pop(dec, eb._build_indexes(zshape).reshape(-1).tolist())
-        z_hat = eb.dequantize(torch.tensor(z_vals, dtype=torch.float32).reshape(zshape),
-                              eb._get_medians().reshape(1, -1, 1, 1))
-        means, scales = self._hyper(z_hat, (1, self.M, *shape))
+        means, scales = self._hyper(self._pop_z(dec, shape), (1, self.M, *shape))
         gc = self.gaussian_conditional
-        y_vals = coders["y"].pop(dec, gc.build_indexes(scales).reshape(-1).tolist())
+        y_vals = self._coder()["y"].pop(dec, gc.build_indexes(scales).reshape(-1).tolist())
         sym = torch.tensor(y_vals, dtype=torch.float32).reshape(1, self.M, *shape)
         return gc.dequantize(sym, means)
 

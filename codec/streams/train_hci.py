@@ -52,6 +52,20 @@ def scene_array(n: int, seed: int, size: int, cache: Path | None = None) -> np.n
     return images
 
 
+def optimizer_step(model, loss, opt, aux_opt) -> torch.Tensor:
+    """One rate–distortion step (gradients clipped to norm 1), then one step of the entropy
+    bottleneck's quantile loss on its own optimizer; returns that auxiliary loss."""
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    aux = model.aux_loss()
+    aux_opt.zero_grad()
+    aux.backward()
+    aux_opt.step()
+    return aux
+
+
 @torch.no_grad()
 def evaluate(codec: HCICodec, images: np.ndarray) -> dict:
     """Real bitstreams: mean bits/image, bpp, PSNR (dB) over ``images`` uint8 (B, H, W, 3)."""
@@ -146,14 +160,7 @@ def train(out: str | Path, lmbda: float, steps: int, arch: str = "factorized", N
         mse = F.mse_loss(out_["x_hat"], x)
         bits = sum(-torch.log2(v).sum() for v in out_["likelihoods"].values()) / batch_size
         loss = lmbda * 255 ** 2 * mse + bits / num_pixels
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        aux = model.aux_loss()
-        aux_opt.zero_grad()
-        aux.backward()
-        aux_opt.step()
+        aux = optimizer_step(model, loss, opt, aux_opt)
         step += 1
         if step % 50 == 0 or step == steps:
             msg = (f"step {step} loss {loss.item():.4f} bits/img {bits.item():.1f} "

@@ -40,6 +40,7 @@ from PIL import Image
 
 from codec.provenance import git_commit, write_model_card
 from codec.streams.hci import CONFIG_NAME, WEIGHTS_NAME, HCICodec, build_model
+from codec.streams.train_hci import optimizer_step
 
 DEFAULT_LMBDAS = (8e-6, 3e-5, 1.2e-4, 5e-4)
 RATE_NAMES = ("low", "mid", "high", "top")
@@ -173,14 +174,7 @@ def train(a) -> None:
         bits = sum(-torch.log2(v).sum(dim=(1, 2, 3)) for v in out["likelihoods"].values())
         bpp = bits / (a.crop * a.crop)
         loss = (lmbdas.to(dev)[r] * 255 ** 2 * mse + bpp).mean()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        aux = model.aux_loss()
-        aux_opt.zero_grad()
-        aux.backward()
-        aux_opt.step()
+        aux = optimizer_step(model, loss, opt, aux_opt)
         step += 1
         acc.append((r, mse.detach(), bpp.detach()))
         if step % 50 == 0 or step == a.steps:

@@ -16,12 +16,7 @@ from codec.streams.hci import (HCICodec, HCIFactorized, HCIHyperprior, RansDecod
 WEIGHTS = Path(__file__).resolve().parents[3] / "codec" / "weights" / "hci-64"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(arch="factorized", update=True):

@@ -11,12 +11,7 @@ from codec.streams.hci_sliced import SlicedHCI
 from tests.unit.codec.test_hci_gained import photo_like, tiny
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sliced(check_bits=8):
