@@ -74,6 +74,14 @@ def preset_folder(name_or_path: str | Path) -> Path:
                             f"{PRESET_FILE} or one of the shipped presets {shipped}")
 
 
+def preset_hci(folder: str | Path, cfg: dict | None = None) -> dict[str, HCICodec]:
+    """The HCI rate points of a preset folder, in ``preset.json`` order (rate -> codec)."""
+    folder = Path(folder)
+    cfg = cfg if cfg is not None else json.loads((folder / PRESET_FILE).read_text())
+    hroot = (folder / cfg["hci"].get("root", "hci")).resolve()
+    return {p: HCICodec.from_pretrained(hroot / p) for p in cfg["hci"]["rate_points"]}
+
+
 @dataclass
 class SDGIC:
     """The codec. Build it with :meth:`from_pretrained`; the fields are its parts.
@@ -156,8 +164,7 @@ class SDGIC:
             text = TextEncoder(folder / "text_encoder", tokenizer_path=tok)
         else:
             text = default_text_encoder()
-        hroot = (folder / cfg["hci"].get("root", "hci")).resolve()
-        hci = {p: HCICodec.from_pretrained(hroot / p) for p in cfg["hci"]["rate_points"]}
+        hci = preset_hci(folder, cfg)
         cap = cfg.get("caption_model")
         detail = cfg.get("caption_detail", "full")
         if detail not in CAPTION_DETAILS:

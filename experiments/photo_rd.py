@@ -22,7 +22,6 @@ summary with 95 % t intervals over photos) and ``<out>.png`` (PSNR against bpp).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import platform
 import sys
@@ -32,27 +31,6 @@ from pathlib import Path
 import numpy as np
 
 FORMATS = ("JPEG", "WEBP", "AVIF")
-
-
-def classical(img: np.ndarray, fmt: str, quality: int, factor: float):
-    """``img`` uint8 (H, W, 3) through Pillow ``fmt`` at ``quality`` after a downscale by
-    ``factor`` (1: native): (bytes, decoded uint8 (H, W, 3) at the original size)."""
-    from PIL import Image
-
-    h, w = img.shape[:2]
-    im = Image.fromarray(img)
-    if factor != 1:
-        im = im.resize((max(8, round(w / factor)), max(8, round(h / factor))), Image.BICUBIC,
-                       reducing_gap=None)
-    buf = io.BytesIO()
-    kw = {"JPEG": {"quality": quality, "optimize": True}, "WEBP": {"quality": quality,
-                                                                   "method": 6},
-          "AVIF": {"quality": quality, "speed": 4}}[fmt]
-    im.save(buf, format=fmt, **kw)
-    rec = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-    if rec.size != (w, h):
-        rec = rec.resize((w, h), Image.BICUBIC)
-    return len(buf.getvalue()), np.asarray(rec)
 
 
 def _t_interval(x: np.ndarray) -> tuple[float, float]:
@@ -70,6 +48,7 @@ def run(hci: Path, images: Path, out: Path, qualities, factors, slice_rows: int)
     import torch
     from tqdm import tqdm
 
+    from codec.classical import code_image
     from codec.data.folder import ImageFolder
     from codec.metrics import ms_ssim, psnr
     from codec.streams.hci import HCICodec
@@ -106,8 +85,8 @@ def run(hci: Path, images: Path, out: Path, qualities, factors, slice_rows: int)
         for fmt in FORMATS:
             for f in factors:
                 for q in qualities:
-                    nbytes, rec = classical(img, fmt, q, f)
-                    row(fmt if f == 1 else f"{fmt} ↓{f:g}", f"q{q}", nbytes, rec,
+                    data, rec = code_image(img, fmt.lower(), q, f)
+                    row(fmt if f == 1 else f"{fmt} ↓{f:g}", f"q{q}", len(data), rec,
                         factor=f, quality=q, family=fmt)
     df = pd.DataFrame(rows)
     df["family"] = df["family"].fillna(df["codec"])

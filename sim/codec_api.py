@@ -6,7 +6,11 @@ The simulator carries any codec that fits :class:`Codec` (duck typed): SDGIC
 * a preset name or preset folder (``"scenes-64"``, ``"path/to/preset"``):
   ``SDGIC.from_pretrained(spec)``;
 * ``"package.module:factory"``: ``factory()`` is called (a class or a function), e.g.
-  ``"experiments.sim_baseline_codec:BaselineCodec"``.
+  ``"experiments.sim_baseline_codec:BaselineCodec"``;
+* a baseline (:func:`baseline_codec`): ``"jpeg"``, ``"webp"``, ``"avif"`` (Pillow at a bit
+  budget, :class:`codec.classical.ClassicalCodec`), ``"hci"`` (the ``scenes-64`` preset's HCI
+  decoded alone, :class:`codec.hci_alone.HCIAlone`) or ``"hci@PRESET"`` (another preset's HCI).
+  These code each image to the run's bit budget (:mod:`sim.bit_budget`).
 
 Loaded codecs are cached per process (a sweep worker loads each once), per fingerprint.
 
@@ -34,7 +38,7 @@ from typing import Any, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Codec", "load_codec", "decode_images", "codec_fingerprint", "preset_fingerprint"]
+__all__ = ["Codec", "load_codec", "baseline_codec", "is_baseline", "decode_images", "codec_fingerprint", "preset_fingerprint"]
 
 
 @runtime_checkable
@@ -60,6 +64,32 @@ _FP_ATTR = "_sim_fingerprint"
 
 def _is_factory(spec: str) -> bool:
     return ":" in spec and not spec.startswith(("/", ".")) and "/" not in spec.split(":")[0]
+
+
+def is_baseline(spec) -> bool:
+    """Whether ``spec`` names a baseline codec (see the module docstring)."""
+    from codec.classical import CLASSICAL_FORMATS
+
+    return isinstance(spec, str) and (spec in CLASSICAL_FORMATS or spec == "hci"
+                                      or spec.startswith("hci@"))
+
+
+def baseline_codec(spec: str):
+    """The baseline codec object ``spec`` names (see the module docstring)."""
+    from codec.classical import CLASSICAL_FORMATS, ClassicalCodec
+    from codec.hci_alone import HCIAlone
+
+    if spec in CLASSICAL_FORMATS:
+        return ClassicalCodec(spec)
+    if spec == "hci":
+        return HCIAlone("scenes-64")
+    if spec.startswith("hci@") and len(spec) > 4:
+        try:
+            return HCIAlone(spec[4:])
+        except FileNotFoundError as e:
+            raise ValueError(f"codec = {spec!r}: {e}") from None
+    raise ValueError(f"codec = {spec!r} is not a baseline; allowed: "
+                     f"{', '.join(CLASSICAL_FORMATS)}, hci, hci@PRESET")
 
 
 def _hash(obj) -> str:
@@ -134,7 +164,7 @@ def codec_fingerprint(codec) -> str | None:
     preset spec that does not resolve to a folder (it fails when loaded)."""
     if not isinstance(codec, str):
         return _object_fingerprint(codec)
-    if _is_factory(codec):
+    if _is_factory(codec) or is_baseline(codec):
         return _object_fingerprint(load_codec(codec))
     from codec.sdgic import preset_folder
 
@@ -151,9 +181,11 @@ def load_codec(spec) -> Codec:
         if not isinstance(spec, Codec):
             raise TypeError(f"codec {spec!r} lacks preset/encode/decode; see sim.codec_api.Codec")
         return spec
-    key = spec if _is_factory(spec) else (spec, codec_fingerprint(spec))
+    key = spec if _is_factory(spec) or is_baseline(spec) else (spec, codec_fingerprint(spec))
     if key not in _CODECS:
-        if _is_factory(spec):
+        if is_baseline(spec):
+            obj = baseline_codec(spec)
+        elif _is_factory(spec):
             mod, _, attr = spec.partition(":")
             try:
                 factory = getattr(importlib.import_module(mod), attr)

@@ -108,6 +108,11 @@ class SimConfig:
         so a result does not depend on the batch it was decoded in.
     trace : bool
         Keep a per-packet transmission trace.
+    bit_budget : dict or None
+        Bits per image of a codec that codes to a budget (``jpeg``, ``webp``, ``avif``,
+        ``hci``): ``{"kind": "same_bits" | "same_re" | "bpp", ...}``
+        (:class:`sim.bit_budget.BitBudget`; ``None``: ``DEFAULT_BIT_BUDGET``, the bits the
+        ``scenes-64`` preset spends on the same image). Refused for other codecs.
     """
 
     scenario: Any
@@ -131,6 +136,7 @@ class SimConfig:
     decode_batch_size: int = 16
     decode_cache: bool = True
     trace: bool = False
+    bit_budget: Optional[dict] = None
 
     def __post_init__(self):
         from channels import Scenario, load_scenario
@@ -180,6 +186,10 @@ class SimConfig:
             _fail("decode_cache", self.decode_cache, "true or false")
         if not isinstance(self.trace, bool):
             _fail("trace", self.trace, "true or false")
+        if self.bit_budget is not None:
+            from .bit_budget import BitBudget
+
+            object.__setattr__(self, "bit_budget", BitBudget.from_dict(self.bit_budget).to_dict())
 
     # -- derived ----------------------------------------------------------------------------
     @property
@@ -207,6 +217,13 @@ class SimConfig:
         if isinstance(self.codec, str):
             return self.codec
         return f"object:{getattr(self.codec, 'preset', type(self.codec).__name__)}"
+
+    def bit_budget_obj(self):
+        """The :class:`~sim.bit_budget.BitBudget` a budgeted codec gets (the default when
+        unset)."""
+        from .bit_budget import DEFAULT_BIT_BUDGET, BitBudget
+
+        return BitBudget.from_dict(self.bit_budget or DEFAULT_BIT_BUDGET)
 
     def codec_fingerprint(self) -> Optional[str]:
         """:func:`sim.codec_api.codec_fingerprint` of the codec, computed once per config
@@ -238,6 +255,8 @@ class SimConfig:
         if d["decode_precision"] is None:   # unset: ids of runs made before it existed hold
             del d["decode_precision"]
         d["trace"] = False   # the trace does not change the records
+        if d["bit_budget"] is None:   # unset: ids of runs made before it existed hold
+            del d["bit_budget"]
         return d
 
     def point_id(self) -> str:

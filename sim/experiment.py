@@ -19,6 +19,14 @@ TOML layout (relative paths are relative to the TOML file; every key is optional
     budget_prbs = [4, 11]           # PRBs per slot; "all" = the scenario's carrier
     policies = ["eep", "uep"]       # presets or names of [policies.*] tables
     seeds = [0, 1]
+    codecs = ["scenes-64",          # optional: several codecs, each a spec or a table; a
+              {codec = "webp", policies = ["eep"],           # table may narrow the policies
+               bit_budget = {kind = "bpp", bpp = 0.25}}]     # and give its own bit budget
+
+    [bit_budget]                    # baselines' bits per image (jpeg, webp, avif, hci;
+    kind = "same_re"                # sim.bit_budget): "same_bits", "same_re", "bpp"
+    reference = "scenes-64"
+    reference_policy = "uep"
 
     [traffic]
     arrival = "periodic"            # "periodic", "poisson"
@@ -68,6 +76,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from .codec_api import is_baseline
 from .config import MODES, SimConfig
 from .policy import PRESETS, ProtectionPolicy, make_policy
 from .source import check_dataset
@@ -76,9 +85,10 @@ from .validation import fail as _fail
 __all__ = ["Experiment", "load_experiment"]
 
 _TOP = {"name", "codec", "num_images", "grid", "traffic", "packets", "dataset", "decode",
-        "policies", "trace", "description"}
+        "policies", "trace", "description", "bit_budget"}
+_CODEC_ENTRY = {"codec", "policies", "bit_budget"}
 _SECTIONS = {
-    "grid": {"scenarios", "modes", "snr_db", "budget_prbs", "policies", "seeds"},
+    "grid": {"scenarios", "modes", "snr_db", "budget_prbs", "policies", "seeds", "codecs"},
     "traffic": {"arrival", "interval_ms", "deadline_ms"},
     "packets": {"rsrt_tokens_per_packet", "harq_rtt_slots"},
     "decode": {"enabled", "steps", "guidance_scale", "precision", "batch_size", "cache"},
@@ -130,6 +140,10 @@ class Experiment:
     policies : list of str or ProtectionPolicy
         Preset names or policy objects.
     seeds : list of int
+    codecs : list of dict or None
+        Codecs to sweep, each ``{"codec": spec, "policies": [...] | None, "bit_budget": dict |
+        None}`` (``None`` entries: the experiment's policies, the base bit budget); ``None``:
+        the base codec only.
     base : dict
         Other :class:`SimConfig` fields shared by every run (num_images, arrival, codec, ...).
     """
@@ -143,6 +157,7 @@ class Experiment:
     seeds: list = field(default_factory=lambda: [0])
     base: dict = field(default_factory=dict)
     source: Optional[str] = None
+    codecs: Optional[list] = None
 
     def __post_init__(self):
         self.snr_db = _list("grid.snr_db", self.snr_db, _is_num, "numbers")
@@ -159,6 +174,14 @@ class Experiment:
         names = [p if isinstance(p, str) else p.name for p in self.policies]
         if len(set(names)) != len(names):
             _fail("grid.policies", names, "distinct policy names")
+        if self.codecs is not None:
+            if not isinstance(self.codecs, list) or not self.codecs:
+                _fail("grid.codecs", self.codecs, "a non-empty list of codec specs or tables")
+            self.codecs = [c if isinstance(c, dict) else {"codec": c} for c in self.codecs]
+            for c in self.codecs:
+                if set(c) - _CODEC_ENTRY or "codec" not in c:
+                    _fail("grid.codecs", c, f"tables with keys {', '.join(sorted(_CODEC_ENTRY))}"
+                          f" (codec required)")
         unknown = set(self.base) - {f for f in SimConfig.__dataclass_fields__} \
             - {"scenario", "snr_db", "policy", "mode", "budget_prbs", "seed"}
         if unknown:
@@ -170,17 +193,29 @@ class Experiment:
         """One :class:`SimConfig` per grid point: scenario, mode, budget, policy, SNR, seed
         (the last varies fastest)."""
         out = []
-        for sc, mode, b, pol, snr, seed in itertools.product(
-                self.scenarios, self.modes, self.budget_prbs, self.policies, self.snr_db,
-                self.seeds):
-            out.append(SimConfig(scenario=sc, snr_db=float(snr), policy=make_policy(pol)
-                                 if isinstance(pol, str) else pol, mode=mode, budget_prbs=b,
-                                 seed=seed, **self.base))
+        entries = self.codecs or [{}]
+        for sc, mode, b in itertools.product(self.scenarios, self.modes, self.budget_prbs):
+            for entry in entries:
+                base = dict(self.base)
+                for k in ("codec", "bit_budget"):
+                    if entry.get(k) is not None:
+                        base[k] = entry[k]
+                if not is_baseline(base.get("codec", "scenes-64")):
+                    if entry.get("bit_budget") is not None:
+                        _fail("grid.codecs", entry, "a bit_budget only on a baseline codec "
+                              "(jpeg, webp, avif, hci)")
+                    base.pop("bit_budget", None)   # [bit_budget] is the baselines' budget
+                for pol, snr, seed in itertools.product(entry.get("policies") or self.policies,
+                                                        self.snr_db, self.seeds):
+                    out.append(SimConfig(scenario=sc, snr_db=float(snr),
+                                         policy=make_policy(pol) if isinstance(pol, str)
+                                         else pol, mode=mode, budget_prbs=b, seed=seed, **base))
         return out
 
     def __len__(self) -> int:
-        return (len(self.scenarios) * len(self.modes) * len(self.budget_prbs)
-                * len(self.policies) * len(self.snr_db) * len(self.seeds))
+        per = sum(len(e.get("policies") or self.policies) for e in (self.codecs or [{}]))
+        return (len(self.scenarios) * len(self.modes) * len(self.budget_prbs) * per
+                * len(self.snr_db) * len(self.seeds))
 
     @classmethod
     def from_dict(cls, data: dict, root: str | Path = ".", source: Optional[str] = None
@@ -215,16 +250,37 @@ class Experiment:
             raise ValueError(f"[policies] must be a table of tables, got {pols!r}")
         for n, d in pols.items():
             named[n] = ProtectionPolicy.from_dict(d, name=n)
-        policies = []
-        for p in _list("grid.policies", grid.get("policies", ["eep", "uep"]),
-                       lambda x: isinstance(x, str), "policy names"):
-            if p in named:
-                policies.append(named[p])
-            elif p in PRESETS:
-                policies.append(p)
-            else:
-                _fail("grid.policies", p, f"presets {', '.join(PRESETS)} or a [policies.*] "
-                      f"table ({', '.join(named) or 'none defined'})")
+        def resolve_policies(key, names):
+            out = []
+            for p in _list(key, names, lambda x: isinstance(x, str), "policy names"):
+                if p in named:
+                    out.append(named[p])
+                elif p in PRESETS:
+                    out.append(p)
+                else:
+                    _fail(key, p, f"presets {', '.join(PRESETS)} or a [policies.*] "
+                          f"table ({', '.join(named) or 'none defined'})")
+            return out
+
+        def resolve_codec(c):
+            if isinstance(c, str) and not Path(c).is_absolute() and (root / c).is_dir():
+                return str(root / c)   # a folder next to the file; a name stays a name
+            return c
+
+        policies = resolve_policies("grid.policies", grid.get("policies", ["eep", "uep"]))
+        codecs = None
+        if "codecs" in grid:
+            codecs = []
+            for c in _list("grid.codecs", grid["codecs"], lambda x: isinstance(x, (str, dict)),
+                           "codec specs or tables"):
+                c = dict(c) if isinstance(c, dict) else {"codec": c}
+                if set(c) - _CODEC_ENTRY or not isinstance(c.get("codec"), str):
+                    _fail("grid.codecs", c, f"tables with keys {', '.join(sorted(_CODEC_ENTRY))}"
+                          f" (codec required, a string)")
+                c["codec"] = resolve_codec(c["codec"])
+                if "policies" in c:
+                    c["policies"] = resolve_policies("grid.codecs.policies", c["policies"])
+                codecs.append(c)
         budgets = [None if b == "all" else b for b in
                    (grid.get("budget_prbs", ["all"]) if isinstance(grid.get("budget_prbs", []),
                                                                list)
@@ -233,9 +289,10 @@ class Experiment:
         for k in ("codec", "num_images", "trace"):
             if k in data:
                 base[k] = data[k]
-        c = base.get("codec")
-        if isinstance(c, str) and not Path(c).is_absolute() and (root / c).is_dir():
-            base["codec"] = str(root / c)        # a folder next to the file; a name stays a name
+        if "codec" in base:
+            base["codec"] = resolve_codec(base["codec"])
+        if "bit_budget" in data:
+            base["bit_budget"] = data["bit_budget"]
         tr = data.get("traffic", {})
         base.update({k: tr[k] for k in tr})
         base.update({k: v for k, v in data.get("packets", {}).items()})
@@ -258,7 +315,7 @@ class Experiment:
             return cls(name=data.get("name", "experiment"), scenarios=scen,
                        snr_db=grid["snr_db"], modes=grid.get("modes", ["abstraction"]),
                        budget_prbs=budgets, policies=policies, seeds=grid.get("seeds", [0]),
-                       base=base, source=source)
+                       base=base, source=source, codecs=codecs)
         except ValueError as e:
             msg = str(e)
             for fld, key in _TOML_KEY.items():

@@ -1,8 +1,11 @@
 """Metrics of a reconstruction: semantic consistency (scene judge) and pixel fidelity.
 
-:class:`ImageMetrics` scores a batch: ``psnr`` [dB] and, for procedural scenes, the judge's
-``consistency`` (fraction of ground-truth attributes recovered) and its per-attribute parts
-(``judge_position``, ``judge_shape``, ...). Any callable with the same signature can replace
+:class:`ImageMetrics` scores a batch: ``psnr`` [dB] and ``ms_ssim`` for every image; for
+procedural scenes, the judge's ``consistency`` (fraction of ground-truth attributes recovered)
+and its per-attribute parts (``judge_position``, ``judge_shape``, ...); for other images
+(photos), ``inception_similarity`` (cosine similarity of Inception-v3 pool features,
+:class:`codec.metrics.InceptionFeatures`). A reconstruction of another size is resized to the
+reference's first. Any callable with the same signature can replace
 it (``run_simulation(..., metrics=fn)``):
 
     metrics(references: list[uint8 (H, W, 3)], reconstructions: list[uint8 (H', W', 3)],
@@ -17,7 +20,8 @@ __all__ = ["ImageMetrics"]
 
 
 class ImageMetrics:
-    """PSNR for every image; judge consistency where the item has a scene.
+    """PSNR and MS-SSIM for every image; judge consistency where the item has a scene,
+    Inception similarity where it has none.
 
     Parameters
     ----------
@@ -37,14 +41,23 @@ class ImageMetrics:
         return self._judge
 
     def __call__(self, references, reconstructions, items) -> list[dict]:
-        from codec.metrics import psnr, resize_to
+        from codec.metrics import ms_ssim, psnr, resize_to
 
-        rows = []
+        rows, recs = [], []
         for ref, rec in zip(references, reconstructions):
             h, w = ref.shape[:2]
             r = rec if rec.shape[:2] == (h, w) else \
                 (resize_to(rec, h, w)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-            rows.append({"psnr": float(psnr(ref, r)[0])})
+            rows.append({"psnr": float(psnr(ref, r)[0]), "ms_ssim": float(ms_ssim(ref, r)[0])})
+            recs.append(r)
+        photos = [i for i, it in enumerate(items) if getattr(it, "scene", None) is None]
+        if photos:
+            from codec.metrics import inception_features
+
+            feats = inception_features()
+            for i in photos:
+                rows[i]["inception_similarity"] = float(
+                    feats.similarity(references[i][None], recs[i][None])[0])
         idx = [i for i, it in enumerate(items) if getattr(it, "scene", None) is not None]
         if idx:
             judge = self._get_judge()

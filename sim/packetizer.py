@@ -89,6 +89,46 @@ class Packetizer:
                     f"{link.transport_format(1, mcs).num_re}); raise the budget or the MCS")
             self.limit[s] = lim
 
+    def _edges(self, stream: str, nbits: int) -> np.ndarray:
+        """Packet boundaries [bits] of a whole stream of ``nbits`` bits: the fewest packets
+        within the stream's size limit, sizes as equal as possible."""
+        n = math.ceil(nbits / self.limit[stream])
+        return np.linspace(0, nbits, n + 1).round().astype(int)
+
+    def _mcs(self, stream: str) -> int:
+        mcs = self.policy[stream].mcs
+        if mcs is None:
+            raise ValueError(f"stream {stream!r} is link-adapted (mcs = 'auto') under policy "
+                             f"{self.policy.name!r}: its resource elements are not known before "
+                             f"sending; give it a fixed MCS for a same_re bit budget")
+        return int(mcs)
+
+    def stream_re(self, stream: str, nbits: int) -> int:
+        """Resource elements the packets of a whole ``nbits``-bit stream take at their first
+        transmission (0 for an empty stream)."""
+        if nbits <= 0:
+            return 0
+        mcs, e = self._mcs(stream), self._edges(stream, int(nbits))
+        return int(sum(self.link.transport_format(int(b - a), mcs).num_re
+                       for a, b in zip(e[:-1], e[1:])))
+
+    def max_stream_bits(self, stream: str, num_re: int) -> int:
+        """The most bits (a whole number of bytes) a whole stream may have and still take at
+        most ``num_re`` resource elements at its first transmission."""
+        lo, hi = 0, max(1, int(num_re))          # [bytes]: no MCS carries 8 bits per RE
+        while lo < hi:                              # in bytes: files are whole bytes
+            mid = (lo + hi + 1) // 2
+            if self.stream_re(stream, 8 * mid) <= num_re:
+                lo = mid
+            else:
+                hi = mid - 1
+        return 8 * lo
+
+    def image_re(self, encoded) -> int:
+        """Resource elements all packets of ``encoded`` take at their first transmission."""
+        return int(sum(self.link.transport_format(p.size_bits, self._mcs(p.stream)).num_re
+                       for p in self.packetize(encoded, 0, 0.0, 1.0)))
+
     def packetize(self, encoded, image_id: int, created: float, deadline: float) -> list[Packet]:
         """All packets of one image, caption first, then HCI, then RSRT."""
         out: list[Packet] = []
@@ -118,8 +158,8 @@ class Packetizer:
             if not data:
                 continue
             bits = _bits_of(data)
-            n = math.ceil(len(bits) / self.limit[s])
-            edges = np.linspace(0, len(bits), n + 1).round().astype(int)
+            edges = self._edges(s, len(bits))
+            n = len(edges) - 1
             for seq in range(n):
                 chunk = bits[edges[seq]:edges[seq + 1]]
                 out.append(Packet(seq=seq, size_bits=len(chunk), payload=chunk, num_packets=n,

@@ -4,7 +4,9 @@ Columns of :func:`image_rows` (one row per image):
 
 * run: ``point_id``, ``scenario``, ``channel_model``, ``ue_speed_kmh``, ``mode``, ``snr_db``,
   ``budget_prbs``, ``budget_re``, ``policy``, ``seed``, ``codec``, ``arrival``,
-  ``codec_fingerprint``, ``mcs_table``, ``harq_rtt_slots``, ``rsrt_tokens_per_packet``,
+  ``codec_fingerprint``, ``bit_budget`` (:meth:`sim.bit_budget.BitBudget.describe`; ``""``
+  for a codec with its own rate), ``system`` (codec, policy and budget, as plots label
+  them), ``mcs_table``, ``harq_rtt_slots``, ``rsrt_tokens_per_packet``,
   ``interval_ms``, ``deadline_ms``, ``num_images``, ``mcs_<stream>`` (-1: link adaptation),
   ``max_retx_<stream>``;
 * image: ``image_id``, ``dataset_index``, ``arrival_ms``;
@@ -24,7 +26,12 @@ Columns of :func:`image_rows` (one row per image):
   (packets dropped at the deadline or with no time left for a retransmission),
   ``dropped_retx`` (packets out of transmissions), ``undetected_errors`` (streams whose
   CRC-passing bits differ from what was sent, bit level only; ``""`` if none);
-* metrics (if decoded): ``psnr``, ``consistency``, ``judge_<attribute>`` ...
+* size: ``bits_total`` (payload bits of every stream sent), ``bpp``, ``budget_bits`` (the
+  image's bit budget, :mod:`sim.bit_budget`; -1 for a codec with its own rate) and what the
+  codec says of its encoding (``classical_scale`` for jpeg/webp/avif: coded side / original
+  side, 0 when nothing fit the budget; ``hci_rate`` for hci);
+* metrics (if decoded): ``psnr``, ``ms_ssim``, ``consistency``, ``judge_<attribute>`` (scenes),
+  ``inception_similarity`` (photos) ...
 
 The optional trace has one row per packet transmission (see
 :class:`~sim.channel_process.ChannelProcess`).
@@ -89,6 +96,11 @@ def image_rows(images, run: dict, slot_ms: float, link) -> list[dict]:
         row["dropped_deadline"] = sum(1 for _, r in img.dropped if r == "deadline")
         row["dropped_retx"] = sum(1 for _, r in img.dropped if r == "retx")
         row["undetected_errors"] = ",".join(img.corrupted)
+        row["bits_total"] = int(enc.total_bits())
+        row["bpp"] = enc.total_bits() / (enc.height * enc.width)
+        b = img.meta.get("budget_bits")
+        row["budget_bits"] = -1 if b is None else int(b)
+        row.update(img.meta.get("encoding", {}))
         row.update(img.meta.get("metrics", {}))
         rows.append(row)
     return rows

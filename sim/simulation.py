@@ -85,7 +85,16 @@ class SimOutput:
     stats: dict = field(default_factory=dict)
 
 
-def run_fields(config: SimConfig) -> dict:
+def system_label(config: SimConfig, codec) -> str:
+    """What a plot legend calls the run's codec, budget and policy: ``"scenes-64 uep"``,
+    ``"webp eep, same_re:scenes-64/uep"``."""
+    label = f"{config.codec_spec()} {config.policy_obj.name}"
+    if takes_bit_budget(codec):
+        label += f", {config.bit_budget_obj().describe()}"
+    return label
+
+
+def run_fields(config: SimConfig, codec=None) -> dict:
     """The run's columns of every record (see :mod:`sim.records`)."""
     sc = config.scenario_obj
     return dict(point_id=config.point_id(), scenario=sc.name, channel_model=sc.channel.model,
@@ -100,6 +109,8 @@ def run_fields(config: SimConfig) -> dict:
                 rsrt_tokens_per_packet=int(config.rsrt_tokens_per_packet), arrival=config.arrival,
                 interval_ms=float(config.interval_ms), deadline_ms=float(config.deadline_ms),
                 num_images=int(config.num_images),
+                bit_budget=config.bit_budget_obj().describe() if takes_bit_budget(codec) else "",
+                system=system_label(config, codec),
                 **{f"mcs_{s}": (-1 if config.policy_obj[s].mcs is None
                                 else int(config.policy_obj[s].mcs)) for s in STREAMS},
                 **{f"max_retx_{s}": int(config.policy_obj[s].max_retx) for s in STREAMS})
@@ -134,10 +145,15 @@ def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,
     check_policy_mcs(policy, config.mode, sc.mcs_table)
     slot_ms = config.slot_ms
 
-    # Images: data-set items for this seed, encoded once (cached)
+    packetizer = Packetizer(link, policy, config.budget_re, config.rsrt_tokens_per_packet)
+
+    # Images: data-set items for this seed, encoded once (cached), to a bit budget if the
+    # codec codes to one
     n = config.num_images
     items = [source[config.seed * n + i] for i in range(n)]
-    encoded = [cache.get(codec, source, it) for it in items]
+    budgets = _bit_budgets(config, codec, source, items, cache, link, packetizer)
+    encoded = [cache.get(codec, source, it, budget_bits=b) for it, b in zip(items, budgets)]
+    info = getattr(codec, "encoding_info", None)
     t_enc = time.perf_counter()
 
     rng = np.random.default_rng(_derive("arrivals", config.seed))
@@ -153,14 +169,16 @@ def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,
     scheduler = SlotScheduler(link, config.budget_re,
                               select_mcs=la.select if la is not None else None,
                               harq_rtt_slots=int(config.harq_rtt_slots))
-    packetizer = Packetizer(link, policy, config.budget_re, config.rsrt_tokens_per_packet)
     receiver = Receiver()
     trace: Optional[list] = [] if config.trace else None
     state = link.new_state(_derive("channel", config.seed))
     chan = ChannelProcess(env, link, state, config.snr_db, scheduler, out=receiver.put,
                           link_adaptation=la, on_drop=receiver.drop, trace=trace)
     images = [ImageInFlight(i, encoded[i], float(arrivals[i]), float(arrivals[i] + deadline),
-                            meta={"dataset_index": items[i].index}) for i in range(n)]
+                            meta={"dataset_index": items[i].index,
+                                  "budget_bits": budgets[i],
+                                  "encoding": info(encoded[i]) if info is not None else {}})
+              for i in range(n)]
 
     def source_process(env):
         for img in images:
@@ -183,7 +201,7 @@ def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,
     if config.decode:
         recs = _decode_and_score(config, codec, images, items, metrics)
     t_dec = time.perf_counter()
-    rows = image_rows(images, run_fields(config), slot_ms, link)
+    rows = image_rows(images, run_fields(config, codec), slot_ms, link)
     df = pd.DataFrame(rows)
     tr = pd.DataFrame(trace) if trace else pd.DataFrame()
     if len(tr):
@@ -194,6 +212,36 @@ def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,
                  late_packets=len(receiver.late), encoded_now=cache.encoded,
                  decoded_now=dcache.misses - misses0 if config.decode_cache else None)
     return SimOutput(df, tr, images, recs, stats)
+
+
+def takes_bit_budget(codec) -> bool:
+    """Whether ``codec`` codes each image to a bit budget (the baselines, see
+    :mod:`sim.bit_budget`)."""
+    return bool(getattr(codec, "takes_bit_budget", False))
+
+
+def _bit_budgets(config, codec, source, items, cache, link, packetizer) -> list:
+    """Each item's bit budget (``None`` for a codec that does not code to one)."""
+    if not takes_bit_budget(codec):
+        if config.bit_budget is not None:
+            raise ValueError(f"bit_budget = {config.bit_budget!r} applies to the baseline codecs "
+                             f"(jpeg, webp, avif, hci), not to codec {config.codec_spec()!r}")
+        return [None] * len(items)
+    bb = config.bit_budget_obj()
+    if bb.kind in ("bpp", "fill"):
+        slots = config.interval_ms / config.slot_ms
+        return [bb.bits(it, None, link, packetizer, slots_per_image=slots) for it in items]
+    ref = load_codec(bb.reference)
+    if takes_bit_budget(ref):
+        raise ValueError(f"bit_budget.reference = {bb.reference!r} codes to a budget itself; "
+                         f"name a codec with its own rate (an SDGIC preset)")
+    ref_pk = None
+    if bb.kind == "same_re":
+        from .policy import make_policy
+
+        ref_pk = Packetizer(link, make_policy(bb.reference_policy), config.budget_re,
+                            config.rsrt_tokens_per_packet)
+    return [bb.bits(it, cache.get(ref, source, it), link, packetizer, ref_pk) for it in items]
 
 
 def usable_streams(codec, encoded):

@@ -183,10 +183,13 @@ class EncodeCache:
         self._mem: dict = {}
         self.encoded = 0   # encodings actually run (not served from a cache)
 
-    def get(self, codec, source, item: SourceItem):
+    def get(self, codec, source, item: SourceItem, budget_bits: Optional[int] = None):
+        """``item`` encoded by ``codec`` (to ``budget_bits`` for a codec that codes to a
+        budget, see :mod:`sim.bit_budget`)."""
         from codec.container import ContainerError, EncodedImage
 
-        key = (codec_cache_key(codec), source.key, item.key)
+        key = (codec_cache_key(codec), source.key,
+               item.key if budget_bits is None else f"{item.key}-b{int(budget_bits)}")
         if key in self._mem:
             return self._mem[key]
         path = None
@@ -199,7 +202,8 @@ class EncodeCache:
                     return enc
                 except ContainerError:
                     pass  # a damaged cache file is re-encoded
-        enc = codec.encode(item.image, caption=_caption_for(codec, item))
+        kw = {} if budget_bits is None else {"budget_bits": int(budget_bits)}
+        enc = codec.encode(item.image, caption=_caption_for(codec, item), **kw)
         self.encoded += 1
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
