@@ -2,8 +2,9 @@
 
 :func:`plot_results` draws, from the records of a sweep (``results.parquet``):
 
-* ``consistency_vs_snr``: the metric vs SNR, one line per policy (and budget), one panel per
-  scenario and fidelity mode;
+* ``consistency_vs_snr``: the metric vs SNR, one line per policy (and budget; per codec,
+  policy and bit budget when the records hold several codecs), one panel per scenario and
+  fidelity mode;
 * ``consistency_vs_budget``: the metric vs bandwidth budget (PRBs per slot) at one SNR;
 * ``delivery_vs_snr``: the fraction of images whose caption / HCI / RSRT stream arrived
   whole by the deadline, per policy, with the finite-blocklength reference for the caption
@@ -76,6 +77,16 @@ def _label(policy, budget, many_budgets):
     return f"{policy}, {budget} PRB" if many_budgets else str(policy)
 
 
+def _lines_by_system(df: pd.DataFrame) -> pd.DataFrame:
+    """Records of several codecs or bit budgets (``grid.codecs``): one line per ``system``
+    (codec, policy and budget) instead of per policy, so codecs sharing a policy name stay
+    apart."""
+    keys = [k for k in ("codec", "bit_budget") if k in df]
+    if "system" in df and keys and len(df[keys].drop_duplicates()) > 1:
+        return df.assign(policy=df["system"])
+    return df
+
+
 def default_metric(df: pd.DataFrame) -> str:
     """The metric to plot for these records: the first of ``_DEFAULT_METRICS`` they hold."""
     return next((m for m in _DEFAULT_METRICS if m in df), "complete")
@@ -103,6 +114,7 @@ def plot_results(df: pd.DataFrame, out_dir: str | Path, metric: str | None = Non
                          f"{', '.join(have)} or any numeric column")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    df = _lines_by_system(df)
     panels = _panels(df)
     snrs = sorted(df["snr_db"].unique())
     snr_sel = snr_db if snr_db is not None else snrs[len(snrs) // 2]

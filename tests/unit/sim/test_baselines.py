@@ -146,3 +146,17 @@ reference = "{BASELINE}"
         f'{{codec = "{BASELINE}", bit_budget = {{kind = "fill"}}}}'))
     with pytest.raises(ValueError, match="bit_budget only on a baseline"):
         load_experiment(tmp_path / "bad.toml")
+
+
+def test_plots_keep_codecs_that_share_a_policy_apart(tmp_path):
+    import pandas as pd
+
+    from sim.plots import _lines_by_system, plot_results
+
+    a = simulate(cfg(snr_db=10.0), metrics=_mae).records
+    b = simulate(cfg(codec=BASELINE, bit_budget=None, snr_db=10.0), metrics=_mae).records
+    df = pd.concat([a, b], ignore_index=True)
+    assert _lines_by_system(df).policy.nunique() == 2          # both "eep", two lines
+    assert _lines_by_system(b).policy.tolist() == b.policy.tolist()
+    files = plot_results(df, tmp_path, metric="mae")
+    assert any(f.name == "mae_vs_snr.png" for f in files), [f.name for f in files]
