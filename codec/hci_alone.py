@@ -44,7 +44,9 @@ class HCIAlone:
     Parameters
     ----------
     preset : str or Path
-        SDGIC preset name or folder whose HCI rate points are used (only the HCI is loaded).
+        SDGIC preset name or folder whose HCI rate points are used (only the HCI is loaded),
+        or a folder of HCI rate-point folders (each with ``config.json``, e.g.
+        ``codec/weights/hci-photos``: the native-size photo HCI; default point: the middle).
     """
 
     takes_bit_budget = True
@@ -52,15 +54,25 @@ class HCIAlone:
 
     def __init__(self, preset: str = "scenes-64"):
         import json
+        from pathlib import Path
 
         from .sdgic import PRESET_FILE, preset_folder, preset_hci
+        from .streams.hci import HCICodec
 
-        folder = preset_folder(preset)
-        cfg = json.loads((folder / PRESET_FILE).read_text())
-        self.hci = preset_hci(folder, cfg)
-        self.default_rate = cfg["hci"].get("default", next(iter(self.hci)))
-        self.source_preset = cfg["preset"]
-        self.preset = f"hci-{cfg['preset']}"
+        points = sorted((p for p in Path(preset).glob("*/config.json")), key=lambda p: json.loads(
+            p.read_text()).get("rate", 0)) if Path(preset).is_dir() else []
+        if points and not (Path(preset) / PRESET_FILE).is_file():
+            # a folder of HCI rate points (codec/weights/hci-photos), lowest rate first
+            self.hci = {p.parent.name: HCICodec.from_pretrained(p.parent) for p in points}
+            self.default_rate = list(self.hci)[len(self.hci) // 2]
+            name = Path(preset).resolve().name
+        else:
+            folder = preset_folder(preset)
+            cfg = json.loads((folder / PRESET_FILE).read_text())
+            self.hci = preset_hci(folder, cfg)
+            self.default_rate = cfg["hci"].get("default", next(iter(self.hci)))
+            name = cfg["preset"]
+        self.preset = f"hci-{name}"
         self.fingerprint = _weights_hash(self.hci)
 
     def encode(self, image, caption: Optional[str] = None,

@@ -9,7 +9,9 @@ The simulator carries any codec that fits :class:`Codec` (duck typed): SDGIC
   ``"experiments.sim_baseline_codec:BaselineCodec"``;
 * a baseline (:func:`baseline_codec`): ``"jpeg"``, ``"webp"``, ``"avif"`` (Pillow at a bit
   budget, :class:`codec.classical.ClassicalCodec`), ``"hci"`` (the ``scenes-64`` preset's HCI
-  decoded alone, :class:`codec.hci_alone.HCIAlone`) or ``"hci@PRESET"`` (another preset's HCI).
+  decoded alone, :class:`codec.hci_alone.HCIAlone`) or ``"hci@PRESET"`` (another preset's
+  HCI, or a folder of HCI rate points such as ``hci@codec/weights/hci-photos``, the photo
+  HCI at the image's own size).
   These code each image to the run's bit budget (:mod:`sim.bit_budget`).
 
 Loaded codecs are cached per process (a sweep worker loads each once), per fingerprint.
@@ -86,7 +88,7 @@ def baseline_codec(spec: str):
     if spec.startswith("hci@") and len(spec) > 4:
         try:
             return HCIAlone(spec[4:])
-        except FileNotFoundError as e:
+        except (FileNotFoundError, KeyError, ValueError) as e:
             raise ValueError(f"codec = {spec!r}: {e}") from None
     raise ValueError(f"codec = {spec!r} is not a baseline; allowed: "
                      f"{', '.join(CLASSICAL_FORMATS)}, hci, hci@PRESET")

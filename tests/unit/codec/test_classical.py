@@ -113,3 +113,17 @@ def test_hci_alone_sends_sdgic_bytes_at_the_best_rate_within_budget():
     enc = codec.encode(img, budget_bits=min(sizes.values()) - 1)
     assert not enc.has("hci") and (codec.decode(enc) == GREY).all()
     assert codec.decode(codec.encode(img)).shape == (64, 64, 3)
+
+
+def test_hci_alone_from_a_folder_of_rate_points_codes_photos_at_their_size():
+    from pathlib import Path
+
+    from codec.hci_alone import HCIAlone
+
+    folder = Path(__file__).resolve().parents[3] / "codec" / "weights" / "hci-photos"
+    codec = HCIAlone(str(folder))
+    assert list(codec.hci) == ["low", "mid", "high", "top"]
+    img = _photo(97, 131)
+    enc = codec.encode(img, budget_bits=int(0.1 * 97 * 131))
+    assert 0 < enc.total_bits() <= int(0.1 * 97 * 131)
+    assert codec.decode(enc).shape == (97, 131, 3)
