@@ -4,7 +4,12 @@
     enc = codec.encode(image, budget_bits=120)      # the highest rate point within 120 bits
     rec = codec.decode(enc)                         # the HCI decoder's image, at the image size
 
-The HCI bytes are exactly those SDGIC sends for the same image and rate point. With a budget,
+The HCI bytes are exactly those SDGIC sends for the same image and rate point. A photo HCI
+at the image's own size (``fit="pad"``, the gained mean-scale model of
+``codec/weights/hci-photos``) is sent as independently decodable slices
+(:class:`codec.streams.hci_sliced.SlicedHCI`, bands of 128 pixel rows): the simulator sends
+each slice in its own packets, and a lost slice loses only its band (decoded from zero
+latents). With a budget,
 ``encode`` picks the highest rate point whose bytes fit; when none fits nothing is sent and the
 image decodes as mid grey (:data:`codec.classical.GREY`), as a lost one does. Without a budget
 it uses the preset's default rate point.
@@ -73,6 +78,11 @@ class HCIAlone:
             self.default_rate = cfg["hci"].get("default", next(iter(self.hci)))
             name = cfg["preset"]
         self.preset = f"hci-{name}"
+        self.sliced = None
+        if all(c.fit == "pad" and hasattr(c.model, "push_band") for c in self.hci.values()):
+            from .streams.hci_sliced import SlicedHCI
+
+            self.sliced = {r: SlicedHCI(c) for r, c in self.hci.items()}
         self.fingerprint = _weights_hash(self.hci)
 
     def encode(self, image, caption: Optional[str] = None,
@@ -94,6 +104,12 @@ class HCIAlone:
         else:
             rates = list(reversed(self.hci))
         for rate in rates:
+            if self.sliced is not None:
+                slices = self.sliced[rate].encode(img)
+                if budget_bits is None or 8 * sum(map(len, slices)) <= budget_bits:
+                    return EncodedImage(preset=f"{self.preset}:{rate}", height=h, width=w,
+                                        hci_slices=tuple(slices))
+                continue
             data = self.hci[rate].encode(img)
             if budget_bits is None or 8 * len(data) <= budget_bits:
                 return EncodedImage(preset=f"{self.preset}:{rate}", height=h, width=w, hci=data)
@@ -116,8 +132,13 @@ class HCIAlone:
         """uint8 (H, W, 3) at the container's size; mid grey without the stream."""
         rate = self._rate(encoded)
         h, w = encoded.height, encoded.width
-        if encoded.hci is None:
+        if not encoded.has("hci"):
             return np.full((h, w, 3), GREY, np.uint8)
+        if encoded.hci_slices is not None:
+            if self.sliced is None:
+                raise PresetMismatchError(f"{self.preset} codes whole HCI streams; this image "
+                                          f"has slices")
+            return self.sliced[rate].decode(encoded.hci_slices, h, w)[0]
         rec = self.hci[rate].decode(encoded.hci)
         if rec.shape[:2] != (h, w):
             from PIL import Image
@@ -128,10 +149,10 @@ class HCIAlone:
     def streams_of(self, encoded: EncodedImage) -> dict:
         """Validates the stream as the decoder would (raises on a damaged stream)."""
         rate = self._rate(encoded)
-        if encoded.hci is not None:
-            self.hci[rate].decode(encoded.hci)
-        return {"hci": encoded.hci}
+        if encoded.hci is not None:      # slices are checked one by one when decoded: a bad
+            self.hci[rate].decode(encoded.hci)   # one loses its band only
+        return {"hci": encoded.hci, "hci_slices": encoded.hci_slices}
 
     def encoding_info(self, encoded: EncodedImage) -> dict:
         """``hci_rate``: the rate point used (``""`` when nothing was sent)."""
-        return {"hci_rate": encoded.preset.partition(":")[2] if encoded.hci is not None else ""}
+        return {"hci_rate": encoded.preset.partition(":")[2] if encoded.has("hci") else ""}

@@ -3,7 +3,8 @@
 * caption and HCI: the stream's bits (``EncodedImage.stream_bytes``) are cut into the fewest
   packets no larger than the largest payload that fits the per-slot budget at the stream's
   MCS, with sizes as equal as possible. An entropy-coded stream is usable only whole, so the
-  receiver needs every packet of it.
+  receiver needs every packet of it. A sliced HCI (``EncodedImage.hci_slices``) is cut slice
+  by slice (no packet holds two slices), so a lost packet loses only its slice.
 * RSRT: tokens are sent in groups of ``rsrt_tokens_per_packet`` (0: as many as fit), each
   token as its ``rsrt_bits``-bit field; a lost packet loses only its tokens.
 
@@ -154,14 +155,17 @@ class Packetizer:
                     out.append(Packet(seq=seq, size_bits=len(bits), payload=bits, tokens=g,
                                       num_packets=len(groups), **common))
                 continue
-            data = encoded.stream_bytes(s)
-            if not data:
-                continue
-            bits = _bits_of(data)
-            edges = self._edges(s, len(bits))
-            n = len(edges) - 1
-            for seq in range(n):
-                chunk = bits[edges[seq]:edges[seq + 1]]
-                out.append(Packet(seq=seq, size_bits=len(chunk), payload=chunk, num_packets=n,
-                                  **common))
+            if s == "hci" and encoded.hci_slices is not None:
+                parts = [(i, v) for i, v in enumerate(encoded.hci_slices) if v]
+            else:
+                data = encoded.stream_bytes(s)
+                parts = [(-1, data)] if data else []
+            chunks = []
+            for index, data in parts:
+                bits = _bits_of(data)
+                edges = self._edges(s, len(bits))
+                chunks += [(index, bits[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+            for seq, (index, chunk) in enumerate(chunks):
+                out.append(Packet(seq=seq, size_bits=len(chunk), payload=chunk,
+                                  num_packets=len(chunks), slice=index, **common))
         return out

@@ -52,6 +52,9 @@ class Packet:
         RSRT token indices the payload holds (empty for caption and HCI).
     num_packets : int
         Packets the stream was split into (to know when it is complete).
+    slice : int
+        HCI slice the payload belongs to (a sliced HCI, ``EncodedImage.hci_slices``: each
+        slice in its own packets); -1 otherwise.
     ready_at : float or None
         Earliest slot the packet may be (re)sent: ``created`` at first, then the slot of its
         last NACKed transmission plus the HARQ round-trip time (``None``: ``created``).
@@ -69,6 +72,7 @@ class Packet:
     max_retx: int = 0
     tokens: tuple = ()
     num_packets: int = 1
+    slice: int = -1
     ready_at: Optional[float] = None
     attempts: int = 0                    # transmissions so far
     harq: Any = field(default=None, repr=False)   # LinkResult.harq entry of the last attempt

@@ -7,7 +7,8 @@ packets delivered by ``D``:
 
 * caption / HCI: present only if every packet of the stream arrived (an entropy-coded stream
   is unusable in part); its bytes are the received bits (bit level: the bits the LDPC decoder
-  output; abstraction: the sent bits);
+  output; abstraction: the sent bits). A sliced HCI is rebuilt slice by slice: a slice is
+  present when all of its packets arrived, the others are marked lost;
 * RSRT: the tokens of the packets that arrived; the others are marked lost; no token at all
   means no RSRT stream.
 
@@ -89,7 +90,11 @@ class Receiver:
             if p.delivered_at is not None and p.delivered_at <= img.deadline:
                 got[p.stream][p.seq] = p
         changes: dict = {}
+        if enc.hci_slices is not None:
+            changes["hci_slices"] = _slice_bytes(img, enc, got["hci"])
         for s in ("caption", "hci"):
+            if s == "hci" and enc.hci_slices is not None:
+                continue
             n = next((p.num_packets for p in img.packets if p.stream == s), 0)
             if n == 0:
                 continue
@@ -112,6 +117,23 @@ class Receiver:
             changes["rsrt_tokens"] = None if all(t is None for t in tokens) else tuple(tokens)
         img.received = dataclasses.replace(enc, **changes)
         img.finalized_at = now
+
+
+def _slice_bytes(img, enc, got: dict) -> tuple:
+    """The HCI slices rebuilt from the delivered packets ``got`` (seq -> packet): a slice
+    is present when every packet of it arrived, else ``None``."""
+    out = []
+    for i, sent in enumerate(enc.hci_slices):
+        packets = sorted((p for p in img.packets if p.stream == "hci" and p.slice == i),
+                         key=lambda p: p.seq)
+        if sent is None or not packets or any(p.seq not in got for p in packets):
+            out.append(None)
+            continue
+        data = _bytes_of(np.concatenate([_rx_bits(got[p.seq]) for p in packets]))
+        if data != sent and "hci" not in img.corrupted:
+            img.corrupted.append("hci")
+        out.append(data)
+    return tuple(out)
 
 
 def tokens_of(bits: np.ndarray, k: int, b: int) -> list[int]:

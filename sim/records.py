@@ -13,7 +13,8 @@ Columns of :func:`image_rows` (one row per image):
 * per stream ``s`` in caption/hci/rsrt: ``bits_s`` (sent), ``delivered_bits_s``,
   ``packets_s``, ``delivered_packets_s``, ``ok_s`` (the whole stream arrived by the
   deadline), ``latency_s_ms`` (last packet of the stream, from arrival; NaN unless ``ok_s``);
-* ``rsrt_tokens``, ``rsrt_tokens_received``, ``rsrt_lost`` (lost token indices, ``"1,5"``),
+* ``hci_slices``, ``hci_slices_received`` (a sliced HCI; 0 otherwise), ``rsrt_tokens``,
+  ``rsrt_tokens_received``, ``rsrt_lost`` (lost token indices, ``"1,5"``),
   ``streams_received`` (``"caption+rsrt"``; ``""`` for none), ``complete`` (all streams),
   ``latency_ms`` (all streams in, from arrival; NaN unless complete);
 * ``decoded_streams``: the streams the decoder actually used (``streams_received`` less any
@@ -77,6 +78,10 @@ def image_rows(images, run: dict, slot_ms: float, link) -> list[dict]:
                 last_all.append((t if sent else arr) if ok else math.inf)
         k = len(enc.rsrt_tokens) if enc.rsrt_tokens is not None else 0
         lost = rx.lost_tokens() if rx.rsrt_tokens is not None else list(range(k))
+        ns = len(enc.hci_slices) if enc.hci_slices is not None else 0
+        row["hci_slices"] = ns
+        row["hci_slices_received"] = (sum(v is not None for v in rx.hci_slices)
+                                      if rx.hci_slices is not None else 0)
         row["rsrt_tokens"] = k
         row["rsrt_tokens_received"] = k - len(lost)
         row["rsrt_lost"] = ",".join(map(str, lost))
