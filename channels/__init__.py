@@ -1,5 +1,6 @@
 """Sionna PHY for the link simulator: scenarios, bit-level link, PHY abstraction,
-NR transport (MCS, TBS, CRC, LDPC) and finite-blocklength bounds.
+NR transport (MCS, TBS, CRC, LDPC), outer-loop link adaptation (``channels.link_adaptation``)
+and finite-blocklength bounds.
 
 Public API::
 

@@ -8,9 +8,10 @@ Public API::
     exp = load_experiment("experiments/quickstart.toml")
     results = run_sweep(exp, "results/quickstart")        # crash-safe, resumable, Ray optional
 
-Modules (one concept each): packets, source, packetizer, policy, link_adaptation, scheduler,
-channel_process, receiver, codec_api, metrics, records, config, simulation, experiment,
-sweep, plots. ``sim`` uses ``channels`` and ``codec``; neither imports ``sim``.
+Modules (one concept each): packets, source, packetizer, policy, bit_budget, link_adaptation,
+scheduler, channel_process, receiver, codec_api, metrics, records, config, simulation,
+experiment, sweep, plots. ``sim`` uses ``channels`` and ``codec``; neither imports ``sim``, and
+``sim`` reaches Sionna only through ``channels`` (``tests/unit/test_layers.py``).
 """
 
 from .config import SimConfig

@@ -13,7 +13,8 @@ A :class:`ProtectionPolicy` maps each stream (caption, hci, rsrt) to a
 
 Defaults (NR MCS table 1): EEP at MCS 5 (QPSK, R 0.37); UEP caption/RSRT at MCS 3 (QPSK,
 R 0.25) and HCI at MCS 9 (QPSK, R 0.66). In abstraction mode the lowest usable MCS is the
-lowest in Sionna's BLER tables (3 for table 1; :func:`sim.link_adaptation.abstraction_mcs_range`).
+lowest in Sionna's BLER tables (3 for table 1;
+:func:`channels.link_adaptation.abstraction_mcs_range`).
 
 Build one with :func:`make_policy` (``make_policy("uep", robust_mcs=4)``) or from a TOML table
 with :meth:`ProtectionPolicy.from_dict`.
