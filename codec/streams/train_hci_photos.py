@@ -42,7 +42,7 @@ from codec.provenance import git_commit, write_model_card
 from codec.streams.hci import CONFIG_NAME, WEIGHTS_NAME, HCICodec, build_model
 from codec.streams.train_hci import optimizer_step
 
-DEFAULT_LMBDAS = (8e-6, 3e-5, 1.2e-4, 5e-4)
+DEFAULT_LMBDAS = (2e-6, 8e-6, 3e-5, 1.2e-4)
 RATE_NAMES = ("low", "mid", "high", "top")
 
 
