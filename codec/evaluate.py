@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from codec.data.folder import ImageFolder, load_rgb
+from codec.stats import t_quantile
 from codec.metrics import (OptionalIQA, bpp, fid_from_features, inception_features, ms_ssim,
                            psnr, resize_to)
 
@@ -136,7 +137,8 @@ def evaluate_folders(ref: str | Path, rec: str | Path, streams: str | Path | Non
     notes.append(f"LPIPS/DISTS/AFINE: {iqa.reason}" if iqa.reason else "")
     df = pd.DataFrame(list(rows.values()))
     summary = df.drop(columns=["name", "height", "width"]).agg(["mean", "std", "count"]).T
-    summary["ci95"] = 1.96 * summary["std"] / np.sqrt(summary["count"].clip(lower=1))
+    summary["ci95"] = t_quantile(summary["count"].to_numpy()) * summary["std"] \
+        / np.sqrt(summary["count"].clip(lower=1))
     if fid is not None:
         summary.loc["fid"] = [fid, math.nan, len(stems), math.nan]
     return df, summary, [n for n in notes if n]

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from codec.stats import ci95
 from codec.dpcd.decoder import PRECISIONS, format_guidance_interval, parse_guidance_interval
 from codec.evaluate import score_images
 from codec.sdgic import SDGIC
@@ -41,10 +42,6 @@ def _label(v):
 SETTINGS = {"guidance_scale": float, "guidance_interval": parse_guidance_interval, "steps": int,
             "precision": str}
 STREAM_SETS = {"sdgic": "caption + HCI + RSRT", "caption": "caption only"}
-
-
-def _ci95(v: np.ndarray) -> float:
-    return float(1.96 * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
 
 
 def run(preset: str, n: int, vary: str, values: list, out: Path,
@@ -92,7 +89,7 @@ def run(preset: str, n: int, vary: str, values: list, out: Path,
             df, _ = score_images(images, recs, scenes, inception=False, captioner=captioner)
             c = df["consistency"].to_numpy(float)
             row = {"streams": name, vary: _label(v), "consistency": float(c.mean()),
-                   "consistency_ci95": _ci95(c), "psnr": float(df["psnr"].mean()),
+                   "consistency_ci95": ci95(c), "psnr": float(df["psnr"].mean()),
                    "seconds_per_image": round(sec, 3),
                    "judge": {k.removeprefix("judge_"): round(float(df[k].mean()), 4)
                              for k in df.columns if k.startswith("judge_")}}
@@ -100,7 +97,7 @@ def run(preset: str, n: int, vary: str, values: list, out: Path,
                 ref = c
             else:
                 d = c - ref
-                row.update(diff_vs_ref=float(d.mean()), diff_vs_ref_ci95=_ci95(d))
+                row.update(diff_vs_ref=float(d.mean()), diff_vs_ref_ci95=ci95(d))
             res["rows"].append(row)
             print(json.dumps(row), flush=True)
     # every setting in use goes into the command: a preset's precision depends on the machine

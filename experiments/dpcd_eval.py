@@ -45,6 +45,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from codec.stats import ci95
 from codec.data.photos import val_tiles
 from codec.data.scene_dataset import render_scenes
 from codec.dpcd.decoder import check_guidance_interval, format_guidance_interval
@@ -155,7 +156,7 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         for k in df.columns[3:]:
             v = df[k].astype(float)
             s[k] = v.mean()
-            s[f"{k}_ci95"] = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan
+            s[f"{k}_ci95"] = ci95(v)
         s.update(extra)
         summaries.append(s)
         return scored
@@ -234,7 +235,7 @@ def stream_gains(per_image: pd.DataFrame, metric: str = "consistency") -> pd.Dat
     """What each stream adds, paired per image: ``sdgic`` minus ``no_<stream>`` at each rate.
 
     Rows: ``rate``, ``stream``, ``n``, ``gain`` (mean of the per-image differences of
-    ``metric``), ``gain_ci95`` (1.96 standard errors of those differences), ``bits`` (mean bits
+    ``metric``), ``gain_ci95`` (95 % Student t half-width of those differences), ``bits`` (mean bits
     the stream costs). Pairing removes the scene-to-scene spread, so these intervals are much
     tighter than the difference of two variants' own intervals.
     """
@@ -250,8 +251,7 @@ def stream_gains(per_image: pd.DataFrame, metric: str = "consistency") -> pd.Dat
         for rate, g in both.groupby(level="rate", sort=False):
             d = (g[f"{metric}_all"] - g[f"{metric}_without"]).to_numpy(float)
             rows.append({"rate": rate, "stream": stream, "n": len(d), "gain": d.mean(),
-                         "gain_ci95": 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1
-                         else np.nan,
+                         "gain_ci95": ci95(d),
                          "bits": float((g["bits_all"] - g["bits_without"]).mean())})
     return pd.DataFrame(rows, columns=["rate", "stream", "n", "gain", "gain_ci95", "bits"])
 

@@ -34,13 +34,11 @@ FORMATS = ("JPEG", "WEBP", "AVIF")
 
 
 def _t_interval(x: np.ndarray) -> tuple[float, float]:
-    from scipy import stats
+    from codec.stats import mean_interval
 
-    x = np.asarray(x, float)
     if len(x) < 2:
         return float("nan"), float("nan")
-    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return float(x.mean() - half), float(x.mean() + half)
+    return mean_interval(x)[1:]
 
 
 def run(hci: Path, images: Path, out: Path, qualities, factors, slice_rows: int) -> dict:

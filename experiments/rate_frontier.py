@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from codec.stats import ci95
 from codec.evaluate import score_images
 from codec.sdgic import SDGIC
 from codec.dpcd.decoder import format_guidance_interval
@@ -66,13 +67,6 @@ def frontier(points: pd.DataFrame, metric: str) -> pd.Series:
                       for i in range(len(b))], index=points.index)
 
 
-def ci95(values) -> float:
-    """1.96 standard errors of the mean of ``values``, NaNs left out (NaN for fewer than 2)."""
-    v = np.asarray(values, float)
-    v = v[~np.isnan(v)]
-    return float(1.96 * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else np.nan
-
-
 def equal_bits_pairs(per_image: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Each token point against the HCI-only ladder (k = 0), paired per image.
 
@@ -80,7 +74,7 @@ def equal_bits_pairs(per_image: pd.DataFrame, metric: str) -> pd.DataFrame:
     with the nearest mean bits ≤ / ≥ the point's; NaN past either end) with their bits,
     ``gain_vs_below``, ``gain_vs_above`` and ``gain_equal_bits`` (against the ladder between
     below and above, interpolated in log mean bits at the point's mean bits), each with
-    ``_ci95`` (1.96 standard errors of the per-image differences)."""
+    ``_ci95`` (95 % Student t half-width over the per-image differences, :func:`codec.stats.ci95`)."""
     key = ["rate", "tokens"]
     means = per_image.groupby(key, sort=False)["bits"].mean()
     ladder = means.xs(0, level="tokens").sort_values()

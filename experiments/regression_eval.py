@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from codec.stats import ci95
 from codec.captioner import SceneCaptioner
 from codec.data.scene_dataset import render_scenes
 from codec.dpcd.regression import RegressionDecoder
@@ -69,7 +70,7 @@ def run(model_dir: str, n: int, out: Path, hci_root: str, batch: int = 50) -> pd
             rows.append({"variant": name, "hci_rate": point if use_hci else "-",
                          "tokens": k, "bits": float(bits.mean()), "bpp": float(bits.mean() / 4096),
                          "consistency": float(np.mean(cons)),
-                         "consistency_ci95": float(1.96 * np.std(cons, ddof=1) / np.sqrt(n))})
+                         "consistency_ci95": ci95(cons)})
     df = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "consistency.csv", index=False)

@@ -102,7 +102,7 @@ def _plot(df: pd.DataFrame, rows: list[dict], metric: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sim.plots import summarize
+    from sim.plots import _yerr, summarize
 
     keys = list(df.groupby(GROUP).groups)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6), squeeze=False)
@@ -110,7 +110,7 @@ def _plot(df: pd.DataFrame, rows: list[dict], metric: str, path: Path) -> None:
         g = df[(df.scenario == key[0]) & (df["mode"] == key[1])]
         s = summarize(g, ["policy", "snr_db"], metric)
         for pol, p in s.groupby("policy"):
-            ax.errorbar(p.snr_db, p["mean"], yerr=p["ci95"], marker="o", capsize=3, label=pol)
+            ax.errorbar(p.snr_db, p["mean"], yerr=_yerr(p), marker="o", capsize=3, label=pol)
         for r in rows:
             if (r["scenario"], r["mode"]) == key:
                 ax.axhline(r["target"], color="grey", lw=0.7, ls=":")

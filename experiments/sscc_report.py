@@ -53,9 +53,10 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     keys = ["scenario", "mode", "system_name", "snr_db"]
     parts = []
     for metric in ("consistency", "psnr", "re_used", "complete"):
-        s = summarize(df, keys, metric).rename(columns={"mean": metric,
-                                                        "ci95": f"{metric}_ci95"})
-        parts.append(s[keys + [metric, f"{metric}_ci95"]])
+        s = summarize(df, keys, metric).rename(columns={
+            "mean": metric, "ci95": f"{metric}_ci95", "low": f"{metric}_low",
+            "high": f"{metric}_high"})
+        parts.append(s[keys + [metric, f"{metric}_ci95", f"{metric}_low", f"{metric}_high"]])
     out = parts[0]
     for p in parts[1:]:
         out = out.merge(p, on=keys)
@@ -68,8 +69,8 @@ def verdicts(s: pd.DataFrame) -> list[dict]:
         sd = g[g.system_name.str.startswith("SDGIC")].sort_values("consistency").iloc[-1]
         cl = g[g.system_name.map(_classical)].sort_values("consistency").iloc[-1]
         hci = g[g.system_name == "HCI alone"]
-        lo_s, hi_s = sd.consistency - sd.consistency_ci95, sd.consistency + sd.consistency_ci95
-        lo_c, hi_c = cl.consistency - cl.consistency_ci95, cl.consistency + cl.consistency_ci95
+        lo_s, hi_s = sd.consistency_low, sd.consistency_high
+        lo_c, hi_c = cl.consistency_low, cl.consistency_high
         verdict = "win" if lo_s > hi_c else "lose" if lo_c > hi_s else "tie"
         rows.append({"scenario": scn, "mode": mode, "snr_db": float(snr),
                      "sdgic": sd.system_name, "sdgic_consistency": float(sd.consistency),
@@ -111,8 +112,8 @@ def plot(df: pd.DataFrame, s: pd.DataFrame, out: Path) -> list[Path]:
                 codec, _, mcs = name.split()
                 kw = dict(color=colours.get(codec, "grey"), ls=dashes.get(int(mcs), "-"), lw=1)
             for i, metric in enumerate(("consistency", "psnr")):
-                axes[i][j].errorbar(g.snr_db, g[metric], yerr=g[f"{metric}_ci95"], label=name,
-                                    capsize=2, **kw)
+                yerr = [g[metric] - g[f"{metric}_low"], g[f"{metric}_high"] - g[metric]]
+                axes[i][j].errorbar(g.snr_db, g[metric], yerr=yerr, label=name, capsize=2, **kw)
         axes[0][j].set_title(f"{scn} · {mode}", fontsize=9)
         axes[1][j].set_xlabel("SNR [dB]")
     axes[0][0].set_ylabel("judge consistency")

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from codec.stats import ci95
 from codec.data.scene_dataset import render_scenes
 from codec.dpcd.decoder import PRECISIONS, denoise, training_scheduler
 from codec.evaluate import score_images
@@ -36,10 +37,6 @@ from experiments.dpcd_eval import EVAL_SEED, decode_in_batches
 
 NOISE_BANDS = ((0, 300), (300, 700), (700, 1000))
 TOKEN_CASES = ("all", "none", "shuffled")
-
-
-def _ci95(v: np.ndarray) -> float:
-    return float(1.96 * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
 
 
 @torch.no_grad()
@@ -123,7 +120,7 @@ def run(presets: list[str], n: int, loss_images: int, out: Path, batch: int = 16
         d = cons["sdgic"] - cons["no_rsrt"]
         row["consistency"] = {k: float(v.mean()) for k, v in cons.items()}
         row["rsrt_gain"] = float(d.mean())
-        row["rsrt_gain_ci95"] = _ci95(d)
+        row["rsrt_gain_ci95"] = ci95(d)
         res["presets"].append(row)
         print(json.dumps({k: row[k] for k in ("preset", "consistency", "rsrt_gain",
                                               "rsrt_gain_ci95")}), flush=True)

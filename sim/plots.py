@@ -37,10 +37,13 @@ _UNIT_METRICS = ("consistency", "complete", "ms_ssim", "inception_similarity")
 
 
 def summarize(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
-    """Mean, 95 % CI half-width (Student t, NaN for fewer than 2 samples) and count of
-    ``value`` per group ``by`` (see the module docstring)."""
-    from scipy import stats
+    """Mean, 95 % CI half-width ``ci95`` (Student t, NaN for fewer than 2 samples,
+    :mod:`codec.stats`), count, and the interval's ``low`` / ``high`` (cut at 0 and 1 for
+    the metrics in [0, 1]: consistency, delivery, MS-SSIM, ...) of ``value`` per group ``by``
+    (see the module docstring)."""
+    from codec.stats import UNIT_BOUNDS, t_quantile
 
+    bounded = _bounded(df, value)
     df = df.copy()
     df[value] = df[value].astype(float)
     if "seed" in df and df.groupby(by)["seed"].nunique().min() >= 2:
@@ -50,10 +53,23 @@ def summarize(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
     g = runs.groupby(by, dropna=False)[value]
     out = g.agg(["mean", "std", "count"]).reset_index()
     n = out["count"].to_numpy(dtype=float)
-    tq = np.full(len(n), np.nan)
-    tq[n >= 2] = stats.t.ppf(0.975, n[n >= 2] - 1)
-    out["ci95"] = tq * out["std"].to_numpy(dtype=float) / np.sqrt(np.maximum(n, 1))
+    out["ci95"] = t_quantile(n) * out["std"].to_numpy(dtype=float) / np.sqrt(np.maximum(n, 1))
+    out["low"], out["high"] = out["mean"] - out["ci95"], out["mean"] + out["ci95"]
+    if bounded:
+        out["low"] = out["low"].clip(lower=UNIT_BOUNDS[0])
+        out["high"] = out["high"].clip(upper=UNIT_BOUNDS[1])
     return out
+
+
+def _bounded(df: pd.DataFrame, value: str) -> bool:
+    """Whether ``value`` lives in [0, 1]: a named unit metric, a judge part or a boolean."""
+    return (value in _UNIT_METRICS or value.startswith(("judge_", "ok_"))
+            or df[value].dtype == bool)
+
+
+def _yerr(g: pd.DataFrame):
+    """Asymmetric error bars of a :func:`summarize` table (cut at the metric's bounds)."""
+    return [(g["mean"] - g["low"]).to_numpy(), (g["high"] - g["mean"]).to_numpy()]
 
 
 def _save(fig, out: Path, name: str) -> list[Path]:
@@ -130,7 +146,7 @@ def plot_results(df: pd.DataFrame, out_dir: str | Path, metric: str | None = Non
         sub = df[(df.scenario == scn) & (df["mode"] == mode)]
         s = summarize(sub, ["policy", "budget_prbs", "snr_db"], metric)
         for (pol, b), g in s.groupby(["policy", "budget_prbs"]):
-            ax.errorbar(g.snr_db, g["mean"], yerr=g.ci95, marker="o", ms=3, capsize=2,
+            ax.errorbar(g.snr_db, g["mean"], yerr=_yerr(g), marker="o", ms=3, capsize=2,
                         label=_label(pol, b, many_b))
         ax.set(title=f"{scn} ({mode})", xlabel="SNR [dB]", ylabel=metric)
         if metric in _UNIT_METRICS or metric.startswith(("ok_", "judge_")):
@@ -146,8 +162,8 @@ def plot_results(df: pd.DataFrame, out_dir: str | Path, metric: str | None = Non
             sub = df[(df.scenario == scn) & (df["mode"] == mode) & (df.snr_db == snr_sel)]
             s = summarize(sub, ["policy", "budget_prbs"], metric)
             for pol, g in s.groupby("policy"):
-                ax.errorbar(g.budget_prbs, g["mean"], yerr=g.ci95, marker="o", ms=3, capsize=2,
-                            label=str(pol))
+                ax.errorbar(g.budget_prbs, g["mean"], yerr=_yerr(g), marker="o", ms=3,
+                            capsize=2, label=str(pol))
             ax.set(title=f"{scn} ({mode}), {snr_sel:g} dB", xlabel="budget [PRBs per slot]",
                    ylabel=metric)
             ax.grid(alpha=0.3)
@@ -168,7 +184,7 @@ def plot_results(df: pd.DataFrame, out_dir: str | Path, metric: str | None = Non
                 continue
             s = summarize(sub, ["policy", "snr_db"], col)
             for pol, g in s.groupby("policy"):
-                ax.errorbar(g.snr_db, g["mean"], yerr=g.ci95, marker="o", ms=3, capsize=2,
+                ax.errorbar(g.snr_db, g["mean"], yerr=_yerr(g), marker="o", ms=3, capsize=2,
                             label=str(pol))
             if st == "caption":
                 for cv in fbl_reference(sub, snrs):

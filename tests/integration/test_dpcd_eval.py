@@ -68,7 +68,10 @@ def test_stream_gains_pair_images_within_each_rate():
     assert list(g["stream"]) == ["rsrt", "rsrt"] and (g["n"] == 6).all()
     assert np.allclose(g["gain"], 0.105) and np.allclose(g["bits"], 80)
     # paired: the spread of the differences (0 or 0.01), not of the scenes (0 to 0.5)
-    assert np.allclose(g["gain_ci95"], 1.96 * np.std([0, .01] * 3, ddof=1) / np.sqrt(6))
+    from scipy import stats
+
+    assert np.allclose(g["gain_ci95"], stats.t.ppf(0.975, 5) * np.std([0, .01] * 3, ddof=1)
+                       / np.sqrt(6))
 
 
 def test_dpcd_eval_on_photos_sends_no_caption_and_scores_without_a_judge(tmp_path, tiny_preset,
