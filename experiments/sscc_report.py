@@ -11,8 +11,9 @@ From ``results.parquet`` it writes, under the study folder:
   CI (Student t over seeds, :func:`sim.plots.summarize`) of each system's consistency, PSNR
   and resource elements used per image, the best classical system at that SNR (the
   envelope over codec and MCS, picked after the fact, so optimistic for the classical
-  side), and the verdict: ``win`` where SDGIC's better policy has a higher consistency with
-  disjoint CIs, ``lose`` where the best classical has, ``tie`` otherwise.
+  side), and the verdict from the paired difference (per seed: same images, same channel) of
+  SDGIC's better policy minus that classical system: ``win`` where its 95 % CI over seeds is
+  above 0, ``lose`` where it is below, ``tie`` otherwise.
 """
 
 from __future__ import annotations
@@ -63,15 +64,27 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def verdicts(s: pd.DataFrame) -> list[dict]:
+def paired_difference(df: pd.DataFrame, a: str, b: str) -> tuple[float, float]:
+    """Mean and 95 % CI half-width over seeds of the per-seed consistency difference a − b
+    (the same seed: the same images and the same channel realization for both)."""
+    from codec.stats import ci95
+
+    per = df[df.system_name.isin([a, b])].groupby(["seed", "system_name"])["consistency"] \
+        .mean().unstack()
+    d = (per[a] - per[b]).dropna().to_numpy()
+    return float(d.mean()), ci95(d)
+
+
+def verdicts(s: pd.DataFrame, df: pd.DataFrame) -> list[dict]:
+    df = df.assign(system_name=df.apply(system_name, axis=1))
     rows = []
     for (scn, mode, snr), g in s.groupby(["scenario", "mode", "snr_db"]):
         sd = g[g.system_name.str.startswith("SDGIC")].sort_values("consistency").iloc[-1]
         cl = g[g.system_name.map(_classical)].sort_values("consistency").iloc[-1]
         hci = g[g.system_name == "HCI alone"]
-        lo_s, hi_s = sd.consistency_low, sd.consistency_high
-        lo_c, hi_c = cl.consistency_low, cl.consistency_high
-        verdict = "win" if lo_s > hi_c else "lose" if lo_c > hi_s else "tie"
+        point = df[(df.scenario == scn) & (df["mode"] == mode) & (df.snr_db == snr)]
+        diff, half = paired_difference(point, sd.system_name, cl.system_name)
+        verdict = "win" if diff - half > 0 else "lose" if diff + half < 0 else "tie"
         rows.append({"scenario": scn, "mode": mode, "snr_db": float(snr),
                      "sdgic": sd.system_name, "sdgic_consistency": float(sd.consistency),
                      "sdgic_ci95": float(sd.consistency_ci95),
@@ -81,6 +94,7 @@ def verdicts(s: pd.DataFrame) -> list[dict]:
                      "classical_ci95": float(cl.consistency_ci95),
                      "classical_psnr_db": float(cl.psnr), "classical_re": float(cl.re_used),
                      "hci_consistency": float(hci.consistency.iloc[0]) if len(hci) else None,
+                     "paired_difference": diff, "paired_difference_ci95": half,
                      "verdict": verdict})
     return rows
 
@@ -131,14 +145,16 @@ def plot(df: pd.DataFrame, s: pd.DataFrame, out: Path) -> list[Path]:
 
 def _markdown(rows: list[dict]) -> str:
     lines = ["| scenario | mode | SNR dB | SDGIC consistency (RE/image) | best classical "
-             "(RE/image) | HCI alone | verdict |", "|---|---|---|---|---|---|---|"]
+             "(RE/image) | HCI alone | SDGIC − classical, paired | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['scenario']} | {r['mode']} | {r['snr_db']:g} | {r['sdgic']}: "
             f"{r['sdgic_consistency']:.2f} ± {r['sdgic_ci95']:.2f} ({r['sdgic_re']:.0f}) | "
             f"{r['best_classical']}: {r['classical_consistency']:.2f} ± "
             f"{r['classical_ci95']:.2f} ({r['classical_re']:.0f}) | "
-            f"{r['hci_consistency']:.2f} | {r['verdict']} |")
+            f"{r['hci_consistency']:.2f} | {r['paired_difference']:+.2f} ± "
+            f"{r['paired_difference_ci95']:.2f} | {r['verdict']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -149,7 +165,7 @@ def main(argv=None):
     folder = Path(a.study)
     df = pd.read_parquet(folder / "results.parquet")
     s = summary(df)
-    rows = verdicts(s)
+    rows = verdicts(s, df)
     files = plot(df, s, folder / "plots")
     record = {"command": "python -m experiments.sscc_report " + " ".join(sys.argv[1:]),
               "points": int(df.point_id.nunique()), "images": int(len(df)),
