@@ -14,14 +14,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from codec.data import seeds
 from codec.captioner import CaptionerNet, SceneCaptioner, captioner_loss, captioner_targets, \
     background_words
 from codec.data.scene_dataset import render_scenes
 from codec.provenance import git_commit, write_model_card
 from codec.train_judge import corrupt, mirror
 
-TRAIN_SEED = 5005
-EVAL_SEED = 5006
+TRAIN_SEED = seeds.CAPTIONER_TRAIN
+EVAL_SEED = seeds.CAPTIONER_EVAL
 
 
 def evaluate_captioner(captioner: SceneCaptioner, n: int = 1000, seed: int = EVAL_SEED,

@@ -1,7 +1,7 @@
 """Train the scene judge on freshly rendered scenes (``sdgic train judge``).
 
-Training scenes come from data set seed ``train_seed`` (default 1001); evaluation uses a
-different seed, so no evaluation scene was seen. Mild corruptions (down/up-sampling to half
+Training scenes come from data set seed ``train_seed`` (default ``seeds.JUDGE_TRAIN``);
+evaluation uses a different seed, so no evaluation scene was seen. Mild corruptions (down/up-sampling to half
 resolution, blur, noise) keep the judge reliable on reconstructions, not only on clean renders.
 """
 
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from codec.data import seeds
 from codec.data.scene_dataset import render_scenes
 from codec.judge import ATTRIBUTES, JudgeNet, SceneJudge, judge_loss, scene_targets, score_scene
 from codec.provenance import git_commit, write_model_card
@@ -67,7 +68,8 @@ def evaluate(judge: SceneJudge, n: int, seed: int, size: int = 128, workers: int
 
 
 def train_judge(out: str | Path, steps: int = 3000, batch_size: int = 32, lr: float = 2e-3,
-                train_scenes: int = 20000, train_seed: int = 1001, eval_seed: int = 2002,
+                train_scenes: int = 20000, train_seed: int = seeds.JUDGE_TRAIN,
+                eval_seed: int = seeds.JUDGE_EVAL,
                 eval_scenes: int = 2000, workers: int = 2, seed: int = 0) -> dict:
     """Train a JudgeNet, save it to ``out`` with a model card, and return its metrics."""
     out = Path(out)

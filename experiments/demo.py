@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from codec.data import seeds
 from codec.data.scene_dataset import write_scene_folder, read_scene_folder
 from codec.evaluate import evaluate_folders
 
-DEMO_SEED = 5005
+DEMO_SEED = seeds.DEMO
 
 
 def _thumbnail(side: int):

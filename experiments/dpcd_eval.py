@@ -45,6 +45,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from codec.data import seeds
 from codec.stats import ci95
 from codec.data.photos import val_tiles
 from codec.data.scene_dataset import render_scenes
@@ -54,7 +55,7 @@ from codec.sdgic import SDGIC
 from experiments.cli import interval_arg
 from experiments.hci_rd import pillow_codec
 
-EVAL_SEED = 7007
+EVAL_SEED = seeds.DPCD_EVAL
 STREAMS = ("caption", "hci", "rsrt")
 FLOORS = (("jpeg_q1", "JPEG", 1), ("webp_q0", "WEBP", 0))
 PHOTO_METRICS = ("inception_similarity", "psnr", "ms_ssim")   # the photo gains' metrics

@@ -30,7 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-EVAL_SEED = 6007
+from codec.data import seeds
+
+EVAL_SEED = seeds.HCI_EVAL
 BUDGET_BPP = 0.05
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from codec.data import seeds
 from codec.stats import ci95
 from codec.captioner import SceneCaptioner
 from codec.data.scene_dataset import render_scenes
@@ -28,7 +29,7 @@ from codec.judge import SceneJudge
 from codec.streams.caption_coder import CaptionCoder
 from codec.text_encoder import default_text_encoder
 
-EVAL_SEED = 7007
+EVAL_SEED = seeds.DPCD_EVAL
 
 
 @torch.no_grad()

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from codec.data import seeds
+
 from .policy import PRESETS, ProtectionPolicy, make_policy
 from .validation import fail as _fail
 
@@ -128,7 +130,8 @@ class SimConfig:
     rsrt_tokens_per_packet: int = 0
     harq_rtt_slots: int = 4
     codec: Any = "scenes-64"
-    dataset: dict = field(default_factory=lambda: {"kind": "scenes", "size": 64, "seed": 0})
+    dataset: dict = field(default_factory=lambda: {"kind": "scenes", "size": 64,
+                                                   "seed": seeds.SIMULATOR})
     decode: bool = True
     decode_steps: Optional[int] = None
     decode_guidance: Optional[float] = None

@@ -42,6 +42,7 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 from tqdm import tqdm
 
+from codec.data import seeds
 from codec.captioner import SceneCaptioner, attribute_targets, captioner_loss
 from codec.data.scenes import check_caption_detail, generate
 from codec.dpcd.configs import controlnet_kwargs, unet_config
@@ -54,8 +55,8 @@ from codec.provenance import git_commit, write_model_card
 from codec.streams.hci import HCICodec
 from codec.text_encoder import TextEncoder
 
-TRAIN_SEED = 3003          # the prior's training scenes (never used for evaluation)
-SAMPLE_SEED = 4004
+TRAIN_SEED = seeds.PRIOR_TRAIN    # the prior's training scenes (never used for evaluation)
+SAMPLE_SEED = seeds.PRIOR_SAMPLES
 STAGES = ("control", "rsrt")
 HCI_POINTS = ("low", "mid", "high", "top")
 MODULE_CLASSES = {"unet": UNet2DConditionModel, "controlnet": ControlNetModel,

@@ -22,6 +22,7 @@ from diffusers import UNet2DConditionModel
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
+from codec.data import seeds
 from codec.data.scenes import generate
 from codec.dpcd.configs import unet_config
 from codec.provenance import git_commit, write_model_card
@@ -29,8 +30,8 @@ from codec.dpcd.decoder import DPCDSampler, to_model_space, training_scheduler
 from codec.dpcd.training import StopFlag, replace_checkpoint, save_grid, scene_batch, v_loss
 from codec.text_encoder import TextEncoder
 
-TRAIN_SEED = 3003
-SAMPLE_SEED = 4004  # fixed scenes whose captions drive the sample grids
+TRAIN_SEED = seeds.PRIOR_TRAIN
+SAMPLE_SEED = seeds.PRIOR_SAMPLES  # fixed scenes whose captions drive the sample grids
 
 
 def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: float = 2e-4,

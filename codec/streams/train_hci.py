@@ -29,11 +29,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from codec.data import seeds
 from codec.provenance import git_commit, write_model_card
 from codec.streams.hci import HCICodec, build_model
 
-TRAIN_SEED = 6006
-EVAL_SEED = 6007
+TRAIN_SEED = seeds.HCI_TRAIN
+EVAL_SEED = seeds.HCI_EVAL
 ROOT = Path(__file__).resolve().parents[2]
 
 
