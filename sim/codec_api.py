@@ -198,7 +198,11 @@ def load_codec(spec) -> Codec:
         else:
             from codec.sdgic import SDGIC
 
-            obj = SDGIC.from_pretrained(spec)
+            try:
+                obj = SDGIC.from_pretrained(spec)
+            except FileNotFoundError as e:
+                raise FileNotFoundError(f"{e}; or a baseline codec: jpeg, webp, avif, hci, "
+                                        f"hci@PRESET") from None
             if key[1] is not None:
                 _remember(obj, key[1])
         if not isinstance(obj, Codec):
