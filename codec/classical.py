@@ -81,7 +81,7 @@ def _decode_file(data: bytes, h: int, w: int) -> np.ndarray:
     try:
         im = Image.open(io.BytesIO(data))
         im = im.convert("RGB")
-    except (OSError, ValueError, SyntaxError) as e:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise CorruptStreamError(f"corrupt classical image file ({e})") from None
     if im.size != (w, h):
         im = im.resize((w, h), Image.BICUBIC)
