@@ -228,9 +228,12 @@ def _bit_budgets(config, codec, source, items, cache, link, packetizer) -> list:
                              f"(jpeg, webp, avif, hci), not to codec {config.codec_spec()!r}")
         return [None] * len(items)
     bb = config.bit_budget_obj()
-    if bb.kind in ("bpp", "fill"):
-        slots = config.interval_ms / config.slot_ms
-        return [bb.bits(it, None, link, packetizer, slots_per_image=slots) for it in items]
+    if bb.kind == "fill":        # the same share for every image: one search
+        share = bb.bits(items[0], None, link, packetizer,
+                        slots_per_image=config.interval_ms / config.slot_ms)
+        return [share] * len(items)
+    if bb.kind == "bpp":
+        return [bb.bits(it, None) for it in items]
     ref = load_codec(bb.reference)
     if takes_bit_budget(ref):
         raise ValueError(f"bit_budget.reference = {bb.reference!r} codes to a budget itself; "

@@ -6,16 +6,11 @@ import pytest
 
 from codec.classical import CLASSICAL_FORMATS, GREY, ClassicalCodec, code_image
 from codec.errors import CorruptStreamError, PresetMismatchError
+from image_support import photo
 
 
 def _photo(h=53, w=71, seed=0):
-    """A smooth image with edges (compresses like a photo, not like noise)."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    img = np.stack([128 + 90 * np.sin(x / 7.0 + c) * np.cos(y / 11.0 - c) for c in range(3)], -1)
-    img[h // 3:h // 2, w // 4:w // 2] = [230, 40, 30]
-    img += rng.normal(0, 4, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    return photo(h, w, seed)
 
 
 @pytest.mark.parametrize("name", list(CLASSICAL_FORMATS))

@@ -173,7 +173,7 @@ def test_a_sliced_hci_loses_only_the_slices_whose_packets_are_lost(tmp_path):
     from sim.simulation import get_link
     from codec.streams.hci_sliced import SlicedHCI
 
-    from test_baselines_support import photo
+    from image_support import photo
 
     Image.fromarray(photo(300, 200)).save(tmp_path / "p.png")
     codec = load_codec("hci@codec/weights/hci-photos")

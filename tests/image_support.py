@@ -1,4 +1,5 @@
-"""Test images for the baseline tests (import as a plain module)."""
+"""Test images shared by tests in any folder (``tests/`` is on the path through its conftest;
+import as a plain module: ``from image_support import photo``)."""
 
 import numpy as np
 
