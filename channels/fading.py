@@ -255,6 +255,29 @@ class FadingChannel(Object):
             h = h / self._cdl_scale()
         return h
 
+    def sampled_covariances(self, num_draws: int = 256):
+        """Time and frequency covariance matrices of the channel, estimated from
+        ``num_draws`` independent realizations (one slot each, fixed seeds), as Sionna's
+        channel-estimation tutorial does for models without closed-form covariances (CDL).
+
+        Output
+        ------
+        cov_time : [num_ofdm_symbols, num_ofdm_symbols], `torch.complex64`
+            ``E[h[:, f] h[:, f]^H]`` averaged over subcarriers.
+        cov_freq : [fft_size, fft_size], `torch.complex64`
+            ``E[h[t, :]^H h[t, :]]`` averaged over OFDM symbols (Sionna's convention).
+        """
+        of = self._sc.ofdm
+        ct = torch.zeros(of.num_ofdm_symbols, of.num_ofdm_symbols, dtype=torch.complex128)
+        cf = torch.zeros(of.fft_size, of.fft_size, dtype=torch.complex128)
+        for i in range(int(num_draws)):
+            h = self(self.new_state(derive_seed("covariance", i)), 0).to(torch.complex128)
+            cf += h.conj().T @ h                     # [fft, fft]
+            ct += h @ h.conj().T                     # [sym, sym]
+        cf /= num_draws * of.num_ofdm_symbols
+        ct /= num_draws * of.fft_size
+        return ct.to(torch.complex64), cf.to(torch.complex64)
+
     def _cdl_scale(self) -> float:
         if self._cdl_norm is None:
             g = torch.Generator().manual_seed(12345)

@@ -67,9 +67,14 @@ from .fading import ChannelState, FadingChannel, seeded_build, use_generator
 from .scenario import Scenario
 from .transport import TransportCoder, TransportFormat, transport_format
 
-__all__ = ["Link", "LinkResult", "MODES", "ProbitInterpolation", "phy_abstraction"]
+__all__ = ["Link", "LinkResult", "LINK_VERSION", "MODES", "ProbitInterpolation",
+           "phy_abstraction", "transport_block_error"]
 
 MODES = ("bit", "abstraction")
+#: Version of the link's numerics (bit-level chain and abstraction). A calibration
+#: (:mod:`channels.calibration`) is keyed by it: bump it whenever a change to this package
+#: moves a BLER curve of either mode, so that stale calibrations are no longer used.
+LINK_VERSION = "2026.12.1"
 _MCS_CATEGORY_PDSCH = 1
 
 
@@ -114,6 +119,32 @@ def phy_abstraction(mcs_table: int = 1):
         return PHYAbstraction(interp_fun=ProbitInterpolation(), load_bler_tables_from=[path])
 
 
+def transport_block_error(mcs_table: int, mcs_index, cb_size, num_cb, sinr_eff) -> np.ndarray:
+    """Transport-block error probability from Sionna's BLER tables.
+
+    Parameters
+    ----------
+    mcs_table : int
+    mcs_index, cb_size, num_cb : int or [n] array-like
+        Per packet: MCS index, code-block size [bits], number of code blocks.
+    sinr_eff : [n] array-like, float
+        Effective SINR (linear).
+
+    Output
+    ------
+    tbler : [n] np.ndarray, float
+        ``1 - (1 - BLER_cb)^num_cb``.
+    """
+    sinr_eff = torch.as_tensor(np.asarray(sinr_eff, np.float32)).reshape(-1)
+    n = sinr_eff.numel()
+    mcs = torch.as_tensor(np.broadcast_to(np.asarray(mcs_index, np.int32), (n,)).copy())
+    cbs = torch.as_tensor(np.broadcast_to(np.asarray(cb_size, np.int32), (n,)).copy())
+    ncb = torch.as_tensor(np.broadcast_to(np.asarray(num_cb, np.float32), (n,)).copy())
+    bler = phy_abstraction(mcs_table).get_bler(mcs, mcs_table, _MCS_CATEGORY_PDSCH, cbs, sinr_eff)
+    bler = torch.nan_to_num(bler.float(), nan=1.0, posinf=1.0).clamp(0, 1)
+    return (1.0 - (1.0 - bler) ** ncb).numpy()
+
+
 @dataclass
 class LinkResult:
     """Outcome of one slot.
@@ -130,7 +161,8 @@ class LinkResult:
     num_re : int
         Resource elements used in the slot.
     sinr_eff_db : [num_packets] np.ndarray of float, or `None`
-        Effective SINR [dB] per packet after combining (abstraction only).
+        Effective SINR [dB] per packet after combining and after the calibration's
+        offset (abstraction only).
     tbler : [num_packets] np.ndarray of float, or `None`
         Transport-block error probability the Bernoulli draw used (abstraction only).
     harq : list
@@ -164,6 +196,10 @@ class Link:
         Sionna precision.
     device : `None` (default) | str
         Sionna device, e.g. ``"cpu"``.
+    calibration : `None` (default) | :class:`~channels.calibration.Calibration`
+        Abstraction mode: SNR offsets fitted against the bit-level chain on this scenario
+        (``sdgic calibrate``), added to each packet's effective SINR before the BLER lookup.
+        Must have been made for this scenario; ignored in bit-level mode.
 
     Input (:meth:`transmit`)
     ------------------------
@@ -188,7 +224,8 @@ class Link:
     LinkResult
     """
 
-    def __init__(self, scenario: Scenario, mode: str = "bit", precision=None, device=None):
+    def __init__(self, scenario: Scenario, mode: str = "bit", precision=None, device=None,
+                 calibration=None):
         if not isinstance(scenario, Scenario):
             raise TypeError(f"scenario must be a channels.Scenario, got {type(scenario).__name__}; "
                             f"build one with Scenario(...) or load_scenario(path)")
@@ -196,6 +233,9 @@ class Link:
             raise ValueError(f"mode = {mode!r} is not supported; allowed: {', '.join(MODES)}")
         self.scenario = scenario
         self.mode = mode
+        if calibration is not None:
+            calibration.check_scenario(scenario)
+        self.calibration = calibration if mode == "abstraction" else None
         self._precision = precision
         self._device = device or "cpu"
         with seeded_build("link", device=self._device):
@@ -240,7 +280,9 @@ class Link:
                                       ch.delay_spread_ns * 1e-9, **kw)
                 ct = tdl_time_cov_mat(ch.profile, ch.ue_speed_kmh / 3.6, ch.carrier_frequency_ghz * 1e9,
                                       of.ofdm_symbol_duration_s, of.num_ofdm_symbols, **kw)
-            else:  # flat Rayleigh, constant over the slot
+            elif ch.family == "cdl":  # no closed form: estimated from channel samples
+                ct, cf = self.channel.sampled_covariances()
+            else:  # flat Rayleigh or AWGN, constant over the slot
                 cf = torch.ones(of.fft_size, of.fft_size, dtype=torch.complex64)
                 ct = torch.ones(of.num_ofdm_symbols, of.num_ofdm_symbols, dtype=torch.complex64)
             self._estimator = LMMSEChannelEstimator(self.rg, ct, cf, order="f-t", **kw)
@@ -451,7 +493,6 @@ class Link:
             with seeded_build("eesm", device=self._device):
                 self._blocks["eesm"] = EESM(precision=self._precision, device=self._device)
         eesm = self._blocks["eesm"]
-        pa = phy_abstraction(self.scenario.mcs_table)
         n = len(fmts)
         sinr_re = self._re_sinr(h, no, state)                               # [num_data_re]
         sinr = torch.zeros(1, self.num_data_re, n, 1)
@@ -463,13 +504,15 @@ class Link:
         for i in range(n):
             if harq[i] is not None:
                 sinr_eff[i] = sinr_eff[i] + float(harq[i])   # Chase combining (MRC of copies)
-        cbs = torch.tensor([f.cb_size for f in fmts], dtype=torch.int32)
-        ncb = torch.tensor([f.num_cb for f in fmts], dtype=torch.float32)
-        bler = pa.get_bler(mcs, self.scenario.mcs_table, _MCS_CATEGORY_PDSCH, cbs, sinr_eff)
-        bler = torch.nan_to_num(bler.float(), nan=1.0, posinf=1.0).clamp(0, 1)
-        tbler = 1.0 - (1.0 - bler) ** ncb
+        harq_out = [float(s) for s in sinr_eff]               # combining uses uncorrected SINRs
+        if self.calibration is not None:
+            off = self.calibration.offsets_db(fmts[0].mcs_index, [f.packet_bits for f in fmts])
+            sinr_eff = sinr_eff * torch.as_tensor(10.0 ** (off / 10.0), dtype=sinr_eff.dtype)
+        tbler = torch.as_tensor(transport_block_error(
+            self.scenario.mcs_table, fmts[0].mcs_index, [f.cb_size for f in fmts],
+            [f.num_cb for f in fmts], sinr_eff.detach()))
         u = torch.rand(n, generator=state.generator)
         success = (u >= tbler).numpy()
         sinr_db = 10 * torch.log10(sinr_eff.clamp_min(1e-30))
         return LinkResult(success, None, fmts, int(offsets[-1]), sinr_eff_db=sinr_db.numpy(),
-                          tbler=tbler.numpy(), harq=[float(s) for s in sinr_eff])
+                          tbler=tbler.numpy(), harq=harq_out)

@@ -231,7 +231,7 @@ class ReceiverConfig:
     channel_estimation : str
         ``"perfect"``, ``"ls"`` (Sionna :class:`~sionna.phy.ofdm.LSChannelEstimator`)
         or ``"lmmse"`` (Sionna :class:`~sionna.phy.ofdm.LMMSEChannelEstimator`, with the
-        TDL covariance matrices; TDL models and RAYLEIGH only).
+        TDL covariance matrices; for CDL, covariances estimated from 256 channel realizations).
     interpolation : str
         LS interpolator: ``"nn"``, ``"lin"``, ``"lin_time_avg"``.
     equalizer : str
@@ -295,11 +295,6 @@ class Scenario:
                 f"({self.ofdm.cp_duration_s * 1e9:.0f} ns); lower the delay spread to at most "
                 f"{self.ofdm.cp_duration_s * 1e9 / (self.channel.max_delay_s / (self.channel.delay_spread_ns * 1e-9)):.0f} ns "
                 f"or use a smaller subcarrier spacing")
-        if (self.receiver.channel_estimation == "lmmse"
-                and self.channel.family not in ("tdl", "rayleigh")):
-            _fail("receiver.channel_estimation", "lmmse",
-                  f"'perfect' or 'ls' with channel.model = {self.channel.model!r} "
-                  f"(LMMSE needs the TDL/Rayleigh covariance matrices)")
 
     @classmethod
     def from_dict(cls, data: dict) -> "Scenario":

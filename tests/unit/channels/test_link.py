@@ -178,3 +178,23 @@ def test_clear_errors(awgn_bit):
     assert not transport_format(600, 0).bit_level_ok and transport_format(600, 3).bit_level_ok
     with pytest.raises(ValueError, match=r"MCS 0 \(table 1\).*rate 0\.12.*below the 0\.2"):
         awgn_bit.transmit([300], 0, 10.0, 0, st)
+
+
+def test_lmmse_works_on_cdl_with_sampled_covariances():
+    # CDL has no closed-form covariances: the link estimates them from channel draws
+    sc = {"channel": {"model": "CDL-C", "delay_spread_ns": 100, "ue_speed_kmh": 120},
+          "ofdm": {"num_prbs": 8, "pilot_ofdm_symbols": [2, 11]}}
+    lmmse = Link(Scenario.from_dict({**sc, "receiver": {"channel_estimation": "lmmse"}}), "bit")
+    ct, cf = lmmse.channel.sampled_covariances(num_draws=64)
+    for c in (ct, cf):
+        assert torch.allclose(c, c.conj().T, atol=1e-5)                 # Hermitian
+        assert torch.linalg.eigvalsh(c.to(torch.complex128)).min() > -1e-4   # PSD
+    assert 0.7 < ct.diagonal().real.mean() < 1.3                        # unit mean power
+    assert abs(ct[0, 13]) < abs(ct[0, 1])                               # Doppler decorrelates
+    ls = Link(Scenario.from_dict({**sc, "receiver": {"channel_estimation": "ls",
+                                                     "interpolation": "lin"}}), "bit")
+    ok = {n: sum(link.transmit([256, 256], 9, 6.0, 0, link.new_state(s)).success.sum()
+                 for s in range(12)) for n, link in (("lmmse", lmmse), ("ls", ls))}
+    assert ok["lmmse"] >= ok["ls"] and ok["lmmse"] > 0, ok
+    ab = Link(lmmse.scenario, "abstraction")           # the abstraction builds it too
+    assert np.isfinite(ab.transmit([256], 9, 6.0, 0, ab.new_state(0)).sinr_eff_db).all()

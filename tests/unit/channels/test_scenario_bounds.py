@@ -35,7 +35,6 @@ def test_toml_round_trip(tmp_path):
     ({"ofdm": {"pilot_ofdm_symbols": [14]}}, ["ofdm.pilot_ofdm_symbols", "[0, 13]"]),
     ({"channel": {"ue_speed_kmh": -1}}, ["channel.ue_speed_kmh", "-1", "500"]),
     ({"receiver": {"channel_estimation": "magic"}}, ["receiver.channel_estimation", "lmmse"]),
-    ({"channel": {"model": "CDL-A"}, "receiver": {"channel_estimation": "lmmse"}}, ["lmmse", "ls"]),
     ({"channel": {"speed": 3}}, ["channel.'speed'", "ue_speed_kmh"]),
     ({"mcs_table": 5}, ["mcs_table", "5", "4"]),
 ])
