@@ -365,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     from experiments.sim_cli import add_sim_commands
 
     add_sim_commands(sub)   # sdgic sim / sweep / plot
+    from experiments.calibrate_cli import add_calibrate_command
+
+    add_calibrate_command(sub)
     return p
 
 
@@ -386,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _quiet_libraries()
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError, OSError) as e:

@@ -79,7 +79,8 @@ def bench_sweep(seeds: int, images: int, mode: str = "bit") -> dict:
     import pandas as pd
     import ray
 
-    from sim.sweep import ray_init_kwargs, run_sweep
+    from channels.parallel import ray_init_kwargs
+    from sim.sweep import run_sweep
 
     exp = sweep_experiment(seeds, images, mode)
     tmp = Path(tempfile.mkdtemp(prefix="sim-bench-"))

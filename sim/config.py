@@ -115,6 +115,11 @@ class SimConfig:
         ``hci``): ``{"kind": "same_bits" | "same_re" | "bpp", ...}``
         (:class:`sim.bit_budget.BitBudget`; ``None``: ``DEFAULT_BIT_BUDGET``, the bits the
         ``scenes-64`` preset spends on the same image). Refused for other codecs.
+    calibration : "auto" | "strict" | "off"
+        Abstraction mode: use the scenario's calibration against the bit-level chain
+        (``sdgic calibrate``) when one exists, warning once when none does (``"auto"``);
+        refuse an uncalibrated scenario (``"strict"``); or use the raw abstraction
+        (``"off"``). See :mod:`sim.link_calibration`. Ignored in bit-level mode.
     """
 
     scenario: Any
@@ -140,6 +145,7 @@ class SimConfig:
     decode_cache: bool = True
     trace: bool = False
     bit_budget: Optional[dict] = None
+    calibration: str = "auto"
 
     def __post_init__(self):
         from channels import Scenario, load_scenario
@@ -189,6 +195,10 @@ class SimConfig:
             _fail("decode_cache", self.decode_cache, "true or false")
         if not isinstance(self.trace, bool):
             _fail("trace", self.trace, "true or false")
+        from .link_calibration import SETTINGS as _CAL
+
+        if self.calibration not in _CAL:
+            _fail("calibration", self.calibration, ", ".join(_CAL))
         if self.bit_budget is not None:
             from .bit_budget import BitBudget
 
@@ -239,6 +249,14 @@ class SimConfig:
             object.__setattr__(self, "_codec_fp", fp)
         return fp
 
+    def calibration_obj(self):
+        """The :class:`~channels.calibration.Calibration` this run uses, or `None`
+        (:func:`sim.link_calibration.resolve_calibration`: warns once per uncalibrated
+        scenario; raises under ``"strict"``)."""
+        from .link_calibration import resolve_calibration
+
+        return resolve_calibration(self.scenario_obj, self.mode, self.calibration)
+
     def to_dict(self) -> dict:
         """Plain data (JSON-able) that determines the run's results."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -260,6 +278,11 @@ class SimConfig:
         d["trace"] = False   # the trace does not change the records
         if d["bit_budget"] is None:   # unset: ids of runs made before it existed hold
             del d["bit_budget"]
+        del d["calibration"]          # what counts is the calibration used, if any
+        cal = self.calibration_obj()
+        if cal is not None:           # none used: ids of runs made before it existed hold
+            d["calibration_used"] = {"key": cal.key, "offset_db": cal.offset_db,
+                                     "mcs": cal.mcs, "packet_bits": cal.packet_bits}
         return d
 
     def point_id(self) -> str:

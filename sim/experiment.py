@@ -41,6 +41,10 @@ TOML layout (relative paths are relative to the TOML file; every key is optional
     kind = "scenes"                 # "scenes" (size, seed) or "folder" (path), checked at load
     size = 64
 
+    [link]
+    calibration = "auto"            # abstraction mode: the scenario's calibration if it has
+                                    # one, else warn; "strict": refuse; "off": raw tables
+
     [decode]
     enabled = true
     steps = 20
@@ -85,13 +89,14 @@ from .validation import fail as _fail
 __all__ = ["Experiment", "load_experiment"]
 
 _TOP = {"name", "codec", "num_images", "grid", "traffic", "packets", "dataset", "decode",
-        "policies", "trace", "description", "bit_budget"}
+        "policies", "trace", "description", "bit_budget", "link"}
 _CODEC_ENTRY = {"codec", "policies", "bit_budget"}
 _SECTIONS = {
     "grid": {"scenarios", "modes", "snr_db", "budget_prbs", "policies", "seeds", "codecs"},
     "traffic": {"arrival", "interval_ms", "deadline_ms"},
     "packets": {"rsrt_tokens_per_packet", "harq_rtt_slots"},
     "decode": {"enabled", "steps", "guidance_scale", "precision", "batch_size", "cache"},
+    "link": {"calibration"},
 }
 
 
@@ -104,7 +109,7 @@ _TOML_KEY = {"interval_ms": "traffic.interval_ms", "deadline_ms": "traffic.deadl
              "decode_batch_size": "decode.batch_size",
              "decode_cache": "decode.cache",
              "decode": "decode.enabled", "budget_prbs": "grid.budget_prbs",
-             "snr_db": "grid.snr_db"}
+             "snr_db": "grid.snr_db", "calibration": "link.calibration"}
 
 
 def _list(key, v, check, allowed):
@@ -305,6 +310,8 @@ class Experiment:
                 ds["path"] = str(root / ds["path"])
             check_dataset(ds)                     # now, naming the key: not at the first point
             base["dataset"] = ds
+        if "calibration" in data.get("link", {}):
+            base["calibration"] = data["link"]["calibration"]
         dec = data.get("decode", {})
         for src, dst in (("enabled", "decode"), ("steps", "decode_steps"),
                          ("guidance_scale", "decode_guidance"), ("precision", "decode_precision"),

@@ -8,7 +8,8 @@ Columns of :func:`image_rows` (one row per image):
   for a codec with its own rate), ``system`` (codec, policy and budget, as plots label
   them), ``mcs_table``, ``harq_rtt_slots``, ``rsrt_tokens_per_packet``,
   ``interval_ms``, ``deadline_ms``, ``num_images``, ``mcs_<stream>`` (-1: link adaptation),
-  ``max_retx_<stream>``;
+  ``max_retx_<stream>``, ``calibration`` (the abstraction's calibration, ``"name@key"``;
+  ``"none"`` when the run used the raw abstraction; ``""`` at bit level);
 * image: ``image_id``, ``dataset_index``, ``arrival_ms``;
 * per stream ``s`` in caption/hci/rsrt: ``bits_s`` (sent), ``delivered_bits_s``,
   ``packets_s``, ``delivered_packets_s``, ``ok_s`` (the whole stream arrived by the

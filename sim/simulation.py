@@ -38,6 +38,7 @@ from codec.errors import StreamError
 from .channel_process import ChannelProcess
 from .codec_api import codec_fingerprint, decode_images, load_codec
 from .decode_cache import DecodeCache
+from .link_calibration import calibration_label
 from .config import SimConfig
 from .packetizer import Packetizer
 from .packets import STREAMS
@@ -51,15 +52,16 @@ __all__ = ["SimOutput", "simulate", "run_simulation", "get_link"]
 _LINKS: dict = {}
 
 
-def get_link(scenario, mode: str):
-    """A :class:`channels.Link` per (scenario, mode), built once per process."""
+def get_link(scenario, mode: str, calibration=None):
+    """A :class:`channels.Link` per (scenario, mode, calibration), built once per process."""
     import json
 
     from channels import Link
 
-    key = (json.dumps(scenario.to_dict(), sort_keys=True), mode)
+    key = (json.dumps(scenario.to_dict(), sort_keys=True), mode,
+           None if calibration is None else json.dumps(calibration.offset_db))
     if key not in _LINKS:
-        _LINKS[key] = Link(scenario, mode=mode)
+        _LINKS[key] = Link(scenario, mode=mode, calibration=calibration)
     return _LINKS[key]
 
 
@@ -109,6 +111,7 @@ def run_fields(config: SimConfig, codec=None) -> dict:
                 rsrt_tokens_per_packet=int(config.rsrt_tokens_per_packet), arrival=config.arrival,
                 interval_ms=float(config.interval_ms), deadline_ms=float(config.deadline_ms),
                 num_images=int(config.num_images),
+                calibration=calibration_label(config.calibration_obj(), config.mode),
                 bit_budget=config.bit_budget_obj().describe() if takes_bit_budget(codec) else "",
                 system=system_label(config, codec),
                 **{f"mcs_{s}": (-1 if config.policy_obj[s].mcs is None
@@ -138,7 +141,8 @@ def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,
     cache = cache if cache is not None else _default_cache()
     source = make_source(config.dataset)
     sc = config.scenario_obj
-    link = get_link(sc, config.mode)
+    calibration = config.calibration_obj()
+    link = get_link(sc, config.mode, calibration)
     policy = config.policy_obj
     from .link_adaptation import check_policy_mcs
 

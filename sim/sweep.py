@@ -175,16 +175,10 @@ def run_sweep(experiment, out_dir: str | Path, workers: Optional[int] = None,
     return df
 
 
-def ray_init_kwargs() -> dict:
-    """Arguments :func:`run_sweep` passes to ``ray.init`` (one thread per worker, offline);
-    start Ray yourself with them to keep one Ray across several sweeps."""
-    return dict(include_dashboard=False, log_to_driver=False,
-                runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-                                          "TOKENIZERS_PARALLELISM": "false"}})
-
-
 def _run_ray(todo, store, encoded_dir, workers, address, metrics, callback, bar):
     import ray
+
+    from channels.parallel import ray_init_kwargs
 
     started = False
     if not ray.is_initialized():
