@@ -228,26 +228,121 @@ class DPCDSampler:
         else:
             z = noise.clone()
         self.scheduler.set_timesteps(steps)
-        num_train = self.scheduler.config.num_train_timesteps
-        # the conditional half of the batch (all of it without guidance), for unguided steps
-        c_cond, c_mask, c_hci, c_present = (None if x is None else x[:b]
-                                            for x in (cond, mask, hci_z, hci_present))
         for t in self.scheduler.timesteps:
-            guided = guidance_scale != 1.0 and lo <= float(t) / num_train <= hi
-            with torch.autocast(z.device.type, dtype=torch.bfloat16,
-                                enabled=precision == "bf16"):
-                if guided:
-                    out = denoise(self.unet, torch.cat([z, z]), t, cond, mask, self.controlnet,
-                                  hci_z, hci_present)
-                else:
-                    out = denoise(self.unet, z, t, c_cond, c_mask, self.controlnet, c_hci,
-                                  c_present)
-            out = out.float()
-            if guided:
-                c, u = out.chunk(2)
-                out = u + guidance_scale * (c - u)
+            guided = self._guided(t, guidance_scale, lo, hi)
+            out = self._predict(z, t, guided, guidance_scale, precision, cond, mask, hci_z,
+                                hci_present)
             z = self.scheduler.step(out, t, z).prev_sample
         return self.space.decode(z)
+
+    def _guided(self, t, guidance_scale: float, lo: float, hi: float) -> bool:
+        num_train = self.scheduler.config.num_train_timesteps
+        return guidance_scale != 1.0 and lo <= float(t) / num_train <= hi
+
+    def _predict(self, z, t, guided: bool, guidance_scale: float, precision: str, cond, mask,
+                 hci_z, hci_present) -> torch.Tensor:
+        """The (guided) prediction for ``z`` (B, C, h, w). ``cond``, ``mask``, ``hci_z``,
+        ``hci_present`` hold the B conditional rows, followed by the B null-caption rows when
+        guidance is on; an unguided step uses the conditional rows alone, in one pass."""
+        b = z.shape[0]
+        if not guided:
+            cond, mask, hci_z, hci_present = (None if x is None else x[:b]
+                                              for x in (cond, mask, hci_z, hci_present))
+        with torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = denoise(self.unet, torch.cat([z, z]) if guided else z, t, cond, mask,
+                          self.controlnet, hci_z, hci_present)
+        out = out.float()
+        if guided:
+            c, u = out.chunk(2)
+            out = u + guidance_scale * (c - u)
+        return out
+
+    @torch.no_grad()
+    def sample_tiled(self, caption: str | None, height: int, width: int, overlap: int = 16,
+                     steps: int = 20, guidance_scale: float = 1.0,
+                     generator: torch.Generator | None = None, hci: torch.Tensor | None = None,
+                     hci_present: bool = True, rsrt_codes: torch.Tensor | None = None,
+                     rsrt_present: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+                     precision: str = "fp32", guidance_interval: tuple[float, float] = (0.0, 1.0),
+                     tile_batch: int = 16) -> torch.Tensor:
+        """One image float (1, 3, height, width) in [0, 1], of any size, drawn in overlapping
+        tiles of the UNet's ``sample_size`` whose predictions are blended at every step
+        (MultiDiffusion; :class:`~codec.dpcd.tiles.TileGrid`).
+
+        ``overlap``: least overlap of neighbouring tiles [image pixels, a multiple of the
+        space's factor]. ``hci`` float (1, 3, height, width) in [0, 1]: the decoded HCI at the
+        image's size; each tile's ControlNet reads its own crop. ``rsrt_codes`` long
+        (n_tiles, K) or (1, K) (the same tokens for every tile) with ``rsrt_present`` bool of
+        the same shape: each tile's tokens. ``noise`` (1, C, H/f, W/f): the starting sample
+        in model space (f: the space's factor; sides below a tile are padded to a tile).
+        Other arguments as in :meth:`sample`; ``tile_batch``: tiles per network call.
+        A canvas smaller than a tile is drawn on a reflect-padded canvas and cropped.
+        """
+        from codec.dpcd.tiles import TileGrid
+
+        if steps < 1:
+            raise ValueError(f"steps={steps} must be >= 1")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
+        lo, hi = check_guidance_interval(guidance_interval)
+        f = self.space.factor
+        if height % f or width % f or overlap % f:
+            raise ValueError(f"height={height}, width={width} and overlap={overlap} must be "
+                             f"multiples of the model space's factor {f}")
+        tile = self.unet.config.sample_size
+        grid = TileGrid(height // f, width // f, tile, overlap // f)
+        ph, pw = grid.padded_size
+        corners = grid.corners
+        n = len(corners)
+        hci_z = None
+        if hci is not None:
+            if self.controlnet is None:
+                raise ValueError("this decoder has no ControlNet (HCI path); pass hci=None")
+            if tuple(hci.shape) != (1, 3, height, width):
+                raise ValueError(f"hci must be (1, 3, {height}, {width}); got {tuple(hci.shape)}")
+            if (ph, pw) != (height // f, width // f):
+                hci = F.pad(hci, (0, pw * f - width, 0, ph * f - height), mode="replicate")
+            hci_z = self.space.encode(hci)
+        if rsrt_codes is not None and rsrt_codes.shape[0] not in (1, n):
+            raise ValueError(f"rsrt_codes must have 1 or {n} rows (one per tile); got "
+                             f"{tuple(rsrt_codes.shape)}")
+        if rsrt_codes is not None and rsrt_codes.shape[0] == 1:
+            rsrt_codes = rsrt_codes.expand(n, -1)
+            rsrt_present = None if rsrt_present is None else rsrt_present.expand(n, -1)
+        cond, mask = self.condition([caption] * n, rsrt_codes, rsrt_present)
+        if guidance_scale != 1.0:
+            null, null_mask = self.condition([None] * n, rsrt_codes, rsrt_present)
+            cond, mask = _pad_cat(cond, mask, null, null_mask)
+        shape = (1, self.unet.config.in_channels, ph, pw)
+        if noise is None:
+            z = torch.randn(shape, generator=generator)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"noise must have shape {shape}; got {tuple(noise.shape)}")
+        else:
+            z = noise.clone()
+        present = torch.full((n,), bool(hci_present))
+        hci_tiles = None if hci_z is None else grid.crop(hci_z)
+
+        def rows(x, idx):       # the conditional rows of tiles idx (and their null rows)
+            if x is None:
+                return None
+            return torch.cat([x[idx], x[idx + n]]) if x.shape[0] == 2 * n else x[idx]
+
+        self.scheduler.set_timesteps(steps)
+        for t in self.scheduler.timesteps:
+            guided = self._guided(t, guidance_scale, lo, hi)
+            z_tiles, outs = grid.crop(z), []
+            for s in range(0, n, tile_batch):
+                idx = torch.arange(s, min(n, s + tile_batch))
+                hs = pr = None
+                if hci_tiles is not None:
+                    hs, pr = hci_tiles[idx], present[idx]
+                    if guided:
+                        hs, pr = torch.cat([hs, hs]), torch.cat([pr, pr])
+                outs.append(self._predict(z_tiles[idx], t, guided, guidance_scale, precision,
+                                          rows(cond, idx), rows(mask, idx), hs, pr))
+            z = self.scheduler.step(grid.blend(torch.cat(outs)), t, z).prev_sample
+        return self.space.decode(z)[..., :height, :width]
 
 
 def check_guidance_interval(interval) -> tuple[float, float]:
