@@ -18,7 +18,14 @@ A preset folder holds ``preset.json`` and the DPCD modules:
                        "caption_stream" (false: the decoder was trained without captions,
                        e.g. on photos, and senders send none; default true),
                        "num_tokens" (RSRT tokens ``encode`` sends, a prefix of the K the
-                       encoder makes; default all K)}
+                       encoder makes; default all K; per tile in native size),
+                       "size" ("square": every image is coded at ``resolution``², the
+                       default; "native": at its own size, the decoder drawing it in
+                       overlapping ``resolution``² tiles, see below),
+                       "tile_overlap" (native: least overlap of neighbouring tiles [px],
+                       default 16),
+                       "modules" (folder of the DPCD modules, relative to the preset;
+                       default the preset folder itself)}
     unet/             UNet2DConditionModel (required)
     controlnet/       ControlNetModel: the HCI path (optional: without it HCI is not used)
     rsrt_encoder/     RSRTEncoder + rsrt_embedding/ RSRTEmbedding (optional: no RSRT stream)
@@ -31,9 +38,15 @@ The container's preset id is ``"<preset>:<hci rate point>"`` (e.g. ``scenes-64:m
 decoder needs to know which HCI model made the HCI bytes, and the header carries that for
 free (header bytes are not payload; the simulator sends only the streams).
 
-Any image size and mode: the encoder resizes to the preset's square resolution (the HCI
-stream stores the original size, the container too), the decoder draws at that resolution
-and resizes back to the original size.
+Any image size and mode. ``"size": "square"`` (the scene presets): the encoder resizes to
+the preset's square resolution (the HCI stream stores the original size, the container
+too), the decoder draws at that resolution and resizes back to the original size.
+``"size": "native"`` (photos): the HCI codes the whole image at its own size, the image is
+covered by overlapping tiles of ``resolution``² (:class:`~codec.dpcd.tiles.TileGrid` on the
+image padded to a multiple of the model space's factor), each tile gets its own RSRT tokens
+(``num_tokens`` per tile, tile by tile: a lost token degrades its tile only), and the decoder
+draws the whole image at once, blending the tiles' predictions at every step
+(:meth:`~codec.dpcd.decoder.DPCDSampler.sample_tiled`).
 """
 
 from __future__ import annotations
@@ -53,6 +66,7 @@ from codec.data.scenes import CAPTION_DETAILS, check_caption_detail
 from codec.dpcd.decoder import (PRECISIONS, DPCDSampler, LatentSpace, PixelSpace, bf16_is_fast,
                                 check_guidance_interval)
 from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder
+from codec.dpcd.tiles import TileGrid
 from codec.errors import PresetMismatchError
 from codec.streams.caption_coder import CaptionCoder
 from codec.streams.hci import HCICodec, to_rgb_uint8
@@ -60,6 +74,7 @@ from codec.text_encoder import TextEncoder, default_text_encoder
 
 WEIGHTS = Path(__file__).parent / "weights"
 PRESET_FILE = "preset.json"
+SIZES = ("square", "native")
 
 
 def preset_folder(name_or_path: str | Path) -> Path:
@@ -115,6 +130,8 @@ class SDGIC:
     caption_stream: bool = True
     card: dict = field(default_factory=dict)
     vae: AutoencoderKL | None = None
+    size: str = "square"
+    tile_overlap: int = 16
 
     def __post_init__(self):
         if self.rate not in self.hci:
@@ -132,6 +149,17 @@ class SDGIC:
         if self.resolution % self.space.factor:
             raise ValueError(f"resolution={self.resolution} must be a multiple of the model "
                              f"space's factor {self.space.factor}")
+        if self.size not in SIZES:
+            raise ValueError(f"size={self.size!r}; expected one of {SIZES}")
+        if self.size == "native":
+            f, tile = self.space.factor, self.unet.config.sample_size * self.space.factor
+            if self.resolution != tile:
+                raise ValueError(f"size='native' draws in tiles of the UNet's size: resolution "
+                                 f"must be {tile}, got {self.resolution}")
+            if (isinstance(self.tile_overlap, bool) or not isinstance(self.tile_overlap, int)
+                    or self.tile_overlap % f or not 0 <= self.tile_overlap < tile):
+                raise ValueError(f"tile_overlap={self.tile_overlap!r} must be a multiple of {f} "
+                                 f"in [0, {tile - f}]")
         self.sampler = DPCDSampler(self.unet, self.text_encoder, self.controlnet,
                                    self.rsrt_embedding, space=self.space)
 
@@ -146,22 +174,23 @@ class SDGIC:
         missing = [k for k in ("preset", "resolution", "hci") if k not in cfg]
         if missing:
             raise ValueError(f"{folder / PRESET_FILE} lacks {missing}")
-        if not (folder / "unet" / "config.json").is_file():
+        modules = (folder / cfg.get("modules", ".")).resolve()
+        if not (modules / "unet" / "config.json").is_file():
             raise FileNotFoundError(f"preset folder {folder} has no unet/ (config.json + "
-                                    "weights); train one with `sdgic train prior`")
+                                    f"weights) in {modules}; train one with `sdgic train prior`")
         f32 = dict(torch_dtype=torch.float32)
-        unet = UNet2DConditionModel.from_pretrained(folder / "unet", **f32).eval()
-        controlnet = (ControlNetModel.from_pretrained(folder / "controlnet", **f32).eval()
-                      if (folder / "controlnet" / "config.json").is_file() else None)
+        unet = UNet2DConditionModel.from_pretrained(modules / "unet", **f32).eval()
+        controlnet = (ControlNetModel.from_pretrained(modules / "controlnet", **f32).eval()
+                      if (modules / "controlnet" / "config.json").is_file() else None)
         rsrt_enc = rsrt_emb = None
-        if (folder / "rsrt_encoder" / "config.json").is_file():
-            rsrt_enc = RSRTEncoder.from_pretrained(folder / "rsrt_encoder", **f32).eval()
-            rsrt_emb = RSRTEmbedding.from_pretrained(folder / "rsrt_embedding", **f32).eval()
-        vae = (AutoencoderKL.from_pretrained(folder / "vae", **f32).eval()
-               if (folder / "vae" / "config.json").is_file() else None)
-        if (folder / "text_encoder" / "config.json").is_file():
-            tok = folder / "tokenizer" if (folder / "tokenizer").is_dir() else None
-            text = TextEncoder(folder / "text_encoder", tokenizer_path=tok)
+        if (modules / "rsrt_encoder" / "config.json").is_file():
+            rsrt_enc = RSRTEncoder.from_pretrained(modules / "rsrt_encoder", **f32).eval()
+            rsrt_emb = RSRTEmbedding.from_pretrained(modules / "rsrt_embedding", **f32).eval()
+        vae = (AutoencoderKL.from_pretrained(modules / "vae", **f32).eval()
+               if (modules / "vae" / "config.json").is_file() else None)
+        if (modules / "text_encoder" / "config.json").is_file():
+            tok = modules / "tokenizer" if (modules / "tokenizer").is_dir() else None
+            text = TextEncoder(modules / "text_encoder", tokenizer_path=tok)
         else:
             text = default_text_encoder()
         hci = preset_hci(folder, cfg)
@@ -191,7 +220,8 @@ class SDGIC:
                   precision=(overrides["precision"] if "precision" in overrides else
                              _preset_precision(cfg.get("precision", "fp32"), folder)),
                   card=json.loads(card_path.read_text()) if card_path.is_file() else {},
-                  vae=vae)
+                  vae=vae, size=cfg.get("size", "square"),
+                  tile_overlap=cfg.get("tile_overlap", 16))
         k = 0 if rsrt_enc is None else int(rsrt_enc.config.num_tokens)
         if kw["num_tokens"] is not None and kw["num_tokens"] > k:
             raise ValueError(f"{folder / PRESET_FILE}: num_tokens={kw['num_tokens']} but " + (
@@ -215,6 +245,39 @@ class SDGIC:
     def token_bits(self) -> int:
         """Bits per RSRT token on the wire (0 without an RSRT path)."""
         return 0 if self.rsrt_encoder is None else self.rsrt_encoder.fsq.bits
+
+    def tile_grid(self, height: int, width: int) -> TileGrid:
+        """Native size: the tiles (in model-space pixels) of an image of ``height`` ×
+        ``width`` pixels, padded to a multiple of the model space's factor."""
+        f = self.space.factor
+        return TileGrid(-(-height // f), -(-width // f), self.unet.config.sample_size,
+                        self.tile_overlap // f)
+
+    def max_tokens_for(self, height: int, width: int) -> int:
+        """RSRT tokens an image of this size can carry: K, or K per tile in native size."""
+        if self.size == "native" and self.max_tokens:
+            return self.max_tokens * len(self.tile_grid(height, width))
+        return self.max_tokens
+
+    def _pad_to_grid(self, x: torch.Tensor, grid: TileGrid) -> torch.Tensor:
+        """float (1, 3, h, w) → (1, 3, H, W): replicate-padded to the grid's canvas."""
+        f = self.space.factor
+        ph, pw = grid.padded_size
+        return F.pad(x, (0, pw * f - x.shape[-1], 0, ph * f - x.shape[-2]), mode="replicate")
+
+    def _tile_tokens(self, x: torch.Tensor, hci: torch.Tensor, grid: TileGrid,
+                     pooled: torch.Tensor) -> torch.Tensor:
+        """Native size: every tile's K codes, long (n_tiles, K), from the padded image and
+        HCI float (1, 3, H, W)."""
+        f, side = self.space.factor, self.resolution
+        codes = []
+        crops = [(y * f, x_ * f) for y, x_ in grid.corners]
+        for s in range(0, len(crops), 32):
+            part = crops[s:s + 32]
+            xs = torch.cat([x[..., y:y + side, c:c + side] for y, c in part])
+            hs = torch.cat([hci[..., y:y + side, c:c + side] for y, c in part])
+            codes.append(self.rsrt_encoder.encode(xs, hs, pooled.expand(len(part), -1)))
+        return torch.cat(codes)
 
     def container_preset(self, rate: str | None = None) -> str:
         return f"{self.preset}:{rate or self.rate}"
@@ -256,13 +319,20 @@ class SDGIC:
                              f"{self.preset!r}")
         tokens = None
         if n > 0:
-            x = self._working(rgb)
-            hci_img = torch.from_numpy(hci_codec.decode(hci_bytes, at_working_size=True))
-            hci_img = self._working(hci_img.numpy())
             pooled = (self.text_encoder.sentence([caption]) if caption is not None
                       else torch.zeros(1, self.text_encoder.dim))
-            codes = self.rsrt_encoder.encode(x, hci_img, pooled)[0].tolist()
-            tokens = tuple(int(c) for c in codes[:n])
+            if self.size == "native":
+                grid = self.tile_grid(h, w)
+                x = self._pad_to_grid(_to_float(rgb), grid)
+                hci_img = self._pad_to_grid(_to_float(hci_codec.decode(hci_bytes)), grid)
+                codes = self._tile_tokens(x, hci_img, grid, pooled)[:, :n]
+                tokens = tuple(int(c) for c in codes.reshape(-1).tolist())
+            else:
+                x = self._working(rgb)
+                hci_img = torch.from_numpy(hci_codec.decode(hci_bytes, at_working_size=True))
+                hci_img = self._working(hci_img.numpy())
+                codes = self.rsrt_encoder.encode(x, hci_img, pooled)[0].tolist()
+                tokens = tuple(int(c) for c in codes[:n])
         return EncodedImage(preset=self.container_preset(rate), height=h, width=w,
                             caption=cap_bytes, hci=hci_bytes, rsrt_tokens=tokens,
                             rsrt_bits=self.token_bits if tokens is not None else 0)
@@ -284,10 +354,15 @@ class SDGIC:
             if self.rsrt_encoder is None:
                 raise PresetMismatchError(f"the image carries RSRT tokens but preset {self.preset!r} "
                                      "has no RSRT path")
-            if len(enc.rsrt_tokens) > self.max_tokens or enc.rsrt_bits != self.token_bits:
+            most = self.max_tokens_for(enc.height, enc.width)
+            per_tile_ok = (self.size != "native"
+                           or len(enc.rsrt_tokens) % len(self.tile_grid(enc.height, enc.width)) == 0)
+            if len(enc.rsrt_tokens) > most or enc.rsrt_bits != self.token_bits or not per_tile_ok:
                 raise PresetMismatchError(f"RSRT stream has {len(enc.rsrt_tokens)} tokens of "
                                      f"{enc.rsrt_bits} bits; preset {self.preset!r} expects up "
-                                     f"to {self.max_tokens} of {self.token_bits} bits")
+                                     f"to {most} of {self.token_bits} bits" + (
+                                         " (the same number for each tile)"
+                                         if self.size == "native" else ""))
             bad = [t for t in enc.rsrt_tokens
                    if t is not None and t >= self.rsrt_encoder.fsq.codebook_size]
             if bad:
@@ -301,7 +376,7 @@ class SDGIC:
         caption = self.caption_coder.decode(enc.caption) if enc.caption is not None else None
         hci = None
         if enc.hci is not None:
-            hci = self.hci[rate].decode(enc.hci, at_working_size=True)
+            hci = self.hci[rate].decode(enc.hci, at_working_size=self.size != "native")
         return {"caption": caption, "hci": hci, "rsrt_tokens": enc.rsrt_tokens}
 
     @torch.no_grad()
@@ -319,6 +394,9 @@ class SDGIC:
         seeds = list(seeds) if seeds is not None else [0] * len(encoded)
         if len(seeds) != len(encoded):
             raise ValueError(f"got {len(seeds)} seeds for {len(encoded)} images")
+        if self.size == "native":
+            return [self._decode_native(e, sd, steps, guidance_scale, precision,
+                                        guidance_interval) for e, sd in zip(encoded, seeds)]
         parts = [self.streams_of(e) for e in encoded]
         r = self.resolution
         b = len(parts)
@@ -362,12 +440,49 @@ class SDGIC:
             images.append((x[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
         return images
 
+    def _decode_native(self, enc: EncodedImage, seed: int, steps, guidance_scale, precision,
+                       guidance_interval) -> np.ndarray:
+        """One image at its own size, drawn in blended tiles (see the module docstring)."""
+        p = self.streams_of(enc)
+        grid = self.tile_grid(enc.height, enc.width)
+        f, n = self.space.factor, len(grid)
+        hci = None
+        if p["hci"] is not None and self.controlnet is not None:
+            hci = self._pad_to_grid(_to_float(p["hci"]), grid)
+        codes = present = None
+        if self.rsrt_embedding is not None:
+            k = self.max_tokens
+            codes = torch.zeros(n, k, dtype=torch.long)
+            present = torch.zeros(n, k, dtype=torch.bool)
+            toks = p["rsrt_tokens"] or ()
+            per = len(toks) // n
+            for i, t in enumerate(toks):
+                if t is not None:
+                    codes[i // per, i % per], present[i // per, i % per] = t, True
+        ph, pw = grid.padded_size
+        noise = torch.randn(1, self.unet.config.in_channels, ph, pw,
+                            generator=torch.Generator().manual_seed(int(seed)))
+        out = self.sampler.sample_tiled(
+            p["caption"], ph * f, pw * f, overlap=self.tile_overlap, steps=steps or self.steps,
+            guidance_scale=self.guidance_scale if guidance_scale is None else guidance_scale,
+            hci=hci, rsrt_codes=codes, rsrt_present=present, noise=noise,
+            precision=precision or self.precision,
+            guidance_interval=(self.guidance_interval if guidance_interval is None
+                               else guidance_interval))
+        x = out[0, :, :enc.height, :enc.width]
+        return (x.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+
     def decode(self, encoded: EncodedImage, seed: int = 0, steps: int | None = None,
                guidance_scale: float | None = None, precision: str | None = None,
                guidance_interval: tuple[float, float] | None = None) -> np.ndarray:
         """One image: uint8 (H, W, 3) at the original size, from whatever streams it carries."""
         return self.decode_batch([encoded], [seed], steps, guidance_scale, precision,
                                  guidance_interval)[0]
+
+
+def _to_float(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) → float (1, 3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
 
 
 def _preset_precision(value, folder: Path) -> str:
@@ -405,8 +520,10 @@ def write_preset(folder: str | Path, preset: str, resolution: int, unet: UNet2DC
                  hci_root: str | Path, rate_points: list[str], default_rate: str | None = None,
                  controlnet: ControlNetModel | None = None, rsrt_encoder: RSRTEncoder | None = None,
                  rsrt_embedding: RSRTEmbedding | None = None, steps: int = 20,
-                 guidance_scale: float = 1.0, precision: str = "fp32") -> Path:
-    """Save DPCD modules and ``preset.json`` into ``folder`` (loadable by ``from_pretrained``)."""
+                 guidance_scale: float = 1.0, precision: str = "fp32", size: str = "square",
+                 tile_overlap: int = 16, **extra) -> Path:
+    """Save DPCD modules and ``preset.json`` into ``folder`` (loadable by ``from_pretrained``).
+    ``extra``: further ``preset.json`` keys (e.g. ``caption_stream``, ``num_tokens``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, m in (("unet", unet), ("controlnet", controlnet), ("rsrt_encoder", rsrt_encoder),
@@ -417,5 +534,8 @@ def write_preset(folder: str | Path, preset: str, resolution: int, unet: UNet2DC
            "hci": {"root": str(hci_root), "rate_points": list(rate_points),
                    "default": default_rate or rate_points[0]},
            "steps": int(steps), "guidance_scale": float(guidance_scale), "precision": precision}
+    if size != "square":
+        cfg.update(size=size, tile_overlap=int(tile_overlap))
+    cfg.update(extra)
     (folder / PRESET_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
     return folder

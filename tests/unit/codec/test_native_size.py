@@ -1,0 +1,94 @@
+"""SDGIC at an image's own size (``"size": "native"``): the photo HCI at native size, RSRT
+tokens per tile, the tiled decoder; odd and portrait sizes round-trip at their size."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from image_support import photo
+
+from codec.container import EncodedImage
+from codec.errors import PresetMismatchError
+from codec.sdgic import SDGIC, WEIGHTS, write_preset
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory):
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    from codec.dpcd.configs import controlnet_kwargs, unet_config
+    from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder
+
+    trained = WEIGHTS / "photos-64"         # real token encoder: tiles differ, so do tokens
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**unet_config("tiny", cross_attention_dim=384))
+    cn = ControlNetModel.from_unet(unet, **controlnet_kwargs())
+    with torch.no_grad():
+        for p in cn.parameters():
+            if not p.abs().sum():
+                p.normal_(0, 0.1)
+    folder = write_preset(tmp_path_factory.mktemp("native"), "tiny-native", 16, unet,
+                          WEIGHTS / "hci-photos", ["low", "top"], "low", controlnet=cn,
+                          rsrt_encoder=RSRTEncoder.from_pretrained(trained / "rsrt_encoder"),
+                          rsrt_embedding=RSRTEmbedding.from_pretrained(trained / "rsrt_embedding"),
+                          steps=2, size="native",
+                          tile_overlap=4, num_tokens=2, caption_stream=False)
+    return SDGIC.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("h, w", [(45, 67), (71, 30), (9, 13)])      # landscape, portrait, tiny
+def test_odd_sizes_round_trip_at_their_size(native, h, w):
+    img = photo(h, w, seed=h)
+    enc = native.encode(img)
+    n = len(native.tile_grid(h, w))
+    assert len(enc.rsrt_tokens) == 2 * n                      # 2 tokens per tile
+    back = EncodedImage.from_bytes(enc.to_bytes())
+    out = native.decode(back, seed=3)
+    assert out.shape == (h, w, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, native.decode(back, seed=3))
+
+
+def test_large_odd_image_encodes_whole_and_decodes_at_size(native):
+    img = photo(383, 517, seed=1)
+    enc = native.encode(img, num_tokens=0)
+    assert (enc.height, enc.width) == (383, 517)
+    hci = native.streams_of(enc)["hci"]
+    assert hci.shape == (383, 517, 3)                          # the HCI at native size
+    assert native.decode(enc, steps=1).shape == (383, 517, 3)
+
+
+def test_each_tile_has_its_own_tokens_and_a_lost_one_is_local(native):
+    img = photo(48, 96, seed=5)
+    enc = native.encode(img)
+    n = len(native.tile_grid(48, 96))
+    per_tile = np.array(enc.rsrt_tokens).reshape(n, 2)
+    assert len({tuple(t) for t in per_tile}) > 1, "every tile got the same tokens"
+    full = native.decode(enc, seed=0).astype(int)
+    lost = native.decode(enc.with_lost_tokens([0, 1]), seed=0).astype(int)   # tile 0's both
+    diff = np.abs(full - lost).sum(-1)
+    assert diff.any()
+    far = diff[:, 64:]                                         # beyond tile 0's neighbours
+    near = diff[:, :16]
+    assert far.mean() < 0.5 * near.mean()
+
+
+def test_token_counts_are_checked_per_tile(native):
+    enc = native.encode(photo(45, 67, seed=2))
+    with pytest.raises(PresetMismatchError, match="each tile"):
+        native.decode(dataclasses.replace(enc, rsrt_tokens=enc.rsrt_tokens[:-1]))
+
+
+def test_native_settings_are_validated(native):
+    with pytest.raises(ValueError, match="tile_overlap"):
+        SDGIC(**{**_fields(native), "tile_overlap": 3})
+    with pytest.raises(ValueError, match="size"):
+        SDGIC(**{**_fields(native), "size": "huge"})
+    with pytest.raises(ValueError, match="resolution must be 16"):
+        SDGIC(**{**_fields(native), "resolution": 32})
+
+
+def _fields(codec):
+    return {f.name: getattr(codec, f.name) for f in dataclasses.fields(codec)}
