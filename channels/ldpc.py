@@ -66,7 +66,10 @@ class _EarlyStopBP(LDPCBPDecoder):
 
         * ``vn_gather`` [num_vns * max_vn_degree]: for VN ``v``'s ``d``-th edge (Sionna's VN
           order), its position in the CN layout; padding points to a padded CN position,
-          which always holds 0 (the CN output is masked), as Sionna's masked padding.
+          which always holds 0 (the CN output is masked), as Sionna's masked padding. A code
+          whose check nodes all have the maximum degree (high rates) has no such position:
+          then padding points one past the layout, to a zero column appended before the
+          gather (``zero_col``).
         * ``cn_vn`` [num_cns * max_cn_degree]: the VN of each CN-layout position; padding
           points to column ``num_vns`` of the extended VN vector, which holds +1 (a
           positive, i.e. bit-0, value: neutral for signs and parity checks).
@@ -93,16 +96,17 @@ class _EarlyStopBP(LDPCBPDecoder):
         mask = np.zeros(ncn * dc, np.float32)
         mask[pos_cn] = 1.0
         pad = np.flatnonzero(mask == 0)
-        if pad.size == 0 and vdeg.min() < dv:
-            raise RuntimeError("fused LDPC layout needs a padded CN position")
-        vn_gather = np.full(nvn * dv, pad[0] if pad.size else 0, np.int64)
+        zero_col = bool(pad.size == 0 and vdeg.min() < dv)
+        vn_gather = np.full(nvn * dv, ncn * dc if zero_col else (pad[0] if pad.size else 0),
+                            np.int64)
         v = np.repeat(np.arange(nvn), vdeg)
         e = np.arange(len(vn_of_edge))
         vn_gather[v * dv + (e - vn_rs[v])] = pos_of_edge[e]
         dev = self._v2c_perm.device
         tab = dict(vn_gather=torch.as_tensor(vn_gather, device=dev),
                    cn_vn=torch.as_tensor(cn_vn, device=dev),
-                   mask=torch.as_tensor(mask, dtype=self.dtype, device=dev).reshape(ncn, dc))
+                   mask=torch.as_tensor(mask, dtype=self.dtype, device=dev).reshape(ncn, dc),
+                   zero_col=zero_col)
         self._fused = tab
         return tab
 
@@ -138,6 +142,7 @@ class _EarlyStopBP(LDPCBPDecoder):
         zero leave the batch."""
         tab = self._fused_tables()
         vn_gather, cn_vn, mask = tab["vn_gather"], tab["cn_vn"], tab["mask"]
+        zero_col = tab["zero_col"]
         ncn, dc, nvn, dv = self._num_cns, self._max_cn_degree, self._num_vns, self._max_vn_degree
         clip = self._llr_max
         if clip is not None:
@@ -155,7 +160,8 @@ class _EarlyStopBP(LDPCBPDecoder):
         for it in range(num_iter):
             n = llr.shape[0]
             c2v = self._cn_phi(v2c.view(n, ncn, dc), mask).view(n, ncn * dc)
-            x = torch.index_select(c2v, 1, vn_gather).view(n, nvn, dv).sum(dim=2) + llr
+            src = torch.cat([c2v, c2v.new_zeros(n, 1)], 1) if zero_col else c2v
+            x = torch.index_select(src, 1, vn_gather).view(n, nvn, dv).sum(dim=2) + llr
             xg = torch.index_select(torch.cat([x, one[:n]], 1), 1, cn_vn)   # x at every edge
             v2c = xg - c2v
             if clip is not None:

@@ -31,12 +31,15 @@ def _syndrome_zero(dec, x_hat_full):
     return (torch.remainder(cn.sum(-1), 2.0) == 0).all(-1)
 
 
-@pytest.mark.parametrize("k,n", [(544, 1104), (100, 300)])
-def test_fused_iterations_equal_sionna_bit_for_bit(k, n):
-    # the fused layout computes the very same messages as Sionna's LDPCBPDecoder
+@pytest.mark.parametrize("k,n,zero_col", [(544, 1104, False), (100, 300, False),
+                                           (424, 462, True)])   # MCS 28, 400-bit packet
+def test_fused_iterations_equal_sionna_bit_for_bit(k, n, zero_col):
+    # the fused layout computes the very same messages as Sionna's LDPCBPDecoder, also for
+    # a high-rate code whose check nodes all have the maximum degree (no padded position)
     enc = LDPC5GEncoder(k, n)
     ref = LDPC5GDecoder(enc, num_iter=20, hard_out=False)
     dec = EarlyStopLDPC5GDecoder(enc, num_iter=20, hard_out=False)
+    assert dec._fused_tables()["zero_col"] == zero_col
     g = torch.Generator().manual_seed(1)
     llr = torch.randn(6, dec._num_vns, generator=g) * 4
     from sionna.phy.fec.ldpc.decoding import LDPCBPDecoder
