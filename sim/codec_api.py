@@ -107,11 +107,18 @@ def preset_fingerprint(folder: str | Path) -> str:
         p = folder / name
         meta[name] = p.read_text() if p.is_file() else None
     roots = [("preset", folder)]
+    shared = []          # files outside those folders: weights shared by HCI rate points
     try:
         cfg = json.loads(meta["preset.json"] or "{}")
+        if cfg.get("modules", ".") != ".":         # DPCD modules of another folder
+            roots.append(("modules", (folder / cfg["modules"]).resolve()))
         hroot = (folder / cfg["hci"].get("root", "hci")).resolve()
         roots += [(f"hci/{r}", hroot / r) for r in cfg["hci"]["rate_points"]]
-    except (ValueError, KeyError, TypeError, AttributeError):
+        for r in cfg["hci"]["rate_points"]:
+            w = json.loads((hroot / r / "config.json").read_text()).get("weights")
+            if w and not (hroot / r / w).resolve().is_relative_to(hroot / r):
+                shared.append((f"hci/{r}", (hroot / r / w).resolve()))
+    except (ValueError, KeyError, TypeError, AttributeError, OSError):
         pass
     files = []
     for label, root in roots:
@@ -122,6 +129,10 @@ def preset_fingerprint(folder: str | Path) -> str:
                                     and p.parent == folder):
                 st = p.stat()
                 files.append((label, str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
+    for label, p in shared:
+        if p.is_file():
+            st = p.stat()
+            files.append((label, p.name, st.st_size, st.st_mtime_ns))
     return _hash({"meta": meta, "files": files})
 
 

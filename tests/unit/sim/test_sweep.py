@@ -211,3 +211,30 @@ def test_ray_path_ships_a_codec_object_once(tmp_path, monkeypatch, baseline_code
     # a config pickled to a worker keeps the id the driver computed
     cfg = exp.points()[0].replace(codec=other)
     assert pickle.loads(pickle.dumps(cfg)).point_id() == cfg.point_id()
+
+
+def test_fingerprint_sees_shared_hci_weights_and_borrowed_modules(tmp_path, tiny_preset):
+    # a preset that borrows another folder's DPCD modules ("modules") and whose HCI rate
+    # points share one weights file one level up (as hci-photos does): retraining either
+    # changes the fingerprint
+    import json
+    import os
+    import shutil
+
+    from codec.sdgic import WEIGHTS
+    from sim.codec_api import preset_fingerprint
+
+    shutil.copytree(tiny_preset, tmp_path / "base")
+    shutil.copytree(WEIGHTS / "hci-photos", tmp_path / "hci")
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "preset.json").write_text(json.dumps({
+        "preset": "borrow", "resolution": 16, "modules": "../base",
+        "hci": {"root": "../hci", "rate_points": ["low", "top"]}}))
+    before = preset_fingerprint(tmp_path / "p")
+    for f in (tmp_path / "hci" / "model.safetensors",
+              next((tmp_path / "base" / "unet").glob("*.safetensors"))):
+        st = f.stat()
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        after = preset_fingerprint(tmp_path / "p")
+        assert after != before, f
+        before = after
