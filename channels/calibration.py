@@ -130,10 +130,10 @@ class CalibrationGrid:
     """
 
     mcs: Optional[tuple] = None
-    num_mcs: int = 8
+    num_mcs: int = 6
     packet_bits: tuple = (24, 100, 400, 2000)
-    snr_points: int = 8
-    slots: int = 30
+    snr_points: int = 7
+    slots: int = 20
     max_packets_per_slot: int = 8
     seed: int = 2026
 
@@ -177,7 +177,7 @@ class CalibrationGrid:
         return d
 
 
-#: ``default``: 8 MCS x 4 sizes x 8 SNRs x 30 slots; ``quick``: 3 MCS x 2 sizes x 6 x 12.
+#: ``default``: 6 MCS x 4 sizes x 7 SNRs x 20 slots; ``quick``: 3 MCS x 2 sizes x 6 x 12.
 GRIDS = {
     "default": CalibrationGrid(),
     "quick": CalibrationGrid(num_mcs=3, packet_bits=(24, 400), snr_points=6, slots=12),

@@ -163,7 +163,7 @@ def add_calibrate_command(sub) -> None:
     s.add_argument("scenario", help="scenario TOML (see channels/scenario.py)")
     s.add_argument("--quick", action="store_true", help="a rough grid: 3 MCS x 2 sizes x 6 "
                                                         "SNRs x 12 slots")
-    s.add_argument("--mcs", type=int, nargs="+", help="MCS indices (default: 8 spread over "
+    s.add_argument("--mcs", type=int, nargs="+", help="MCS indices (default: 6 spread over "
                                                       "the table)")
     s.add_argument("--packet-bits", type=positive, nargs="+",
                    help="packet sizes [bits] (default: 24 100 400 2000)")

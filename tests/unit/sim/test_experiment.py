@@ -90,6 +90,9 @@ def test_grid_from_toml(tmp_path):
      r"unknown key dataset\.path for dataset kind 'scenes'; allowed keys: kind, size, seed"),
     ("num_images = 3", "num_images = 3\n[dataset]\nkind = \"photos\"",
      r"dataset\.kind = 'photos' is not supported; allowed: scenes, folder"),
+    ("[decode]", "[link]\ncalibration = \"always\"\n[decode]",
+     r"link\.calibration = 'always' is not supported; allowed: auto, strict, off"),
+    ("[decode]", "[link]\ncalibrate = \"strict\"\n[decode]", r"link\.'?calibrate"),
 ])
 def test_bad_file_names_the_key(tmp_path, old, new, match):
     body = GOOD.replace(old, new)
@@ -198,3 +201,10 @@ def test_photos_quick_experiment_loads_and_a_folder_run_plots_psnr(tmp_path, tin
         '["eep", "uep", "uep_photos"]', '["uep_photos"]').replace("[0, 1, 2, 3]", "[0]")
     assert main(["sim", str(write(tmp_path, small)), "--out", str(tmp_path / "run")]) == 0
     assert (tmp_path / "run" / "plots" / "psnr_vs_snr.png").is_file()
+
+
+def test_link_calibration_setting_reaches_every_point(tmp_path):
+    exp = load_experiment(write(tmp_path, GOOD.replace("[decode]",
+                                                       "[link]\ncalibration = \"off\"\n[decode]")))
+    assert {p.calibration for p in exp.points()} == {"off"}
+    assert {p.calibration for p in load_experiment(write(tmp_path, GOOD)).points()} == {"auto"}
