@@ -74,7 +74,7 @@ MODES = ("bit", "abstraction")
 #: Version of the link's numerics (bit-level chain and abstraction). A calibration
 #: (:mod:`channels.calibration`) is keyed by it: bump it whenever a change to this package
 #: moves a BLER curve of either mode, so that stale calibrations are no longer used.
-LINK_VERSION = "2026.12.1"
+LINK_VERSION = "2026.12.2"
 _MCS_CATEGORY_PDSCH = 1
 
 
@@ -119,8 +119,31 @@ def phy_abstraction(mcs_table: int = 1):
         return PHYAbstraction(interp_fun=ProbitInterpolation(), load_bler_tables_from=[path])
 
 
+@lru_cache(maxsize=None)
+def _table_top_db(mcs_table: int) -> dict:
+    """The highest SNR [dB] of each MCS's BLER table (Sionna's tables stop at 20 dB)."""
+    import json
+    import os
+
+    import sionna.sys
+    path = os.path.join(os.path.dirname(sionna.sys.__file__), "bler_tables",
+                        f"PDSCH_table{mcs_table}.json")
+    d = json.loads(open(path).read())["category"][str(_MCS_CATEGORY_PDSCH)]["index"]
+    return {int(m): float(max(v["SNR_db"])) for idx in d.values() for m, v in idx["MCS"].items()}
+
+
+def _code_block_error(mcs_table: int, mcs, cbs, sinr_eff) -> torch.Tensor:
+    bler = phy_abstraction(mcs_table).get_bler(mcs, mcs_table, _MCS_CATEGORY_PDSCH, cbs, sinr_eff)
+    return torch.nan_to_num(bler.float(), nan=1.0, posinf=1.0).clamp(0, 1)
+
+
 def transport_block_error(mcs_table: int, mcs_index, cb_size, num_cb, sinr_eff) -> np.ndarray:
     """Transport-block error probability from Sionna's BLER tables.
+
+    Above a table's highest SNR (20 dB), where the highest MCS are still in their waterfall
+    (MCS 28 of table 1: BLER 0.02-0.12 at 20 dB), Sionna holds the last value, an error floor
+    the bit-level chain does not have; here the waterfall continues: the probit of the BLER
+    is extended linearly with the slope of the table's last decibel.
 
     Parameters
     ----------
@@ -135,13 +158,29 @@ def transport_block_error(mcs_table: int, mcs_index, cb_size, num_cb, sinr_eff) 
     tbler : [n] np.ndarray, float
         ``1 - (1 - BLER_cb)^num_cb``.
     """
+    from scipy.stats import norm
+
     sinr_eff = torch.as_tensor(np.asarray(sinr_eff, np.float32)).reshape(-1)
     n = sinr_eff.numel()
-    mcs = torch.as_tensor(np.broadcast_to(np.asarray(mcs_index, np.int32), (n,)).copy())
+    mcs_np = np.broadcast_to(np.asarray(mcs_index, np.int32), (n,)).copy()
+    mcs = torch.as_tensor(mcs_np)
     cbs = torch.as_tensor(np.broadcast_to(np.asarray(cb_size, np.int32), (n,)).copy())
     ncb = torch.as_tensor(np.broadcast_to(np.asarray(num_cb, np.float32), (n,)).copy())
-    bler = phy_abstraction(mcs_table).get_bler(mcs, mcs_table, _MCS_CATEGORY_PDSCH, cbs, sinr_eff)
-    bler = torch.nan_to_num(bler.float(), nan=1.0, posinf=1.0).clamp(0, 1)
+    tops = _table_top_db(mcs_table)
+    top = torch.as_tensor(np.array([tops.get(int(m), np.inf) for m in mcs_np], np.float32))
+    s_db = 10.0 * torch.log10(sinr_eff.clamp_min(1e-30))
+    bler = _code_block_error(mcs_table, mcs, cbs, sinr_eff)
+    above = torch.nonzero(s_db > top).reshape(-1)
+    if len(above):
+        t = top[above]
+        b_top = _code_block_error(mcs_table, mcs[above], cbs[above], 10.0 ** (t / 10.0))
+        b_below = _code_block_error(mcs_table, mcs[above], cbs[above], 10.0 ** ((t - 1.0) / 10.0))
+        z_top = norm.ppf(np.clip(b_top.numpy(), 1e-6, 1 - 1e-6))
+        slope = np.minimum(z_top - norm.ppf(np.clip(b_below.numpy(), 1e-6, 1 - 1e-6)), 0.0)
+        z = z_top + slope * (s_db[above] - t).numpy()
+        b = norm.cdf(z)
+        b[b <= 2e-6] = 0.0
+        bler[above] = torch.as_tensor(b, dtype=bler.dtype)
     return (1.0 - (1.0 - bler) ** ncb).numpy()
 
 

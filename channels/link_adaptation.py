@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 __all__ = ["LinkAdaptation", "abstraction_mcs_range"]
@@ -97,14 +98,12 @@ class LinkAdaptation:
         if self._link.mode == "bit":   # formats the LDPC encoder cannot code are not options
             keep = [i for i, f in enumerate(fmts) if f.bit_level_ok]
             mcs, fmts = [mcs[i] for i in keep], [fmts[i] for i in keep]
-        bler = self._pa.get_bler(torch.tensor(mcs, dtype=torch.int32), self._table,
-                                 _MCS_CATEGORY_PDSCH,
-                                 torch.tensor([f.cb_size for f in fmts], dtype=torch.int32),
-                                 torch.full((len(mcs),), 10.0 ** (sinr_db / 10.0)))
-        bler = torch.nan_to_num(bler.float(), nan=1.0, posinf=1.0).clamp(0, 1)
-        ncb = torch.tensor([f.num_cb for f in fmts], dtype=torch.float32)
-        tbler = 1.0 - (1.0 - bler) ** ncb
-        ok = torch.nonzero(tbler <= olla.bler_target).reshape(-1)
+        from .link import transport_block_error
+
+        tbler = torch.as_tensor(transport_block_error(
+            self._table, mcs, [f.cb_size for f in fmts], [f.num_cb for f in fmts],
+            np.full(len(mcs), 10.0 ** (sinr_db / 10.0))))
+        ok = torch.nonzero(tbler <= float(olla.bler_target)).reshape(-1)
         return mcs[int(ok[-1])] if len(ok) else mcs[0]
 
     def feedback(self, stream: str, ack: bool, sinr_eff_db: float | None = None) -> None:
