@@ -42,6 +42,34 @@ def tiny_preset(tmp_path_factory):
                         rsrt_embedding=RSRTEmbedding(num_tokens=4))
 
 
+@pytest.fixture(scope="session")
+def tiny_native_preset(tmp_path_factory):
+    """A native-size preset folder (``"size": "native"``): a tiny random UNet and ControlNet
+    at 16×16 tiles (overlap 4 px), the shipped photo HCI (low, top) and the trained RSRT
+    encoder of ``photos-64`` (so tiles with different content get different tokens), 2 tokens
+    per tile, no caption stream, 2 steps."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    from codec.dpcd.configs import controlnet_kwargs, unet_config
+    from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder
+    from codec.sdgic import WEIGHTS, write_preset
+
+    trained = WEIGHTS / "photos-64"
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**unet_config("tiny", cross_attention_dim=384))
+    cn = ControlNetModel.from_unet(unet, **controlnet_kwargs())
+    with torch.no_grad():
+        for p in cn.parameters():
+            if not p.abs().sum():
+                p.normal_(0, 0.1)
+    return write_preset(tmp_path_factory.mktemp("native"), "tiny-native", 16, unet,
+                        WEIGHTS / "hci-photos", ["low", "top"], "low", controlnet=cn,
+                        rsrt_encoder=RSRTEncoder.from_pretrained(trained / "rsrt_encoder"),
+                        rsrt_embedding=RSRTEmbedding.from_pretrained(trained / "rsrt_embedding"),
+                        steps=2, size="native", tile_overlap=4, num_tokens=2,
+                        caption_stream=False)
+
+
 @pytest.fixture
 def tiny_photo_set():
     """Builder of a photo-set folder laid out as `sdgic data photos` writes it (random tiles)."""

@@ -10,33 +10,14 @@ from image_support import photo
 
 from codec.container import EncodedImage
 from codec.errors import PresetMismatchError
-from codec.sdgic import SDGIC, WEIGHTS, write_preset
+from codec.sdgic import SDGIC
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def native(tmp_path_factory):
-    from diffusers import ControlNetModel, UNet2DConditionModel
-
-    from codec.dpcd.configs import controlnet_kwargs, unet_config
-    from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder
-
-    trained = WEIGHTS / "photos-64"         # real token encoder: tiles differ, so do tokens
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(**unet_config("tiny", cross_attention_dim=384))
-    cn = ControlNetModel.from_unet(unet, **controlnet_kwargs())
-    with torch.no_grad():
-        for p in cn.parameters():
-            if not p.abs().sum():
-                p.normal_(0, 0.1)
-    folder = write_preset(tmp_path_factory.mktemp("native"), "tiny-native", 16, unet,
-                          WEIGHTS / "hci-photos", ["low", "top"], "low", controlnet=cn,
-                          rsrt_encoder=RSRTEncoder.from_pretrained(trained / "rsrt_encoder"),
-                          rsrt_embedding=RSRTEmbedding.from_pretrained(trained / "rsrt_embedding"),
-                          steps=2, size="native",
-                          tile_overlap=4, num_tokens=2, caption_stream=False)
-    return SDGIC.from_pretrained(folder)
+def native(tiny_native_preset):
+    return SDGIC.from_pretrained(tiny_native_preset)
 
 
 @pytest.mark.parametrize("h, w", [(45, 67), (71, 30), (9, 13)])      # landscape, portrait, tiny
