@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from dpcd_support import tiny_dpcd_modules
 from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,20 +22,10 @@ def judge():
 def tiny_preset(tmp_path_factory):
     """A complete SDGIC preset folder of tiny random DPCD modules (UNet, ControlNet, RSRT) at
     16×16, using the shipped HCI rate points. Load it with ``SDGIC.from_pretrained(folder)``."""
-    from diffusers import ControlNetModel, UNet2DConditionModel
-
-    from codec.dpcd.configs import controlnet_kwargs, unet_config
     from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder
     from codec.sdgic import WEIGHTS, write_preset
 
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(**unet_config("tiny", cross_attention_dim=384))
-    controlnet = ControlNetModel.from_unet(unet, **controlnet_kwargs())
-    # zero-initialised ControlNet outputs would hide the HCI path from the tests: perturb them
-    with torch.no_grad():
-        for p in controlnet.parameters():
-            if not p.abs().sum():
-                p.normal_(0, 0.1)
+    unet, controlnet = tiny_dpcd_modules()
     folder = tmp_path_factory.mktemp("tiny_preset")
     return write_preset(folder, "tiny-16", 16, unet, WEIGHTS / "hci-64",
                         ["low", "mid", "high", "top"], "mid", controlnet=controlnet,
@@ -48,20 +39,11 @@ def tiny_native_preset(tmp_path_factory):
     at 16×16 tiles (overlap 4 px), the shipped photo HCI (low, top) and the trained RSRT
     encoder of ``photos-64`` (so tiles with different content get different tokens), 2 tokens
     per tile, no caption stream, 2 steps."""
-    from diffusers import ControlNetModel, UNet2DConditionModel
-
-    from codec.dpcd.configs import controlnet_kwargs, unet_config
     from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder
     from codec.sdgic import WEIGHTS, write_preset
 
     trained = WEIGHTS / "photos-64"
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(**unet_config("tiny", cross_attention_dim=384))
-    cn = ControlNetModel.from_unet(unet, **controlnet_kwargs())
-    with torch.no_grad():
-        for p in cn.parameters():
-            if not p.abs().sum():
-                p.normal_(0, 0.1)
+    unet, cn = tiny_dpcd_modules()
     return write_preset(tmp_path_factory.mktemp("native"), "tiny-native", 16, unet,
                         WEIGHTS / "hci-photos", ["low", "top"], "low", controlnet=cn,
                         rsrt_encoder=RSRTEncoder.from_pretrained(trained / "rsrt_encoder"),

@@ -197,11 +197,7 @@ class DPCDSampler:
         ``precision``: ``"fp32"``, or ``"bf16"`` to run the UNet and ControlNet under bfloat16
         autocast (the scheduler, guidance and output stay fp32).
         """
-        if steps < 1:
-            raise ValueError(f"steps={steps} must be >= 1")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
-        lo, hi = check_guidance_interval(guidance_interval)
+        lo, hi = _check_run(steps, precision, guidance_interval)
         b = len(captions)
         f = self.space.factor
         side = (size or self.unet.config.sample_size * f) // f
@@ -221,12 +217,7 @@ class DPCDSampler:
                 hci_z = torch.cat([hci_z, hci_z])
                 hci_present = None if hci_present is None else torch.cat([hci_present] * 2)
         shape = (b, self.unet.config.in_channels, side, side)
-        if noise is None:
-            z = torch.randn(shape, generator=generator)
-        elif tuple(noise.shape) != shape:
-            raise ValueError(f"noise must have shape {shape}; got {tuple(noise.shape)}")
-        else:
-            z = noise.clone()
+        z = _start(shape, noise, generator)
         self.scheduler.set_timesteps(steps)
         for t in self.scheduler.timesteps:
             guided = self._guided(t, guidance_scale, lo, hi)
@@ -280,11 +271,7 @@ class DPCDSampler:
         """
         from codec.dpcd.tiles import TileGrid
 
-        if steps < 1:
-            raise ValueError(f"steps={steps} must be >= 1")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
-        lo, hi = check_guidance_interval(guidance_interval)
+        lo, hi = _check_run(steps, precision, guidance_interval)
         f = self.space.factor
         if height % f or width % f or overlap % f:
             raise ValueError(f"height={height}, width={width} and overlap={overlap} must be "
@@ -314,12 +301,7 @@ class DPCDSampler:
             null, null_mask = self.condition([None] * n, rsrt_codes, rsrt_present)
             cond, mask = _pad_cat(cond, mask, null, null_mask)
         shape = (1, self.unet.config.in_channels, ph, pw)
-        if noise is None:
-            z = torch.randn(shape, generator=generator)
-        elif tuple(noise.shape) != shape:
-            raise ValueError(f"noise must have shape {shape}; got {tuple(noise.shape)}")
-        else:
-            z = noise.clone()
+        z = _start(shape, noise, generator)
         present = torch.full((n,), bool(hci_present))
         hci_tiles = None if hci_z is None else grid.crop(hci_z)
 
@@ -343,6 +325,25 @@ class DPCDSampler:
                                           rows(cond, idx), rows(mask, idx), hs, pr))
             z = self.scheduler.step(grid.blend(torch.cat(outs)), t, z).prev_sample
         return self.space.decode(z)[..., :height, :width]
+
+
+def _check_run(steps: int, precision: str, guidance_interval) -> tuple[float, float]:
+    """Validate a sampling run's settings; returns the guidance interval (lo, hi)."""
+    if steps < 1:
+        raise ValueError(f"steps={steps} must be >= 1")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
+    return check_guidance_interval(guidance_interval)
+
+
+def _start(shape: tuple, noise: torch.Tensor | None, generator) -> torch.Tensor:
+    """The starting sample: ``noise`` (checked against ``shape``) or drawn from
+    ``generator``."""
+    if noise is None:
+        return torch.randn(shape, generator=generator)
+    if tuple(noise.shape) != shape:
+        raise ValueError(f"noise must have shape {shape}; got {tuple(noise.shape)}")
+    return noise.clone()
 
 
 def check_guidance_interval(interval) -> tuple[float, float]:

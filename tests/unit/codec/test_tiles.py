@@ -70,22 +70,14 @@ def test_crop_then_blend_is_the_identity():
 
 @pytest.fixture(scope="module")
 def tiny_sampler():
-    from diffusers import ControlNetModel, UNet2DConditionModel
+    from dpcd_support import tiny_dpcd_modules
 
-    from codec.dpcd.configs import controlnet_kwargs, unet_config
     from codec.dpcd.decoder import DPCDSampler
     from codec.dpcd.rsrt import RSRTEmbedding
     from codec.text_encoder import TextEncoder
 
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(**unet_config("tiny", cross_attention_dim=384))
-    cn = ControlNetModel.from_unet(unet, **controlnet_kwargs())
-    with torch.no_grad():
-        for p in cn.parameters():
-            if not p.abs().sum():
-                p.normal_(0, 0.1)
-    emb = RSRTEmbedding(num_tokens=2, dim=384)
-    return DPCDSampler(unet, TextEncoder(), cn, emb)
+    unet, cn = tiny_dpcd_modules()
+    return DPCDSampler(unet, TextEncoder(), cn, RSRTEmbedding(num_tokens=2, dim=384))
 
 
 def _hci(h, w):
