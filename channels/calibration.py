@@ -20,8 +20,9 @@ the bit level gives a success per packet, the abstraction the packet's effective
 The offset maximises the Bernoulli likelihood of the bit-level outcomes under
 ``TBLER(sinr_eff + offset)`` (:func:`fit_offset`), so the channel-to-channel spread, which
 dominates a fading BLER curve, is common to both and does not blur the fit. The gap at 10 %
-(and 1 %) BLER before and after is measured by two-fold cross-fitting: the offset fitted on
-the odd slots is judged on the even ones and vice versa.
+(and 1 %) BLER before and after comes with a 95 % bootstrap interval over channel
+realizations; the offsets fitted on each half of the slots show how well it carries to fresh
+channels, and :func:`validate` judges a stored calibration on new channels.
 
 A calibration is keyed by :func:`scenario_key`: the scenario's content (every field but its
 ``name``), :data:`~channels.link.LINK_VERSION` and the Sionna version. Changing any of them
@@ -450,39 +451,50 @@ def _run_points(scenario, grid, todo, workdir, workers, address, bar):
                             for c, s in todo], workers=workers, address=address, on_result=store)
 
 
-def _cross_fit(scenario, curve, pts) -> dict:
-    """Fit on all slots; gaps at 10 % / 1 % BLER judged by two-fold cross-fitting."""
+def _gaps(snrs, failed, p_before, p_after) -> dict:
+    """Abstraction minus bit-level SNR [dB] at 10 % and 1 % BLER, before and after, from
+    [snr, slots, k] outcomes and model probabilities (`None` where a curve does not cross)."""
+    b_bit = failed.mean(axis=(1, 2))
+    out = {}
+    for t, name in ((0.1, "10"), (0.01, "1")):
+        sb = snr_at_bler(snrs, b_bit, t)
+        for w, p in (("before", p_before), ("after", p_after)):
+            sm = snr_at_bler(snrs, p.mean(axis=(1, 2)), t)
+            out[f"gap{name}_{w}_db"] = None if sb is None or sm is None else sm - sb
+    return out
+
+
+def _cross_fit(scenario, curve, pts, boot: int = 300) -> dict:
+    """Fit one offset on all the curve's packets; gaps at 10 % / 1 % BLER before and after,
+    each with a 95 % bootstrap interval over channel realizations (slots resampled, the same
+    for both modes: the comparison stays paired); and the offset fitted on each half of the
+    slots (their difference: how well the calibration carries to fresh channels)."""
     snrs = curve["snr_db"]
     failed = np.array([pts[s]["failed"] for s in snrs], bool)          # [snr, slots, k]
     sinr = np.array([pts[s]["sinr_eff_db"] for s in snrs], float)
     fn = lambda x: _tbler(scenario, curve["mcs"], curve["cb_size"], curve["num_cb"], x)  # noqa: E731
     full = fit_offset(failed, sinr, fn)
-    folds = [np.arange(failed.shape[1]) % 2 == i for i in (0, 1)]
-    gaps: dict = {f"gap{t}_{w}_db": [] for t in ("10", "1") for w in ("before", "after")}
-    snr10: dict = {"bit": [], "before": [], "after": []}
-    for i in (0, 1):
-        fit_on, judge = folds[i], folds[1 - i]
-        off = fit_offset(failed[:, fit_on], sinr[:, fit_on], fn)["offset_db"]
-        b_bit = failed[:, judge].mean(axis=(1, 2))
-        b0 = fn(sinr[:, judge]).mean(axis=(1, 2))
-        b1 = fn(sinr[:, judge] + off).mean(axis=(1, 2))
-        for t, name in ((0.1, "10"), (0.01, "1")):
-            sb, s0, s1 = (snr_at_bler(snrs, b, t) for b in (b_bit, b0, b1))
-            if t == 0.1:
-                snr10["bit"].append(sb), snr10["before"].append(s0), snr10["after"].append(s1)
-            if sb is not None and s0 is not None:
-                gaps[f"gap{name}_before_db"].append(s0 - sb)
-            if sb is not None and s1 is not None:
-                gaps[f"gap{name}_after_db"].append(s1 - sb)
+    p0, p1 = fn(sinr), fn(sinr + full["offset_db"])
     out = dict(curve, **full, packets=int(failed.size),
                bler_bit=failed.mean(axis=(1, 2)).round(5).tolist(),
-               bler_before=fn(sinr).mean(axis=(1, 2)).round(5).tolist(),
-               bler_after=fn(sinr + full["offset_db"]).mean(axis=(1, 2)).round(5).tolist())
-    for k, v in gaps.items():
-        out[k] = float(np.mean(v)) if v else None
-    for k, v in snr10.items():
-        v = [x for x in v if x is not None]
-        out[f"snr10_{k}_db"] = float(np.mean(v)) if v else None
+               bler_before=p0.mean(axis=(1, 2)).round(5).tolist(),
+               bler_after=p1.mean(axis=(1, 2)).round(5).tolist(),
+               **_gaps(snrs, failed, p0, p1))
+    rng = np.random.default_rng(0)
+    n = failed.shape[1]
+    samples: dict = {k: [] for k in out if k.startswith("gap")}
+    for _ in range(boot):
+        i = rng.integers(0, n, n)
+        for k, v in _gaps(snrs, failed[:, i], p0[:, i], p1[:, i]).items():
+            if v is not None:
+                samples[k].append(v)
+    for k, v in samples.items():
+        ok = len(v) >= 0.9 * boot     # the curve crosses in nearly every resample
+        out[k.replace("_db", "_ci_db")] = ([float(np.percentile(v, 2.5)),
+                                            float(np.percentile(v, 97.5))] if ok else None)
+    halves = [np.arange(n) % 2 == i for i in (0, 1)]
+    out["offset_halves_db"] = [fit_offset(failed[:, h], sinr[:, h], fn)["offset_db"]
+                               for h in halves]
     return out
 
 
@@ -579,18 +591,29 @@ def calibrate(scenario: Scenario, grid: CalibrationGrid | str = "default",
     return cal
 
 
-def summarize(curves: list) -> dict:
-    """Worst and mean absolute cross-fitted gaps [dB] over the curves, before and after."""
+def summarize(curves: list, tolerance_db: float = 0.5) -> dict:
+    """Worst and mean absolute gaps [dB] over the curves, before and after; how many curves'
+    gaps after are within ``tolerance_db``, and how many are within it or have a 95 %
+    interval that reaches into it (not distinguishable from within it)."""
     out = {}
     for k in ("gap10_before_db", "gap10_after_db", "gap1_before_db", "gap1_after_db"):
         v = np.abs([c[k] for c in curves if c.get(k) is not None])
         out[k.replace("_db", "_max_abs_db")] = float(v.max()) if len(v) else None
         out[k.replace("_db", "_mean_abs_db")] = float(v.mean()) if len(v) else None
         out[k.replace("_db", "_curves")] = int(len(v))
+    for t in ("10", "1"):
+        got = [c for c in curves if c.get(f"gap{t}_after_db") is not None]
+        out[f"gap{t}_after_within_tolerance"] = int(sum(abs(c[f"gap{t}_after_db"]) <= tolerance_db
+                                                     for c in got))
+        out[f"gap{t}_after_within_tolerance_or_ci"] = int(sum(
+            abs(c[f"gap{t}_after_db"]) <= tolerance_db
+            or (c.get(f"gap{t}_after_ci_db") is not None
+                and c[f"gap{t}_after_ci_db"][0] <= tolerance_db
+                and c[f"gap{t}_after_ci_db"][1] >= -tolerance_db) for c in got))
+    out["tolerance_db"] = tolerance_db
     out["curves"] = len(curves)
     out["curves_fitted"] = int(sum(c["informative"] and not c["at_edge"] for c in curves))
     return out
-
 
 def validate(calibration: Calibration, scenario: Scenario, seed: int = 7, slots: int = 0,
              curves: Optional[Sequence[tuple]] = None, progress: bool = False) -> list[dict]:

@@ -60,22 +60,29 @@ def cmd_calibrate(a):
 
 
 def summary_lines(cal) -> list[str]:
-    """A table of the fitted curves: MCS, packet size, offset, gaps at 10 % BLER."""
+    """A table of the fitted curves: MCS, packet size, offset, gaps at 10 % / 1 % BLER
+    before and after (after: with its 95 % bootstrap interval)."""
     def f(v):
         return "   -  " if v is None else f"{v:+6.2f}"
 
-    lines = [f"{'MCS':>3} {'bits':>5} {'offset dB':>9} {'gap10 before':>12} {'gap10 after':>11}"
-             f" {'gap1 before':>11} {'gap1 after':>10}"]
+    def ci(v):
+        return "" if not v else f" [{v[0]:+.2f}, {v[1]:+.2f}]"
+
+    lines = [f"{'MCS':>3} {'bits':>5} {'offset dB':>9}   gap10 before → after [95 % CI]"
+             f"        gap1 before → after"]
     for c in cal.curves:
         off = f"{c['offset_db']:+9.2f}" if c["informative"] and not c["at_edge"] else "  no fit "
-        lines.append(f"{c['mcs']:>3} {c['packet_bits']:>5} {off} {f(c['gap10_before_db']):>12} "
-                     f"{f(c['gap10_after_db']):>11} {f(c['gap1_before_db']):>11} "
-                     f"{f(c['gap1_after_db']):>10}")
+        lines.append(f"{c['mcs']:>3} {c['packet_bits']:>5} {off}   {f(c['gap10_before_db'])} → "
+                     f"{f(c['gap10_after_db'])}{ci(c.get('gap10_after_ci_db')):<18}  "
+                     f"{f(c['gap1_before_db'])} → {f(c['gap1_after_db'])}"
+                     f"{ci(c.get('gap1_after_ci_db'))}")
     s = cal.summary
     if s.get("gap10_before_max_abs_db") is not None:
         lines.append(f"worst |gap| at 10 % BLER: {s['gap10_before_max_abs_db']:.2f} dB before, "
-                     f"{s['gap10_after_max_abs_db']:.2f} dB after ({s['gap10_after_curves']} "
-                     f"curves, cross-fitted)")
+                     f"{s['gap10_after_max_abs_db']:.2f} dB after; within "
+                     f"{s.get('tolerance_db', 0.5)} dB: {s.get('gap10_after_within_tolerance')} "
+                     f"of {s['gap10_after_curves']} curves, "
+                     f"{s.get('gap10_after_within_tolerance_or_ci')} counting the 95 % CIs")
     return lines
 
 
