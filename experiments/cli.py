@@ -54,6 +54,14 @@ def cmd_data_photos(a):
           f"photos: {m['full']['counts']} (full_manifest.json)")
 
 
+def cmd_data_native_pairs(a):
+    from codec.data.native_pairs import build_native_pairs
+
+    m = build_native_pairs(a.photos, a.hci, a.out, sides=a.sides)
+    print(f"wrote {len(m['items'])} photo sizes with their HCI at {len(m['points'])} rate "
+          f"points to {a.out} (native_pairs.json lists them)")
+
+
 def cmd_train_judge(a):
     from codec.train_judge import train_judge
 
@@ -96,7 +104,7 @@ def cmd_train_dpcd(a):
                       sample_every=a.sample_every, caption_dropout=a.caption_dropout,
                       rsrt_lr_scale=a.rsrt_lr_scale, caption_detail=a.caption_detail,
                       token_attribute_loss=a.token_attribute_loss, photos=a.photos,
-                      ema_decay=a.ema_decay)
+                      ema_decay=a.ema_decay, native_pairs=a.native_pairs)
     print(f"checkpoint: {ckpt}")
 
 
@@ -237,6 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workdir", help="keep downloaded .deb files here (default: a temp folder)")
     s.set_defaults(func=cmd_data_photos)
 
+    s = data.add_parser("native-pairs", help="whole photos beside their photo-HCI "
+                        "reconstructions (native-scale DPCD training; resumable)")
+    s.add_argument("--photos", required=True, help="a `sdgic data photos` folder")
+    s.add_argument("--hci", default="codec/weights/hci-photos", help="photo HCI rate points")
+    s.add_argument("--sides", type=_positive(int), nargs="+", default=[512, 768],
+                   help="long sides [px] each photo is stored at")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_data_native_pairs)
+
     train = sub.add_parser("train", help="train models").add_subparsers(dest="what", required=True)
     s = train.add_parser("judge", help="the scene judge (referee of semantic consistency)")
     s.add_argument("--out", required=True)
@@ -299,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--photos", metavar="FOLDER",
                    help="train on natural photos (a `sdgic data photos` folder, e.g. "
                         "data/photos), with no captions, instead of scenes")
+    s.add_argument("--native-pairs", metavar="FOLDER",
+                   help="with --photos: train at native scale on crops of whole photos and of "
+                        "their HCI (a `sdgic data native-pairs` folder; --hci must be the photo "
+                        "HCI it was built with), for a native-size preset")
     s.add_argument("--threads", type=_positive(int), help="torch threads (default: all cores)")
     s.add_argument("--max-minutes", type=_positive(float), help="save and stop after this long")
     s.add_argument("--export", help="preset folder to refresh (EMA modules + model card) at "

@@ -105,19 +105,22 @@ def conditioned_batch(step: int, batch_size: int, size: int, text: TextEncoder,
 
     Returns ``x`` (B, 3, H, W) scenes of ``step`` (or the given ``scenes``: ``scene_batch``'s
     ``(x, captions)``, e.g. rendered ahead by data-loader workers, or ``PhotoBatches``'s, whose
-    ``None`` captions count as dropped); ``hci`` their decoded HCIs
-    at random rate points; ``hci_present`` bool (B,) (HCI dropout); caption token embeddings
+    ``None`` captions count as dropped, or ``NativePairBatches``'s ``(x, captions, hci)``);
+    ``hci`` their decoded HCIs at random rate points (or the given ones); ``hci_present`` bool (B,) (HCI dropout); caption token embeddings
     ``cond`` and ``mask`` after caption dropout (``drop`` bool (B,)); ``pooled`` (B, D)
     sentence embeddings (zeros where the caption was dropped), as the RSRT encoder reads them.
     Tensors live on ``text.device``; random draws come from the CPU generator ``g``, so a run
     sees the same draws on any device.
     """
-    x, captions = scenes if scenes is not None else scene_batch(step, batch_size, size, TRAIN_SEED)
+    scenes = scenes if scenes is not None else scene_batch(step, batch_size, size, TRAIN_SEED)
+    x, captions = scenes[:2]
     dev = torch.device(text.device)
     x = x.to(dev)
     if captioner is not None:
         captions = captioner(x)
-    hci = random_hci(codecs, x, g)
+    # a third element: the HCIs the data already holds (native scale: crops of the whole
+    # photo's HCI); else each image goes through a random rate point here
+    hci = scenes[2].to(dev) if len(scenes) > 2 else random_hci(codecs, x, g)
     drop = (torch.rand(batch_size, generator=g) < caption_dropout) \
         | torch.tensor([c is None for c in captions])
     captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
@@ -188,7 +191,8 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                captioner: str | Path | None = None, device: str = "cpu", workers: int = 0,
                bf16: bool = False, text_encoder: str | Path | None = None,
                rsrt_lr_scale: float = 1.0, caption_detail: str = "full",
-               token_attribute_loss: float = 0.0, photos: str | Path | None = None) -> Path:
+               token_attribute_loss: float = 0.0, photos: str | Path | None = None,
+               native_pairs: str | Path | None = None) -> Path:
     """Train (or resume) stage ``stage`` in ``run``; returns the checkpoint folder.
 
     ``device``: where the modules train (``"cuda"`` on a GPU machine); ``workers``: processes
@@ -220,6 +224,11 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
 
     ``photos``: a photo set folder (``sdgic data photos``): train on its train tiles, with no
     captions, instead of scenes (no ``captioner``; ``workers`` are not used).
+
+    ``native_pairs``: a :mod:`codec.data.native_pairs` folder (``sdgic data native-pairs``):
+    train at native scale on aligned crops of whole photos and of *their* HCI (made with
+    ``hci_root``, which must be the photo HCI the folder was built with), for a
+    ``"size": "native"`` preset; needs ``photos`` (the same photo set, for the records).
     """
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r}; expected one of {STAGES}")
@@ -239,10 +248,13 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     if photos is not None and (captioner is not None or caption_detail != "full"):
         raise ValueError("photos have no captions: --photos cannot be combined with "
                          "--captioner or a --caption-detail other than full")
+    if native_pairs is not None and photos is None:
+        raise ValueError("--native-pairs needs --photos (the photo set it was built from)")
     if photos is not None and workers:
         raise ValueError("--workers renders scene batches; photo batches are cut in the loop "
                          "(drop --workers)")
-    data_name = "scenes" if photos is None else "photos"
+    data_name = ("scenes" if photos is None else
+                 "photos" if native_pairs is None else "native-photos")
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
@@ -275,8 +287,9 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         if state.get("data", "scenes") != data_name:
             raise ValueError(f"{ckpt} was trained on {state.get('data', 'scenes')}, not "
                              f"{data_name}: resume it "
-                             + ("with --photos FOLDER" if state.get("data") == "photos" else
-                                "without --photos")
+                             + {"photos": "with --photos FOLDER",
+                                "native-photos": "with --photos and --native-pairs"}.get(
+                                 state.get("data"), "without --photos")
                              + ", or start a new --run with --init PRESET")
         if state.get("caption_detail", caption_detail) != caption_detail:
             raise ValueError(f"{ckpt} was trained on caption detail "
@@ -330,13 +343,20 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
         sample_scenes = [generate(i, seed=SAMPLE_SEED, size=size) for i in range(8)]
         sample_rgb = np.stack([s[0] for s in sample_scenes])
         sample_captions = [s[1].describe(caption_detail) for s in sample_scenes]
-    else:
+    elif native_pairs is None:
         from codec.data.photos import val_tiles
 
         sample_rgb = val_tiles(photos, 8, size, seed=SAMPLE_SEED)[0]
         sample_captions = [None] * len(sample_rgb)
-    sample_x = (torch.from_numpy(sample_rgb).permute(0, 3, 1, 2) / 255.0).to(dev)
-    sample_hci = codecs[min(1, len(codecs) - 1)].reconstruct_batch(sample_x)
+    if native_pairs is None:
+        sample_x = (torch.from_numpy(sample_rgb).permute(0, 3, 1, 2) / 255.0).to(dev)
+        sample_hci = codecs[min(1, len(codecs) - 1)].reconstruct_batch(sample_x)
+    else:                       # val photos at native scale, with the HCI of the whole photo
+        from codec.data.native_pairs import NativePairBatches
+
+        sample_x, sample_captions, sample_hci = NativePairBatches(
+            native_pairs, 8, size, SAMPLE_SEED, split="val", hci_root=hci_root).batch(0)
+        sample_x, sample_hci = sample_x.to(dev), sample_hci.to(dev)
 
     g = torch.Generator().manual_seed(start)
     stop = StopFlag()
@@ -344,7 +364,9 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"dpcd {stage}", unit="step")
     data = (scene_batches(start, steps, batch_size, size, TRAIN_SEED, workers, caption_detail)
             if photos is None else
-            PhotoBatches(photos, batch_size, size, TRAIN_SEED).batches(start, steps))
+            PhotoBatches(photos, batch_size, size, TRAIN_SEED).batches(start, steps)
+            if native_pairs is None else
+            _native_batches(native_pairs, batch_size, size, hci_root, start, steps))
     mods.train()
     # Per-step scalars stay on the device until a log line needs them (no sync per step).
     losses, recent_codes, spreads, pending, attr_pending = [], [], [], [], []
@@ -436,6 +458,8 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                                          ema_decay=ema_decay,
                                          **({"photos": str(photos)} if photos is not None
                                             else {}),
+                                         **({"native_pairs": str(native_pairs)}
+                                            if native_pairs is not None else {}),
                                          **({"init": origin} if origin is not None else {})))
         if sample_every and (done % sample_every == 0 or done == steps or out_of_time):
             ema_mods = _ema_modules(mods, ema).eval()
@@ -448,6 +472,13 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
     stop.restore()
     log.close()
     return ckpt
+
+
+def _native_batches(folder, batch_size, size, hci_root, start, steps):
+    from codec.data.native_pairs import NativePairBatches
+
+    return NativePairBatches(folder, batch_size, size, TRAIN_SEED,
+                             hci_root=hci_root).batches(start, steps)
 
 
 def captions_source(captioner, photos) -> str:
@@ -590,6 +621,10 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
         new["caption_model"] = "caption_model.json"
     if (hparams or {}).get("photos"):   # trained without captions: senders send none
         new["caption_stream"] = False
+    if (hparams or {}).get("native_pairs"):   # trained at native scale: its own modules now
+        new.pop("modules", None)
+        new["size"] = "native"
+        new.setdefault("tile_overlap", int(new["resolution"]) // 4 // 2 * 2)   # 64 -> 16
     if new != cfg:
         (out / PRESET_FILE).write_text(json.dumps(new, indent=2) + "\n")
     card_path = out / "model_card.json"
@@ -604,7 +639,9 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
     attr = (hparams or {}).get("token_attribute_loss") or 0
     attr_flag = f" --token-attribute-loss {attr:g}" if attr else ""
     photos = (hparams or {}).get("photos")
-    photos_flag = f" --photos {photos}" if photos else ""
+    native = (hparams or {}).get("native_pairs")
+    photos_flag = (f" --photos {photos}" if photos else "") + (
+        f" --native-pairs {native} --hci {hci_root}" if native else "")
     stages[stage] = {**stages.get(stage, {}), **{
         "what": {"control": "ControlNet (HCI path) + UNet trained with caption/HCI dropout",
                  "rsrt": "RSRT encoder + embedding trained jointly with UNet and ControlNet "
@@ -614,6 +651,9 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
                             f"--export {out}" + detail_flag + attr_flag + photos_flag,
         "commit": git_commit(),
         "data": (f"endless procedural scenes, data set seed {TRAIN_SEED}" if not photos else
+                 f"native-scale crops of the whole train photos of {photos} and of their "
+                 f"HCI ({native}: sdgic data native-pairs; crop seed {TRAIN_SEED}), no captions"
+                 if native else
                  f"random crops of the train tiles of the photo set {photos} (sdgic data "
                  f"photos; crop seed {TRAIN_SEED}), no captions")
                 + f"; HCIs at rate points {list(HCI_POINTS)}",
