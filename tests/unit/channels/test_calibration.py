@@ -168,3 +168,24 @@ def test_grid_refuses_absurd_values():
         C.CalibrationGrid(packet_bits=(0,))
     with pytest.raises(ValueError, match="cannot be coded"):
         C.CalibrationGrid(mcs=(0,)).mcs_for(Scenario.from_dict({"mcs_table": 1}))
+
+
+def test_shipped_calibrations_match_the_shipped_scenarios(monkeypatch):
+    # an edited scenario file or a LINK_VERSION bump leaves its shipped calibration stale:
+    # recalibrate (the command is in the message) rather than ship a file nothing uses
+    from pathlib import Path
+
+    from channels import load_scenario
+
+    monkeypatch.undo()                          # the real shipped folder, not the test's
+    root = Path(__file__).resolve().parents[3]
+    keys = {C.scenario_key(load_scenario(f)): f.name
+            for f in (root / "experiments" / "scenarios").glob("*.toml")}
+    files = sorted((root / "channels" / "calibrations").glob("*.json"))
+    assert files, "no shipped calibrations"
+    for f in files:
+        cal = C.Calibration.load(f)
+        assert cal.key in keys, (f"{f.name} matches no scenario of experiments/scenarios: run "
+                                 f"`sdgic calibrate experiments/scenarios/<its file> --out "
+                                 f"channels/calibrations`")
+        assert f.name.endswith(f"-{cal.key}.json")
