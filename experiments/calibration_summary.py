@@ -44,7 +44,7 @@ def markdown(table: list[dict]) -> str:
     lines = ["| scenario | curves (fitted) | offsets [dB] | worst abs. gap at 10 % before → after "
              "[dB] | mean abs. gap at 10 % before → after | curves within 0.5 dB at 10 % (or "
              "whose 95 % CI reaches it) | worst abs. gap at 1 % before → after "
-             "| minutes of grid points |", "|---|---|---|---|---|---|---|---|"]
+             "| core-minutes of grid points |", "|---|---|---|---|---|---|---|---|"]
     for r in table:
         lo, hi = r["offsets_db_range"]
         lines.append(
