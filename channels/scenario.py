@@ -333,7 +333,10 @@ def load_scenario(path: str | Path) -> Scenario:
     if not p.is_file():
         raise FileNotFoundError(f"scenario file {str(p)!r} does not exist")
     with open(p, "rb") as f:
-        data = tomllib.load(f)
+        try:
+            data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{p}: not valid TOML ({e})") from None
     try:
         return Scenario.from_dict(data)
     except (ValueError, TypeError) as e:

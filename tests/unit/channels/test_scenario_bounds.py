@@ -76,3 +76,12 @@ def test_rayleigh_outage_matches_monte_carlo_and_exceeds_awgn():
     assert ppv_snr_db(n, k, 0.1, "rayleigh_outage") > ppv_snr_db(n, k, 0.1, "awgn") + 5
     with pytest.raises(ValueError, match="n = 0"):
         ppv_awgn_error(0, 10, 1.0)
+
+
+def test_a_broken_scenario_file_names_itself(tmp_path):
+    from channels import load_scenario
+
+    p = tmp_path / "broken.toml"
+    p.write_text("name = [\n")
+    with pytest.raises(ValueError, match=r"broken\.toml: not valid TOML"):
+        load_scenario(p)
