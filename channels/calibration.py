@@ -268,8 +268,8 @@ class Calibration:
     ``offset_db[i][j]`` is added to the effective SINR of a packet of ``packet_bits[j]``
     bits at MCS ``mcs[i]`` (negative: the abstraction was optimistic).
     :meth:`offsets_db` interpolates linearly in MCS and in log packet size, clamped to the
-    grid. ``curves`` holds the per-curve diagnostics (fit, cross-fitted gaps at 10 % and
-    1 % BLER before and after, packets); ``summary`` the worst gaps.
+    grid. ``curves`` holds the per-curve diagnostics (fit, gaps at 10 % and
+    1 % BLER before and after with bootstrap intervals, packets); ``summary`` the worst gaps.
     """
 
     key: str
