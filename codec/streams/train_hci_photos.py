@@ -121,7 +121,7 @@ def train(a) -> None:
     aux_opt = torch.optim.Adam([p for n, p in model.named_parameters() if n in aux_names],
                                lr=1e-3)
     ckpt_path = run / "checkpoint.pt"
-    step = 0
+    step = warm_from = 0  # warm_from: the step the optimizers started fresh
     if ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, weights_only=True)
         if ckpt["model_config"] != model_cfg:
@@ -131,6 +131,7 @@ def train(a) -> None:
         opt.load_state_dict(ckpt["opt"])
         aux_opt.load_state_dict(ckpt["aux_opt"])
         step = ckpt["step"]
+        warm_from = ckpt.get("warm_from", 0)
         print(f"resumed {ckpt_path} at step {step}", flush=True)
     elif a.init:  # a fresh machine: start from committed weights (fresh optimizers)
         from safetensors.torch import load_file
@@ -140,7 +141,7 @@ def train(a) -> None:
             raise SystemExit(f"{a.init} holds {card['model']}, not {model_cfg}; pass the same "
                              "model flags")
         model.load_state_dict(load_file(str(Path(a.init) / WEIGHTS_NAME)))
-        step = int(card["steps"])
+        step = warm_from = int(card["steps"])  # fresh Adam moments: warm up again
         print(f"initialized from {a.init} at step {step}", flush=True)
     photos = load_photos(full_photos(a.photos, "train"))
     print(f"{len(photos)} train photos, model {model_cfg}, "
@@ -148,7 +149,7 @@ def train(a) -> None:
 
     def save():
         _save_atomic({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "opt": opt.state_dict(),
-                      "aux_opt": aux_opt.state_dict(), "step": step,
+                      "aux_opt": aux_opt.state_dict(), "step": step, "warm_from": warm_from,
                       "model_config": model_cfg, "hparams": hparams,
                       "command": "python -m codec.streams.train_hci_photos "
                                  + " ".join(sys.argv[1:])}, ckpt_path)
@@ -165,7 +166,8 @@ def train(a) -> None:
         x = native_crops(photos, a.batch_size, a.crop, g, a.min_side, a.max_side, a.jitter)
         r = torch.randint(n_rates, (a.batch_size,), generator=g)
         x, r = x.to(dev), r.to(dev)
-        warm = min(1.0, (step + 1) / 200)  # linear warm-up, then ×0.1 for the last 10 %
+        # linear warm-up of fresh optimizers, then ×0.1 for the last 10 % of --steps
+        warm = min(1.0, (step - warm_from + 1) / 200)
         for group in opt.param_groups:
             group["lr"] = (a.lr * group["lr_scale"] * warm
                            * (0.1 if step >= 0.9 * a.steps else 1.0))
