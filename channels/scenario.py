@@ -36,7 +36,6 @@ Example TOML (see ``experiments/scenarios/*.toml``)::
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path

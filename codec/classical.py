@@ -27,7 +27,7 @@ import numpy as np
 from .container import EncodedImage
 from .errors import CorruptStreamError
 
-__all__ = ["ClassicalCodec", "CLASSICAL_FORMATS", "code_image", "GREY"]
+__all__ = ["ClassicalCodec", "CLASSICAL_FORMATS", "code_image", "classical_batch", "GREY"]
 
 #: simulator codec name -> (Pillow format, lowest quality, highest quality, save options)
 CLASSICAL_FORMATS = {
@@ -55,6 +55,13 @@ def code_image(img: np.ndarray, name: str, quality: int, factor: float = 1.0
     upscaled back to the original size)."""
     data = _encode_file(img, name, quality, factor)
     return data, _decode_file(data, *img.shape[:2])
+
+
+def classical_batch(images: np.ndarray, name: str, quality: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each uint8 (H, W, 3) image of ``images`` through codec ``name`` at ``quality``, native
+    size: bits per image (B,) int and the decoded images uint8 (B, H, W, 3)."""
+    coded = [code_image(img, name, quality) for img in images]
+    return np.array([8 * len(d) for d, _ in coded]), np.stack([r for _, r in coded])
 
 
 def _scaled_size(h: int, w: int, factor: float) -> tuple[int, int]:
@@ -143,7 +150,7 @@ class ClassicalCodec:
         """Image → :class:`EncodedImage` whose one stream is a file of at most
         ``budget_bits`` bits (``None``: the highest quality at the native size). ``caption`` is
         refused: these codecs send none."""
-        from .streams.hci import to_rgb_uint8
+        from .image_io import to_rgb_uint8
 
         if caption is not None:
             raise ValueError(f"codec {self.name!r} sends no caption: encode with caption=None")

@@ -61,7 +61,8 @@ class HCIAlone:
         import json
         from pathlib import Path
 
-        from .sdgic import PRESET_FILE, preset_folder, preset_hci
+        from .preset import PRESET_FILE, Preset
+        from .sdgic import preset_folder, preset_hci
         from .streams.hci import HCICodec
 
         points = sorted((p for p in Path(preset).glob("*/config.json")), key=lambda p: json.loads(
@@ -72,11 +73,10 @@ class HCIAlone:
             self.default_rate = list(self.hci)[len(self.hci) // 2]
             name = Path(preset).resolve().name
         else:
-            folder = preset_folder(preset)
-            cfg = json.loads((folder / PRESET_FILE).read_text())
-            self.hci = preset_hci(folder, cfg)
-            self.default_rate = cfg["hci"].get("default", next(iter(self.hci)))
-            name = cfg["preset"]
+            cfg = Preset.load(preset_folder(preset))
+            self.hci = preset_hci(cfg.folder, cfg)
+            self.default_rate = cfg.default_rate
+            name = cfg.name
         self.preset = f"hci-{name}"
         self.sliced = None
         if all(c.fit == "pad" and hasattr(c.model, "push_band") for c in self.hci.values()):
@@ -89,7 +89,7 @@ class HCIAlone:
                budget_bits: Optional[int] = None) -> EncodedImage:
         """Image → :class:`EncodedImage` with the HCI of the highest rate point within
         ``budget_bits`` (``None``: the preset's default point)."""
-        from .streams.hci import to_rgb_uint8
+        from .image_io import to_rgb_uint8
 
         if caption is not None:
             raise ValueError("the HCI alone sends no caption: encode with caption=None")

@@ -1,9 +1,12 @@
-"""Provenance for shipped weights: the code commit and the model card beside the weights."""
+"""Provenance: the code commit, the command line that reproduces a run, and the model card
+beside shipped weights."""
 
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -21,3 +24,16 @@ def write_model_card(folder: str | Path, card: dict) -> Path:
     path = Path(folder) / "model_card.json"
     path.write_text(json.dumps(card, indent=2) + "\n")
     return path
+
+
+def command_line(module: str, argv: list[str] | None = None) -> str:
+    """``python -m MODULE ARGS``: the command that reproduces this run, with the real
+    arguments (``argv``, default ``sys.argv[1:]``), shell-quoted."""
+    args = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    return shlex.join(["python", "-m", module, *args])
+
+
+def run_record(module: str, argv: list[str] | None = None, **fields) -> dict:
+    """The head of a results record: ``command`` (:func:`command_line`), ``commit``, then
+    ``fields``."""
+    return {"command": command_line(module, argv), "commit": git_commit(), **fields}

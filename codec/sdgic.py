@@ -5,27 +5,8 @@
     enc.save("img.sdg")
     rec = codec.decode(enc.without("hci"))               # any subset of streams / tokens
 
-A preset folder holds ``preset.json`` and the DPCD modules:
+A preset folder holds ``preset.json`` (its keys: :mod:`codec.preset`) and the DPCD modules:
 
-    preset.json       {"preset", "resolution", "hci": {"root", "rate_points", "default"},
-                       "caption_model" (optional JSON path), "guidance_scale",
-                       "guidance_interval" ([lo, hi]: guide only at timesteps t/T in it;
-                       default [0, 1]), "steps",
-                       "precision" ("fp32" or "bf16": UNet + ControlNet under bfloat16
-                       autocast where the machine runs bf16 natively, else fp32),
-                       "caption_detail" ("full" or "layout": what the captions it was
-                       trained on state; default "full"),
-                       "caption_stream" (false: the decoder was trained without captions,
-                       e.g. on photos, and senders send none; default true),
-                       "num_tokens" (RSRT tokens ``encode`` sends, a prefix of the K the
-                       encoder makes; default all K; per tile in native size),
-                       "size" ("square": every image is coded at ``resolution``², the
-                       default; "native": at its own size, the decoder drawing it in
-                       overlapping ``resolution``² tiles, see below),
-                       "tile_overlap" (native: least overlap of neighbouring tiles [px],
-                       default 16),
-                       "modules" (folder of the DPCD modules, relative to the preset;
-                       default the preset folder itself)}
     unet/             UNet2DConditionModel (required)
     controlnet/       ControlNetModel: the HCI path (optional: without it HCI is not used)
     rsrt_encoder/     RSRTEncoder + rsrt_embedding/ RSRTEmbedding (optional: no RSRT stream)
@@ -51,6 +32,7 @@ draws the whole image at once, blending the tiles' predictions at every step
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -62,19 +44,17 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
 from codec.container import ContainerError, EncodedImage
-from codec.data.scenes import CAPTION_DETAILS, check_caption_detail
-from codec.dpcd.decoder import (PRECISIONS, DPCDSampler, LatentSpace, PixelSpace, bf16_is_fast,
-                                check_guidance_interval)
+from codec.dpcd.decoder import DPCDSampler, LatentSpace, PixelSpace, bf16_is_fast
 from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder
 from codec.dpcd.tiles import TileGrid
 from codec.errors import PresetMismatchError
+from codec.image_io import to_rgb_uint8
+from codec.preset import PRESET_FILE, SIZES, DecodeSettings, Preset, check_caption_detail
 from codec.streams.caption_coder import CaptionCoder
-from codec.streams.hci import HCICodec, to_rgb_uint8
+from codec.streams.hci import HCICodec
 from codec.text_encoder import TextEncoder, default_text_encoder
 
 WEIGHTS = Path(__file__).parent / "weights"
-PRESET_FILE = "preset.json"
-SIZES = ("square", "native")
 
 
 def preset_folder(name_or_path: str | Path) -> Path:
@@ -89,12 +69,11 @@ def preset_folder(name_or_path: str | Path) -> Path:
                             f"{PRESET_FILE} or one of the shipped presets {shipped}")
 
 
-def preset_hci(folder: str | Path, cfg: dict | None = None) -> dict[str, HCICodec]:
+def preset_hci(folder: str | Path, cfg: Preset | None = None) -> dict[str, HCICodec]:
     """The HCI rate points of a preset folder, in ``preset.json`` order (rate -> codec)."""
-    folder = Path(folder)
-    cfg = cfg if cfg is not None else json.loads((folder / PRESET_FILE).read_text())
-    hroot = (folder / cfg["hci"].get("root", "hci")).resolve()
-    return {p: HCICodec.from_pretrained(hroot / p) for p in cfg["hci"]["rate_points"]}
+    cfg = cfg if cfg is not None else Preset.load(folder)
+    root = cfg.path(cfg.hci_root)
+    return {p: HCICodec.from_pretrained(root / p) for p in cfg.rate_points}
 
 
 @dataclass
@@ -102,8 +81,9 @@ class SDGIC:
     """The codec. Build it with :meth:`from_pretrained`; the fields are its parts.
 
     ``rate``: the HCI rate point used by ``encode`` (one of ``hci`` keys); ``num_tokens``:
-    RSRT tokens sent (a prefix of the K the encoder makes; None: all); ``precision``: the
-    decoder's default arithmetic (``"fp32"`` or ``"bf16"``, see ``DPCDSampler.sample``);
+    RSRT tokens sent (a prefix of the K the encoder makes; None: all); ``decode_settings``:
+    how ``decode`` draws unless told otherwise (steps, guidance, precision: a
+    :class:`~codec.preset.DecodeSettings`; ``codec.steps`` etc. read it);
     ``caption_detail``: what the captions this decoder was trained on state (``"full"`` or
     ``"layout"``, see ``Scene.describe``): a sender captions scenes with
     ``scene.describe(codec.caption_detail)`` or ``SceneCaptioner(detail=codec.caption_detail)``.
@@ -121,11 +101,8 @@ class SDGIC:
     controlnet: ControlNetModel | None = None
     rsrt_encoder: RSRTEncoder | None = None
     rsrt_embedding: RSRTEmbedding | None = None
-    steps: int = 20
-    guidance_scale: float = 1.0
-    guidance_interval: tuple[float, float] = (0.0, 1.0)
+    decode_settings: DecodeSettings = field(default_factory=DecodeSettings)
     num_tokens: int | None = None
-    precision: str = "fp32"
     caption_detail: str = "full"
     caption_stream: bool = True
     card: dict = field(default_factory=dict)
@@ -140,9 +117,9 @@ class SDGIC:
         if (self.rsrt_encoder is None) != (self.rsrt_embedding is None):
             raise ValueError("rsrt_encoder and rsrt_embedding come together (both or neither)")
         check_caption_detail(self.caption_detail)
-        self.guidance_interval = check_guidance_interval(self.guidance_interval)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r}; expected one of {PRECISIONS}")
+        if not isinstance(self.decode_settings, DecodeSettings):
+            raise TypeError(f"decode_settings={self.decode_settings!r}; expected a "
+                            "codec.preset.DecodeSettings")
         if self.num_tokens is not None and not 0 <= self.num_tokens <= self.max_tokens:
             raise ValueError(f"num_tokens={self.num_tokens} must be in [0, {self.max_tokens}]")
         self.space = LatentSpace(self.vae) if self.vae is not None else PixelSpace()
@@ -170,11 +147,8 @@ class SDGIC:
                         **overrides) -> "SDGIC":
         """Load a shipped preset by name or a preset folder (see the module docstring)."""
         folder = preset_folder(name_or_path)
-        cfg = json.loads((folder / PRESET_FILE).read_text())
-        missing = [k for k in ("preset", "resolution", "hci") if k not in cfg]
-        if missing:
-            raise ValueError(f"{folder / PRESET_FILE} lacks {missing}")
-        modules = (folder / cfg.get("modules", ".")).resolve()
+        cfg = Preset.load(folder)
+        modules = cfg.path(cfg.modules)
         if not (modules / "unet" / "config.json").is_file():
             raise FileNotFoundError(f"preset folder {folder} has no unet/ (config.json + "
                                     f"weights) in {modules}; train one with `sdgic train prior`")
@@ -194,34 +168,22 @@ class SDGIC:
         else:
             text = default_text_encoder()
         hci = preset_hci(folder, cfg)
-        cap = cfg.get("caption_model")
-        detail = cfg.get("caption_detail", "full")
-        if detail not in CAPTION_DETAILS:
-            raise ValueError(f"caption_detail={detail!r} in {folder / PRESET_FILE}; expected "
-                             f"one of {CAPTION_DETAILS}")
-        if detail != "full" and not cap:
-            raise ValueError(f"{folder / PRESET_FILE} has caption_detail={detail!r} but no "
-                             "'caption_model': the shipped model is fitted to full captions. "
-                             "Fit one with `python experiments/caption_bits.py --refit --detail "
-                             f"{detail} --model {folder}/caption_model.json` and set "
-                             "\"caption_model\": \"caption_model.json\"")
-        coder = CaptionCoder.load(folder / cap if cap else None)
+        coder = CaptionCoder.load(cfg.path(cfg.caption_model) if cfg.caption_model else None)
         card_path = folder / "model_card.json"
-        kw = dict(preset=cfg["preset"], resolution=int(cfg["resolution"]), unet=unet,
+        decode = cfg.decode
+        changes = {k: overrides.pop(k) for k in ("steps", "guidance_scale", "guidance_interval",
+                                                  "precision") if k in overrides}
+        if "precision" not in changes:
+            decode = decode.updated(precision=_machine_precision(decode.precision, folder))
+        kw = dict(preset=cfg.name, resolution=cfg.resolution, unet=unet,
                   text_encoder=text, caption_coder=coder, hci=hci,
-                  rate=rate or cfg["hci"].get("default", cfg["hci"]["rate_points"][0]),
+                  rate=rate or cfg.default_rate,
                   controlnet=controlnet, rsrt_encoder=rsrt_enc, rsrt_embedding=rsrt_emb,
-                  steps=int(cfg.get("steps", 20)),
-                  guidance_scale=float(cfg.get("guidance_scale", 1.0)),
-                  guidance_interval=cfg.get("guidance_interval", (0.0, 1.0)),
-                  caption_detail=detail,
-                  caption_stream=_preset_bool(cfg, "caption_stream", True, folder),
-                  num_tokens=_preset_count(cfg, "num_tokens", folder),
-                  precision=(overrides["precision"] if "precision" in overrides else
-                             _preset_precision(cfg.get("precision", "fp32"), folder)),
+                  decode_settings=decode.updated(**changes),
+                  caption_detail=cfg.caption_detail, caption_stream=cfg.caption_stream,
+                  num_tokens=cfg.num_tokens,
                   card=json.loads(card_path.read_text()) if card_path.is_file() else {},
-                  vae=vae, size=cfg.get("size", "square"),
-                  tile_overlap=cfg.get("tile_overlap", 16))
+                  vae=vae, size=cfg.size, tile_overlap=cfg.tile_overlap)
         k = 0 if rsrt_enc is None else int(rsrt_enc.config.num_tokens)
         if kw["num_tokens"] is not None and kw["num_tokens"] > k:
             raise ValueError(f"{folder / PRESET_FILE}: num_tokens={kw['num_tokens']} but " + (
@@ -230,6 +192,22 @@ class SDGIC:
         return cls(**kw)
 
     # -- properties -------------------------------------------------------------------------
+
+    @property
+    def steps(self) -> int:
+        return self.decode_settings.steps
+
+    @property
+    def guidance_scale(self) -> float:
+        return self.decode_settings.guidance_scale
+
+    @property
+    def guidance_interval(self) -> tuple[float, float]:
+        return self.decode_settings.guidance_interval
+
+    @property
+    def precision(self) -> str:
+        return self.decode_settings.precision
 
     @property
     def max_tokens(self) -> int:
@@ -381,22 +359,21 @@ class SDGIC:
 
     @torch.no_grad()
     def decode_batch(self, encoded: list[EncodedImage], seeds: list[int] | None = None,
-                     steps: int | None = None, guidance_scale: float | None = None,
-                     precision: str | None = None,
-                     guidance_interval: tuple[float, float] | None = None) -> list[np.ndarray]:
+                     settings: DecodeSettings | None = None, **changes) -> list[np.ndarray]:
         """Decode images together (one batched denoising loop); each uses only the streams
         and tokens it carries. ``seeds[i]`` fixes image i's starting noise, so a result does
-        not depend on the batch it was decoded in. ``steps``, ``guidance_scale``,
-        ``precision`` and ``guidance_interval``: None takes the codec's. Returns uint8
+        not depend on the batch it was decoded in. ``settings`` (default: the codec's
+        ``decode_settings``) with ``changes`` (``steps=``, ``guidance_scale=``,
+        ``guidance_interval=``, ``precision=``; None keeps the setting). Returns uint8
         (H_i, W_i, 3) arrays."""
+        settings = (settings or self.decode_settings).updated(**changes)
         if not encoded:
             return []
         seeds = list(seeds) if seeds is not None else [0] * len(encoded)
         if len(seeds) != len(encoded):
             raise ValueError(f"got {len(seeds)} seeds for {len(encoded)} images")
         if self.size == "native":
-            return [self._decode_native(e, sd, steps, guidance_scale, precision,
-                                        guidance_interval) for e, sd in zip(encoded, seeds)]
+            return [self._decode_native(e, sd, settings) for e, sd in zip(encoded, seeds)]
         parts = [self.streams_of(e) for e in encoded]
         r = self.resolution
         b = len(parts)
@@ -421,16 +398,10 @@ class SDGIC:
                                          generator=torch.Generator().manual_seed(int(s)))
                              for s in seeds])
         out = self.sampler.sample([p["caption"] for p in parts], size=r,
-                                  steps=steps or self.steps,
-                                  guidance_scale=self.guidance_scale if guidance_scale is None
-                                  else guidance_scale,
                                   hci=hci if use_hci else None,
                                   hci_present=hci_present if use_hci else None,
                                   rsrt_codes=codes, rsrt_present=present, noise=noise,
-                                  precision=precision or self.precision,
-                                  guidance_interval=(self.guidance_interval
-                                                     if guidance_interval is None
-                                                     else guidance_interval))
+                                  **dataclasses.asdict(settings))
         images = []
         for i, e in enumerate(encoded):
             x = out[i:i + 1]
@@ -440,8 +411,8 @@ class SDGIC:
             images.append((x[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
         return images
 
-    def _decode_native(self, enc: EncodedImage, seed: int, steps, guidance_scale, precision,
-                       guidance_interval) -> np.ndarray:
+    def _decode_native(self, enc: EncodedImage, seed: int,
+                       settings: DecodeSettings) -> np.ndarray:
         """One image at its own size, drawn in blended tiles (see the module docstring)."""
         p = self.streams_of(enc)
         grid = self.tile_grid(enc.height, enc.width)
@@ -463,21 +434,49 @@ class SDGIC:
         noise = torch.randn(1, self.unet.config.in_channels, ph, pw,
                             generator=torch.Generator().manual_seed(int(seed)))
         out = self.sampler.sample_tiled(
-            p["caption"], ph * f, pw * f, overlap=self.tile_overlap, steps=steps or self.steps,
-            guidance_scale=self.guidance_scale if guidance_scale is None else guidance_scale,
-            hci=hci, rsrt_codes=codes, rsrt_present=present, noise=noise,
-            precision=precision or self.precision,
-            guidance_interval=(self.guidance_interval if guidance_interval is None
-                               else guidance_interval))
+            p["caption"], ph * f, pw * f, overlap=self.tile_overlap, hci=hci, rsrt_codes=codes,
+            rsrt_present=present, noise=noise, **dataclasses.asdict(settings))
         x = out[0, :, :enc.height, :enc.width]
         return (x.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
 
-    def decode(self, encoded: EncodedImage, seed: int = 0, steps: int | None = None,
-               guidance_scale: float | None = None, precision: str | None = None,
-               guidance_interval: tuple[float, float] | None = None) -> np.ndarray:
-        """One image: uint8 (H, W, 3) at the original size, from whatever streams it carries."""
-        return self.decode_batch([encoded], [seed], steps, guidance_scale, precision,
-                                 guidance_interval)[0]
+    def decode(self, encoded: EncodedImage, seed: int = 0,
+               settings: DecodeSettings | None = None, **changes) -> np.ndarray:
+        """One image: uint8 (H, W, 3) at the original size, from whatever streams it carries
+        (``settings`` and ``changes`` as in :meth:`decode_batch`)."""
+        return self.decode_batch([encoded], [seed], settings, **changes)[0]
+
+    # -- saving ------------------------------------------------------------------------------
+
+    def preset_config(self, hci_root: str = "hci") -> Preset:
+        """This codec's ``preset.json`` contents (HCI rate points under ``hci_root``)."""
+        return Preset(name=self.preset, resolution=self.resolution, hci_root=hci_root,
+                      rate_points=tuple(self.hci), default_rate=self.rate,
+                      decode=self.decode_settings,
+                      caption_model=None if self.caption_coder.is_default else "caption_model.json",
+                      caption_detail=self.caption_detail, caption_stream=self.caption_stream,
+                      num_tokens=self.num_tokens, size=self.size, tile_overlap=self.tile_overlap)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write a self-contained preset folder that :meth:`from_pretrained` loads to the same
+        codec (same bytes out of ``encode``, same images out of ``decode``): the DPCD modules,
+        every HCI rate point under ``hci/`` (a variable-rate HCI's shared weights are written
+        once per point), a non-default caption model and text encoder, ``preset.json`` and the
+        model card."""
+        folder = Path(folder)
+        cfg = self.preset_config()
+        write_preset(folder, cfg, self.unet, controlnet=self.controlnet,
+                     rsrt_encoder=self.rsrt_encoder, rsrt_embedding=self.rsrt_embedding,
+                     vae=self.vae)
+        for rate, codec in self.hci.items():
+            codec.save_pretrained(folder / cfg.hci_root / rate)
+        if cfg.caption_model:
+            self.caption_coder.save(folder / cfg.caption_model)
+        if not self.text_encoder.is_default:
+            self.text_encoder.model.save_pretrained(folder / "text_encoder")
+            self.text_encoder.tokenizer.save_pretrained(folder / "tokenizer")
+        if self.card:
+            (folder / "model_card.json").write_text(json.dumps(self.card, indent=2) + "\n")
+        return folder
 
 
 def _to_float(rgb: np.ndarray) -> torch.Tensor:
@@ -485,12 +484,9 @@ def _to_float(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
 
 
-def _preset_precision(value, folder: Path) -> str:
-    """A preset's ``precision``, checked; ``"bf16"`` falls back to fp32 (with a warning) on a
-    machine that would only emulate it (slower than fp32 there)."""
-    if value not in PRECISIONS:
-        raise ValueError(f"{folder / PRESET_FILE}: precision={value!r}; expected one of "
-                         f"{PRECISIONS}")
+def _machine_precision(value: str, folder: Path) -> str:
+    """A preset's ``precision`` on this machine: ``"bf16"`` falls back to fp32 (with a warning)
+    where bf16 would only be emulated (slower than fp32 there)."""
     if value == "bf16" and not bf16_is_fast("cpu"):
         warnings.warn(f"preset {folder.name} decodes in bf16 but this CPU has no native bf16 "
                       "(AVX512-BF16/AMX); decoding in fp32 instead", stacklevel=3)
@@ -498,44 +494,17 @@ def _preset_precision(value, folder: Path) -> str:
     return value
 
 
-def _preset_count(cfg: dict, key: str, folder: Path) -> int | None:
-    """``cfg[key]`` if it is a JSON integer ≥ 0, None if absent, else a ValueError (the upper
-    bound is the codec's to check)."""
-    value = cfg.get(key)
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                              or value < 0):
-        raise ValueError(f"{folder / PRESET_FILE}: {key}={value!r}; expected an integer >= 0")
-    return value
-
-
-def _preset_bool(cfg: dict, key: str, default: bool, folder: Path) -> bool:
-    """``cfg[key]`` (default ``default``) if it is a JSON boolean, else a ValueError."""
-    value = cfg.get(key, default)
-    if not isinstance(value, bool):
-        raise ValueError(f"{folder / PRESET_FILE}: {key}={value!r}; expected true or false")
-    return value
-
-
-def write_preset(folder: str | Path, preset: str, resolution: int, unet: UNet2DConditionModel,
-                 hci_root: str | Path, rate_points: list[str], default_rate: str | None = None,
+def write_preset(folder: str | Path, preset: Preset, unet: UNet2DConditionModel,
                  controlnet: ControlNetModel | None = None, rsrt_encoder: RSRTEncoder | None = None,
-                 rsrt_embedding: RSRTEmbedding | None = None, steps: int = 20,
-                 guidance_scale: float = 1.0, precision: str = "fp32", size: str = "square",
-                 tile_overlap: int = 16, **extra) -> Path:
-    """Save DPCD modules and ``preset.json`` into ``folder`` (loadable by ``from_pretrained``).
-    ``extra``: further ``preset.json`` keys (e.g. ``caption_stream``, ``num_tokens``)."""
+                 rsrt_embedding: RSRTEmbedding | None = None,
+                 vae: AutoencoderKL | None = None) -> Path:
+    """Save DPCD modules and ``preset`` as ``preset.json`` into ``folder`` (loadable by
+    ``SDGIC.from_pretrained`` when ``preset``'s HCI root holds its rate points)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, m in (("unet", unet), ("controlnet", controlnet), ("rsrt_encoder", rsrt_encoder),
-                    ("rsrt_embedding", rsrt_embedding)):
+                    ("rsrt_embedding", rsrt_embedding), ("vae", vae)):
         if m is not None:
             m.save_pretrained(folder / name)
-    cfg = {"preset": preset, "resolution": int(resolution),
-           "hci": {"root": str(hci_root), "rate_points": list(rate_points),
-                   "default": default_rate or rate_points[0]},
-           "steps": int(steps), "guidance_scale": float(guidance_scale), "precision": precision}
-    if size != "square":
-        cfg.update(size=size, tile_overlap=int(tile_overlap))
-    cfg.update(extra)
-    (folder / PRESET_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
+    preset.save(folder)
     return folder

@@ -45,6 +45,7 @@ class TextEncoder:
         self.model = AutoModel.from_pretrained(path).to(device).eval().requires_grad_(False)
         self.max_length = max_length
         self.device = device
+        self.is_default = path.resolve() == minilm_path().resolve() and tokenizer_path is None
 
     @property
     def dim(self) -> int:

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import torch
 
-from codec.data.scenes import generate
-from codec.dpcd.decoder import format_guidance_interval
-from codec.sdgic import PRESET_FILE, SDGIC, preset_folder
+from benchmark.scenes import generate
+from codec.preset import Preset
+from codec.provenance import run_record
+from codec.sdgic import SDGIC, preset_folder
 from experiments.cli import interval_arg
 
 
@@ -83,13 +84,9 @@ def main(argv=None):
             times.append(time.perf_counter() - t)
         per_image[str(b)] = round(min(times) / b, 3)
     res = {
-        "command": f"python -m experiments.bench_decode --preset {a.preset} --steps {a.steps} "
-                   f"--batches {a.batches} --threads {a.threads} --guidance-scale {g:g} "
-                   f"--guidance-interval {format_guidance_interval(gi)} --precision {prec}"
-                   + (f" --resolution {a.resolution}" if a.resolution is not None else ""),
+        **run_record("experiments.bench_decode", argv),
         "preset": codec.preset, "resolution": codec.resolution,
-        "trained_resolution": int(json.loads((preset_folder(a.preset) / PRESET_FILE)
-                                             .read_text())["resolution"]), "steps": a.steps,
+        "trained_resolution": Preset.load(preset_folder(a.preset)).resolution, "steps": a.steps,
         "guidance_scale": g, "guidance_interval": list(gi), "precision": prec,
         "paths": {"controlnet": codec.controlnet is not None,
                   "rsrt": codec.rsrt_encoder is not None},

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from codec.provenance import run_record
 from codec.sdgic import SDGIC
 
 
@@ -31,8 +32,7 @@ def main(argv=None):
 
     photo = Image.fromarray(data.astronaut())
     codec = SDGIC.from_pretrained(a.preset)
-    res = {"command": f"python -m experiments.bench_encode --preset {a.preset}",
-           "preset": codec.preset, "paths": {"rsrt": codec.rsrt_encoder is not None},
+    res = {**run_record("experiments.bench_encode", argv), "preset": codec.preset, "paths": {"rsrt": codec.rsrt_encoder is not None},
            "seconds": {}, "bits": {}}
     for w, h in ((512, 384), (768, 512)):
         img = np.asarray(photo.resize((w, h), Image.BICUBIC))

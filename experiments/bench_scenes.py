@@ -12,7 +12,8 @@ import platform
 import time
 from pathlib import Path
 
-from codec.data.scenes import generate
+from benchmark.scenes import generate
+from codec.provenance import run_record
 
 
 def bench(n: int, size: int) -> float:
@@ -29,7 +30,7 @@ def main(argv=None):
     p.add_argument("--out", default="results/scenes_speed.json")
     a = p.parse_args(argv)
     res = {
-        "command": f"python -m experiments.bench_scenes --n {a.n}",
+        **run_record("experiments.bench_scenes", argv),
         "processes": 1,
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),

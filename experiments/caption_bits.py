@@ -1,7 +1,7 @@
 """Bits per caption of the caption stream on held-out scene captions.
 
     python experiments/caption_bits.py            # measure the shipped model
-    python experiments/caption_bits.py --refit    # refit codec/data/caption_model.json first
+    python experiments/caption_bits.py --refit    # refit codec/streams/caption_model.json first
     python experiments/caption_bits.py --refit --detail layout --model PRESET/caption_model.json
                                                   # → results/caption_bits_layout.json
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 import zlib
@@ -27,9 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from codec.data.scenes import CAPTION_DETAILS  # noqa: E402
-from codec.streams.caption_coder import (  # noqa: E402
-    DEFAULT_MODEL_PATH, CaptionCoder, fit_scene_model, scene_captions)
+from benchmark.scene_captions import fit_scene_model, scene_captions  # noqa: E402
+from codec.preset import CAPTION_DETAILS  # noqa: E402
+from codec.provenance import run_record  # noqa: E402
+from codec.streams.caption_coder import DEFAULT_MODEL_PATH, CaptionCoder  # noqa: E402
 
 
 def stats(bits) -> dict:
@@ -77,9 +77,7 @@ def main(argv=None) -> dict:
     bits = [8 * len(e) for e in encoded]
     n_obj = [c.count(" and ") + c.count(", ") + 1 for c in captions]
     result = {
-        "command": "python experiments/caption_bits.py"
-                   + ("" if argv is None and len(sys.argv) == 1 else
-                      " " + shlex.join(sys.argv[1:] if argv is None else argv)),
+        **run_record("experiments.caption_bits", argv),
         "model": {"path": str(Path(args.model).resolve().relative_to(ROOT))
                   if Path(args.model).resolve().is_relative_to(ROOT) else str(args.model),
                   "source": coder.model.get("source", ""),

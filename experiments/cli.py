@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from codec.data.scenes import CAPTION_DETAILS
+from codec.preset import CAPTION_DETAILS
 
 
 def _positive(kind):
@@ -28,7 +28,7 @@ def _positive(kind):
 
 def interval_arg(v):
     """argparse type for ``LO:HI`` guidance intervals."""
-    from codec.dpcd.decoder import parse_guidance_interval
+    from codec.preset import parse_guidance_interval
 
     try:
         return parse_guidance_interval(v)
@@ -37,7 +37,7 @@ def interval_arg(v):
 
 
 def cmd_data_scenes(a):
-    from codec.data.scene_dataset import write_scene_folder
+    from benchmark.scene_dataset import write_scene_folder
 
     if a.size < 16:
         raise ValueError(f"--size {a.size} is too small; use 16 or more pixels")
@@ -46,7 +46,7 @@ def cmd_data_scenes(a):
 
 
 def cmd_data_photos(a):
-    from codec.data.photos import build_photo_set
+    from benchmark.photos import build_photo_set
 
     m = build_photo_set(a.out, workdir=a.workdir)
     print(f"wrote {m['tiles']['train']} train and {m['tiles']['val']} val tiles from "
@@ -55,7 +55,7 @@ def cmd_data_photos(a):
 
 
 def cmd_data_native_pairs(a):
-    from codec.data.native_pairs import build_native_pairs
+    from training.native_pairs import build_native_pairs
 
     m = build_native_pairs(a.photos, a.hci, a.out, sides=a.sides)
     print(f"wrote {len(m['items'])} photo sizes with their HCI at {len(m['points'])} rate "
@@ -63,21 +63,21 @@ def cmd_data_native_pairs(a):
 
 
 def cmd_train_judge(a):
-    from codec.train_judge import train_judge
+    from training.judge import train_judge
 
     card = train_judge(a.out, steps=a.steps, batch_size=a.batch_size, workers=a.workers)
     print(json.dumps(card["metrics"], indent=2))
 
 
 def cmd_train_captioner(a):
-    from codec.train_captioner import train_captioner
+    from training.captioner import train_captioner
 
     card = train_captioner(a.out, steps=a.steps, batch_size=a.batch_size, threads=a.threads)
     print(json.dumps(card["metrics"], indent=2))
 
 
 def cmd_train_regression(a):
-    from codec.dpcd.regression import train_regression
+    from training.regression import train_regression
 
     card = train_regression(a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                             threads=a.threads, captioner=a.captioner)
@@ -85,7 +85,7 @@ def cmd_train_regression(a):
 
 
 def cmd_train_prior(a):
-    from codec.dpcd.train_prior import train_prior
+    from training.prior import train_prior
 
     ckpt = train_prior(a.run, steps=a.steps, batch_size=a.batch_size, lr=a.lr, init=a.init,
                        threads=a.threads, max_minutes=a.max_minutes, export=a.export)
@@ -93,7 +93,7 @@ def cmd_train_prior(a):
 
 
 def cmd_train_dpcd(a):
-    from codec.dpcd.train_dpcd import train_dpcd
+    from training.dpcd import train_dpcd
 
     ckpt = train_dpcd(a.run, stage=a.stage, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                       init=a.init, hci_root=a.hci, hci_dropout=a.hci_dropout,
@@ -112,7 +112,7 @@ def _caption_for(a, image_path: Path, rgb, detail: str = "full") -> tuple[str | 
     """The caption to send and where it came from: --caption, --no-caption, IMAGE.txt, or
     the --captioner (default: the shipped scene captioner, writing at ``detail``, the
     preset's ``caption_detail``)."""
-    from codec.captioner import SceneCaptioner, make_captioner, sidecar_caption
+    from benchmark.captioner import SceneCaptioner, make_captioner, sidecar_caption
 
     if a.caption is not None:
         return a.caption, "--caption"
@@ -158,7 +158,7 @@ def _describe(enc, coder=None) -> list[str]:
 
 
 def cmd_encode(a):
-    from codec.data.folder import load_rgb
+    from codec.image_io import load_rgb
     from codec.sdgic import SDGIC
 
     path = Path(a.image)
@@ -207,7 +207,7 @@ def cmd_decode(a):
 
 
 def cmd_eval(a):
-    from codec.evaluate import evaluate_folders
+    from benchmark.evaluate import evaluate_folders
 
     df, summary, notes = evaluate_folders(a.ref, a.rec, streams=a.streams, judge_path=a.judge,
                                           inception=not a.no_inception)
@@ -255,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_data_native_pairs)
 
     train = sub.add_parser("train", help="train models").add_subparsers(dest="what", required=True)
+    for (_, stage), (module, text) in FORWARDED.items():   # parsed by their trainers (main)
+        train.add_parser(stage, help=text, add_help=False)
     s = train.add_parser("judge", help="the scene judge (referee of semantic consistency)")
     s.add_argument("--out", required=True)
     s.add_argument("--steps", type=_positive(int), default=3000)
@@ -312,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "rsrt, needs --captioner; default 0: off)")
     s.add_argument("--freeze-unet", action="store_true", help="train the new modules only")
     s.add_argument("--captioner", help="SceneCaptioner folder: train on its captions instead "
-                                       "of the ground truth (e.g. codec/weights/captioner)")
+                                       "of the ground truth (e.g. benchmark/weights/captioner)")
     s.add_argument("--photos", metavar="FOLDER",
                    help="train on natural photos (a `sdgic data photos` folder, e.g. "
                         "data/photos), with no captions, instead of scenes")
@@ -406,9 +408,25 @@ def _quiet_libraries() -> None:
         pass
 
 
+# Stages whose flags live with their trainers (``add_arguments`` there): the trainer module is
+# imported only when the stage runs, so ``sdgic --help`` does not load CompressAI.
+FORWARDED = {
+    ("train", "hci"): ("training.hci", "one fixed-rate HCI point on scenes (and photo tiles)"),
+    ("train", "hci-photos"): ("training.hci_photos", "the variable-rate photo HCI at native "
+                              "scale (resumable; --export writes the rate points)"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _quiet_libraries()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if tuple(argv[:2]) in FORWARDED:
+        import importlib
+
+        module = importlib.import_module(FORWARDED[tuple(argv[:2])][0])
+        module.main(argv[2:], prog=f"sdgic {argv[0]} {argv[1]}")
+        return 0
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -23,15 +23,14 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from codec.stats import ci95
-from codec.dpcd.decoder import PRECISIONS, format_guidance_interval, parse_guidance_interval
-from codec.evaluate import score_images
+from benchmark.codec_eval import EVAL_SEED, decode_in_batches, held_out
+from benchmark.evaluate import score_images
+from benchmark.stats import ci95
+from codec.preset import PRECISIONS, format_guidance_interval, parse_guidance_interval
 from codec.sdgic import SDGIC
 from experiments.cli import interval_arg
-from experiments.dpcd_eval import EVAL_SEED, decode_in_batches, held_out
 
 
 def _label(v):

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from codec.data import seeds
-from codec.data.scene_dataset import write_scene_folder, read_scene_folder
-from codec.evaluate import evaluate_folders
+from benchmark import seeds
+from benchmark.evaluate import evaluate_folders
+from benchmark.scene_dataset import read_scene_folder, write_scene_folder
 
 DEMO_SEED = seeds.DEMO
 

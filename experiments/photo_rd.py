@@ -24,17 +24,18 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from codec.provenance import run_record
+
 FORMATS = ("JPEG", "WEBP", "AVIF")
 
 
 def _t_interval(x: np.ndarray) -> tuple[float, float]:
-    from codec.stats import mean_interval
+    from benchmark.stats import mean_interval
 
     if len(x) < 2:
         return float("nan"), float("nan")
@@ -46,9 +47,9 @@ def run(hci: Path, images: Path, out: Path, qualities, factors, slice_rows: int)
     import torch
     from tqdm import tqdm
 
+    from benchmark.metrics import ms_ssim, psnr
     from codec.classical import code_image
-    from codec.data.folder import ImageFolder
-    from codec.metrics import ms_ssim, psnr
+    from codec.image_io import ImageFolder
     from codec.streams.hci import HCICodec
     from codec.streams.hci_sliced import SlicedHCI
 
@@ -91,8 +92,7 @@ def run(hci: Path, images: Path, out: Path, qualities, factors, slice_rows: int)
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out.with_suffix(".csv"), index=False)
     summary = summarize(df)
-    record = {"command": "python -m experiments.photo_rd " + " ".join(sys.argv[1:]),
-              "commit": _commit(), "cpu": platform.processor() or platform.machine(),
+    record = {**run_record("experiments.photo_rd"), "cpu": platform.processor() or platform.machine(),
               "threads": 1, "images": str(images), "n_images": len(folder),
               "hci": str(hci), "slice_rows": slice_rows, "qualities": list(qualities),
               "factors": list(factors), "seconds": round(time.time() - t0, 1),
@@ -166,11 +166,6 @@ def plot(df, path: Path, title: str) -> None:
     fig.savefig(path, dpi=130)
     plt.close(fig)
 
-
-def _commit() -> str | None:
-    from codec.provenance import git_commit
-
-    return git_commit()
 
 
 def main(argv=None):

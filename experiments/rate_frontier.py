@@ -42,12 +42,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from codec.stats import ci95
-from codec.evaluate import score_images
+from benchmark.codec_eval import (EVAL_SEED, PHOTO_METRICS, decode_in_batches, held_out,
+                                  save_bpp_plot)
+from benchmark.evaluate import score_images
+from benchmark.stats import ci95
+from codec.preset import format_guidance_interval
 from codec.sdgic import SDGIC
-from codec.dpcd.decoder import format_guidance_interval
-from experiments.dpcd_eval import (EVAL_SEED, PHOTO_METRICS, decode_in_batches, held_out,
-                                   save_bpp_plot)
 
 SCENE_METRICS = ("consistency", "psnr")
 
@@ -74,7 +74,7 @@ def equal_bits_pairs(per_image: pd.DataFrame, metric: str) -> pd.DataFrame:
     with the nearest mean bits ≤ / ≥ the point's; NaN past either end) with their bits,
     ``gain_vs_below``, ``gain_vs_above`` and ``gain_equal_bits`` (against the ladder between
     below and above, interpolated in log mean bits at the point's mean bits), each with
-    ``_ci95`` (95 % Student t half-width over the per-image differences, :func:`codec.stats.ci95`)."""
+    ``_ci95`` (95 % Student t half-width over the per-image differences, :func:`benchmark.stats.ci95`)."""
     key = ["rate", "tokens"]
     means = per_image.groupby(key, sort=False)["bits"].mean()
     ladder = means.xs(0, level="tokens").sort_values()
@@ -135,7 +135,7 @@ def run(preset: str, n: int, out: Path, tokens: list[int] | None = None,
                     if inception or m != "inception_similarity")
     judge = None
     if scenes is not None:
-        from codec.judge import SceneJudge
+        from benchmark.judge import SceneJudge
 
         judge = SceneJudge()     # loaded once, not once per operating point
     steps = steps or codec.steps

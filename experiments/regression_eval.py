@@ -19,15 +19,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from codec.data import seeds
-from codec.stats import ci95
-from codec.captioner import SceneCaptioner
-from codec.data.scene_dataset import render_scenes
-from codec.dpcd.regression import RegressionDecoder
-from codec.dpcd.train_dpcd import HCI_POINTS, load_hci_codecs
-from codec.judge import SceneJudge
+from benchmark import seeds
+from benchmark.captioner import SceneCaptioner
+from benchmark.judge import SceneJudge
+from benchmark.scene_dataset import render_scenes
+from benchmark.stats import ci95
 from codec.streams.caption_coder import CaptionCoder
 from codec.text_encoder import default_text_encoder
+from training.dpcd import HCI_POINTS, load_hci_codecs
+from training.regression import RegressionDecoder
 
 EVAL_SEED = seeds.DPCD_EVAL
 

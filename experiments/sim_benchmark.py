@@ -42,7 +42,7 @@ from sim import SimConfig
 from sim.simulation import simulate
 
 SCENARIO = Path(__file__).resolve().parent / "scenarios" / "tdl_a_30khz.toml"
-CODEC = "experiments.sim_baseline_codec:BaselineCodec"
+CODEC = "sim.baseline_codec:BaselineCodec"
 DEFAULT_OUT = Path("results") / "sim" / "benchmark.json"
 
 

@@ -23,77 +23,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-GROUP = ["scenario", "mode"]
-
-
-def snr_to_reach(snr: np.ndarray, curve: np.ndarray, target: float) -> float:
-    """First SNR (dB) where ``curve`` (sorted by ``snr``) reaches ``target``, linearly
-    interpolated; NaN if it never does, ``snr[0]`` if it starts above."""
-    above = np.nonzero(curve >= target)[0]
-    if len(above) == 0:
-        return float("nan")
-    i = int(above[0])
-    if i == 0:
-        return float(snr[0])
-    s0, s1, c0, c1 = snr[i - 1], snr[i], curve[i - 1], curve[i]
-    return float(s0 + (target - c0) * (s1 - s0) / (c1 - c0))
-
-
-def _curves(runs: pd.DataFrame, seeds, metric: str) -> pd.DataFrame:
-    """Mean over ``seeds`` (with repeats) of per-seed means: index snr_db, columns policy."""
-    parts = [runs[runs.seed == s] for s in seeds]
-    return pd.concat(parts).groupby(["snr_db", "policy"])[metric].mean().unstack("policy")
-
-
-def _gains(curves: pd.DataFrame, policy: str, baseline: str, levels) -> dict:
-    snr = curves.index.to_numpy(dtype=float)
-    ceiling = float(curves.iloc[-1][[policy, baseline]].mean())
-    floor = float(curves[[policy, baseline]].min().min())
-    out = {}
-    for f in levels:
-        target = floor + f * (ceiling - floor)
-        need = {p: snr_to_reach(snr, curves[p].to_numpy(dtype=float), target)
-                for p in (policy, baseline)}
-        # A curve already at the target at the lowest SNR only bounds what it needs.
-        out[f] = dict(target=target, snr_policy_db=need[policy], snr_baseline_db=need[baseline],
-                      gain_db=need[baseline] - need[policy],
-                      lower_bound=bool(need[policy] == snr[0] and need[baseline] > snr[0]))
-    return out
-
-
-def snr_gain(df: pd.DataFrame, policy: str = "uep", baseline: str = "eep",
-             metric: str = "consistency", levels=(0.5, 0.9), boot: int = 2000,
-             seed: int = 0) -> list[dict]:
-    """One dict per scenario × mode × level: target, SNR each policy needs, gain (dB) and its
-    bootstrap 95 % interval."""
-    missing = {policy, baseline} - set(df["policy"])
-    if missing:
-        raise ValueError(f"policies {sorted(missing)} not in the results (have "
-                         f"{sorted(df['policy'].unique())})")
-    rng = np.random.default_rng(seed)
-    rows = []
-    for key, g in df.groupby(GROUP):
-        runs = g.groupby(["seed", "snr_db", "policy"])[metric].mean().reset_index()
-        seeds = np.sort(runs.seed.unique())
-        point = _gains(_curves(runs, seeds, metric), policy, baseline, levels)
-        draws = {f: [] for f in levels}
-        for _ in range(boot):
-            b = _gains(_curves(runs, rng.choice(seeds, len(seeds)), metric), policy, baseline,
-                       levels)
-            for f in levels:
-                draws[f].append(b[f]["gain_db"])
-        for f in levels:
-            d = np.asarray(draws[f], dtype=float)
-            d = d[np.isfinite(d)]
-            lo, hi = (np.percentile(d, [2.5, 97.5]) if len(d) >= 0.9 * boot
-                      else (float("nan"), float("nan")))
-            rows.append(dict(zip(GROUP, key), level=f, metric=metric, policy=policy,
-                             baseline=baseline, seeds=len(seeds), **point[f],
-                             gain_ci95_low_db=float(lo), gain_ci95_high_db=float(hi)))
-    return rows
+from codec.provenance import run_record
+from sim.snr_gain import GROUP, snr_gain
 
 
 def _plot(df: pd.DataFrame, rows: list[dict], metric: str, path: Path) -> None:
@@ -147,7 +80,7 @@ def main(argv=None):
     out = path.parent
     args = sys.argv[1:] if argv is None else list(argv)
     (out / "snr_gain.json").write_text(json.dumps({
-        "command": "python -m experiments.snr_gain " + " ".join(args), "rows": rows},
+        **run_record("experiments.snr_gain", args), "rows": rows},
         indent=2) + "\n")
     lines = [f"# SNR gain of {a.policy} over {a.baseline} at equal {a.metric}", "",
              "| scenario | mode | level | target | SNR " + a.policy + " (dB) | SNR " + a.baseline +

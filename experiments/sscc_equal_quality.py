@@ -18,11 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from codec.provenance import run_record
 
 _MCS = (5, 11, 17)
 
@@ -46,11 +47,11 @@ def run(out: Path, n: int, preset: str, budgets: list[int], scenario: str, budge
     import torch
     from tqdm import tqdm
 
+    from benchmark.judge import SceneJudge
+    from benchmark.metrics import psnr
+    from benchmark.scenes import generate
     from codec.classical import CLASSICAL_FORMATS, ClassicalCodec
-    from codec.data.scenes import generate
     from codec.hci_alone import HCIAlone
-    from codec.judge import SceneJudge
-    from codec.metrics import psnr
     from codec.sdgic import SDGIC
     from sim.config import SimConfig
     from sim.packetizer import Packetizer
@@ -115,8 +116,7 @@ def run(out: Path, n: int, preset: str, budgets: list[int], scenario: str, budge
         needs[name] = {"bits": bits, **{f"re_mcs{m}": (pks[m].stream_re("hci", int(
             np.ceil(bits / 8) * 8)) if bits is not None else None) for m in _MCS}}
     record = {
-        "command": "python -m experiments.sscc_equal_quality " + " ".join(sys.argv[1:]),
-        "commit": _commit(), "cpu": platform.processor() or platform.machine(),
+        **run_record("experiments.sscc_equal_quality"), "cpu": platform.processor() or platform.machine(),
         "images": n, "preset": preset, "scenario": scenario, "budget_prbs": budget_prbs,
         "decode_steps": steps, "seconds": round(time.time() - t0, 1),
         "target_consistency": target, "sdgic": sd_row, "needed_for_sdgic_consistency": needs,
@@ -155,11 +155,6 @@ def plot(rows, sd_row, path: Path) -> None:
     fig.savefig(path, dpi=150)
     plt.close(fig)
 
-
-def _commit() -> str | None:
-    from codec.provenance import git_commit
-
-    return git_commit()
 
 
 def main(argv=None):

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
+from codec.provenance import run_record
 
 _SDGIC_POLICIES = ("uep", "eep")
 
@@ -67,7 +67,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 def paired_difference(df: pd.DataFrame, a: str, b: str) -> tuple[float, float]:
     """Mean and 95 % CI half-width over seeds of the per-seed consistency difference a − b
     (the same seed: the same images and the same channel realization for both)."""
-    from codec.stats import ci95
+    from benchmark.stats import ci95
 
     per = df[df.system_name.isin([a, b])].groupby(["seed", "system_name"])["consistency"] \
         .mean().unstack()
@@ -167,7 +167,7 @@ def main(argv=None):
     s = summary(df)
     rows = verdicts(s, df)
     files = plot(df, s, folder / "plots")
-    record = {"command": "python -m experiments.sscc_report " + " ".join(sys.argv[1:]),
+    record = {**run_record("experiments.sscc_report", argv),
               "points": int(df.point_id.nunique()), "images": int(len(df)),
               "seeds": sorted(int(x) for x in df.seed.unique()),
               "grey_metrics": "an image that did not arrive is scored as what the receiver "

@@ -28,12 +28,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from codec.stats import ci95
-from codec.data.scene_dataset import render_scenes
-from codec.dpcd.decoder import PRECISIONS, denoise, training_scheduler
-from codec.evaluate import score_images
+from benchmark.codec_eval import EVAL_SEED, decode_in_batches
+from benchmark.evaluate import score_images
+from benchmark.scene_dataset import render_scenes
+from benchmark.stats import ci95
+from codec.dpcd.decoder import denoise, training_scheduler
+from codec.preset import PRECISIONS
 from codec.sdgic import SDGIC
-from experiments.dpcd_eval import EVAL_SEED, decode_in_batches
 
 NOISE_BANDS = ((0, 300), (300, 700), (700, 1000))
 TOKEN_CASES = ("all", "none", "shuffled")
@@ -95,7 +96,7 @@ def run(presets: list[str], n: int, loss_images: int, out: Path, batch: int = 16
         precision: str | None = None) -> dict:
     """Probe each preset (see the module docstring); ``precision``: the decoder arithmetic of
     the consistency decodes (None: each preset's). Writes ``out/token_probe.json``."""
-    from codec.captioner import SceneCaptioner
+    from benchmark.captioner import SceneCaptioner
 
     m = max(n, loss_images)
     images, scenes = render_scenes(m, seed=EVAL_SEED, size=64)    # the HCI's working size

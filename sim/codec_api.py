@@ -6,7 +6,7 @@ The simulator carries any codec that fits :class:`Codec` (duck typed): SDGIC
 * a preset name or preset folder (``"scenes-64"``, ``"path/to/preset"``):
   ``SDGIC.from_pretrained(spec)``;
 * ``"package.module:factory"``: ``factory()`` is called (a class or a function), e.g.
-  ``"experiments.sim_baseline_codec:BaselineCodec"``;
+  ``"sim.baseline_codec:BaselineCodec"``;
 * a baseline (:func:`baseline_codec`): ``"jpeg"``, ``"webp"``, ``"avif"`` (Pillow at a bit
   budget, :class:`codec.classical.ClassicalCodec`), ``"hci"`` (the ``scenes-64`` preset's HCI
   decoded alone, :class:`codec.hci_alone.HCIAlone`) or ``"hci@PRESET"`` (another preset's
@@ -35,6 +35,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Protocol, runtime_checkable
 
@@ -62,6 +63,10 @@ class Codec(Protocol):
 
 _CODECS: dict = {}
 _FP_ATTR = "_sim_fingerprint"
+
+
+#: factory modules that moved; specs naming the old module still load (with a warning)
+MOVED_MODULES = {"experiments.sim_baseline_codec": "sim.baseline_codec"}
 
 
 def _is_factory(spec: str) -> bool:
@@ -200,6 +205,10 @@ def load_codec(spec) -> Codec:
             obj = baseline_codec(spec)
         elif _is_factory(spec):
             mod, _, attr = spec.partition(":")
+            if mod in MOVED_MODULES:   # experiment files written before the module moved
+                warnings.warn(f"codec = {spec!r}: {mod} is now {MOVED_MODULES[mod]}; update "
+                              "the experiment file", DeprecationWarning, stacklevel=2)
+                mod = MOVED_MODULES[mod]
             try:
                 factory = getattr(importlib.import_module(mod), attr)
             except (ImportError, AttributeError) as e:
@@ -224,21 +233,21 @@ def load_codec(spec) -> Codec:
 
 
 def _takes(fn, name: str) -> bool:
+    """Whether ``fn`` accepts keyword ``name`` (by name or through ``**kwargs``)."""
     try:
-        return name in inspect.signature(fn).parameters
+        params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def decode_images(codec, encoded: list, seeds: list[int], steps: Optional[int] = None,
-                  batch_size: int = 16, guidance_scale: Optional[float] = None,
-                  precision: Optional[str] = None) -> list[np.ndarray]:
+def decode_images(codec, encoded: list, seeds: list[int], batch_size: int = 16,
+                  settings: Optional[dict] = None) -> list[np.ndarray]:
     """Decode ``encoded[i]`` with ``seeds[i]``, in batches if the codec has ``decode_batch``.
-    ``steps``, ``guidance_scale`` and ``precision`` (``None``: the codec's default) reach the
-    codec's decode
-    when it takes them; a codec that does not is decoded with its own settings."""
-    opts = {k: v for k, v in (("steps", steps), ("guidance_scale", guidance_scale),
-                              ("precision", precision)) if v is not None}
+    ``settings`` (``steps``, ``guidance_scale``, ``guidance_interval``, ``precision``; absent:
+    the codec's default, see ``SimConfig.decode_settings``) reach the codec's decode where it
+    takes them; a codec that does not is decoded with its own settings."""
+    opts = dict(settings or {})
     batch = getattr(codec, "decode_batch", None)
     out: list = []
     if batch is not None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from codec.data import seeds
+from benchmark import seeds
 
 from .policy import PRESETS, ProtectionPolicy, make_policy
 from .validation import fail as _fail
@@ -98,6 +98,9 @@ class SimConfig:
         Classifier-free guidance scale of the decoder (``None``: the codec's default, e.g.
         ``guidance_scale`` in an SDGIC preset's ``preset.json``; 1: no guidance, half the
         decoder work).
+    decode_guidance_interval : (float, float) or None
+        Guide only at timesteps t/T within ``(lo, hi)`` (``None``: the codec's default, e.g.
+        ``guidance_interval`` in an SDGIC preset's ``preset.json``).
     decode_precision : str or None
         Decoder arithmetic, ``"fp32"`` or ``"bf16"`` (``None``: the codec's default, e.g.
         ``precision`` in an SDGIC preset's ``preset.json``, which falls back to fp32 on a CPU
@@ -141,6 +144,7 @@ class SimConfig:
     decode_steps: Optional[int] = None
     decode_guidance: Optional[float] = None
     decode_precision: Optional[str] = None
+    decode_guidance_interval: Optional[tuple[float, float]] = None
     decode_batch_size: int = 16
     decode_cache: bool = True
     trace: bool = False
@@ -190,6 +194,15 @@ class SimConfig:
             _num("decode_guidance", self.decode_guidance, 0, 100, open_lo=True)
         if self.decode_precision not in (None, "fp32", "bf16"):
             _fail("decode_precision", self.decode_precision, '"fp32" or "bf16"')
+        if self.decode_guidance_interval is not None:
+            from codec.preset import check_guidance_interval
+
+            try:
+                object.__setattr__(self, "decode_guidance_interval",
+                                   check_guidance_interval(self.decode_guidance_interval))
+            except ValueError:
+                _fail("decode_guidance_interval", self.decode_guidance_interval,
+                      "[lo, hi] with 0 <= lo <= hi <= 1")
         _num("decode_batch_size", self.decode_batch_size, 1, 4096, integer=True)
         if not isinstance(self.decode_cache, bool):
             _fail("decode_cache", self.decode_cache, "true or false")
@@ -224,6 +237,15 @@ class SimConfig:
         of = self.scenario_obj.ofdm
         prbs = of.num_prbs if self.budget_prbs is None else int(self.budget_prbs)
         return prbs * 12 * (of.num_ofdm_symbols - len(of.pilot_ofdm_symbols))
+
+    def decode_settings(self) -> dict:
+        """The decode settings this config sets (``steps``, ``guidance_scale``,
+        ``guidance_interval``, ``precision``; unset ones are left to the codec), as
+        :meth:`codec.sdgic.SDGIC.decode_batch` takes them."""
+        return {k: v for k, v in (("steps", self.decode_steps),
+                                  ("guidance_scale", self.decode_guidance),
+                                  ("guidance_interval", self.decode_guidance_interval),
+                                  ("precision", self.decode_precision)) if v is not None}
 
     def codec_spec(self) -> str:
         """The codec as written to the records: the spec string, or ``object:<preset>``."""
@@ -273,8 +295,11 @@ class SimConfig:
             d[k] = None if d[k] is None else int(d[k])
         if d["decode_guidance"] is not None:
             d["decode_guidance"] = float(d["decode_guidance"])
-        if d["decode_precision"] is None:   # unset: ids of runs made before it existed hold
-            del d["decode_precision"]
+        for k in ("decode_precision", "decode_guidance_interval"):
+            if d[k] is None:   # unset: ids of runs made before it existed hold
+                del d[k]
+        if "decode_guidance_interval" in d:
+            d["decode_guidance_interval"] = list(d["decode_guidance_interval"])
         d["trace"] = False   # the trace does not change the records
         if d["bit_budget"] is None:   # unset: ids of runs made before it existed hold
             del d["bit_budget"]

@@ -17,6 +17,7 @@ or on any number of workers.
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 from collections import OrderedDict
 from typing import Optional
@@ -45,43 +46,41 @@ class DecodeCache:
         return len(self._items)
 
     @staticmethod
-    def key(fingerprint: str, encoded, seed: int, steps: Optional[int],
-            guidance_scale: Optional[float] = None, precision: Optional[str] = None
+    def key(fingerprint: str, encoded, seed: int, settings: Optional[dict] = None
             ) -> Optional[bytes]:
         """Digest of what the decoder reads: the encoding's canonical bytes (``to_bytes()``,
-        as SDGIC's container has) or its pickle; ``None`` when it has neither (such an input
-        is decoded every time)."""
+        as SDGIC's container has) or its pickle, the seed and the decode ``settings``;
+        ``None`` when the encoding has neither (such an input is decoded every time)."""
         try:
             to_bytes = getattr(encoded, "to_bytes", None)
             blob = to_bytes() if callable(to_bytes) else pickle.dumps(encoded, protocol=4)
         except (pickle.PicklingError, TypeError, AttributeError):
             return None
         h = hashlib.blake2b(digest_size=20)
-        h.update(f"{fingerprint}|{int(seed)}|{steps}|{guidance_scale}|".encode())
-        if precision is not None:   # (keys made before the setting existed stay valid)
-            h.update(f"precision={precision}|".encode())
+        shown = json.dumps({k: list(v) if isinstance(v, tuple) else v
+                            for k, v in sorted((settings or {}).items())})
+        h.update(f"{fingerprint}|{int(seed)}|{shown}|".encode())
         h.update(blob)
         return h.digest()
 
     def decode(self, codec, fingerprint: str, encoded: list, seeds: list[int],
-               steps: Optional[int] = None, guidance_scale: Optional[float] = None,
-               precision: Optional[str] = None) -> list[np.ndarray]:
-        """Reconstructions uint8 (H, W, 3) of ``encoded[i]`` with ``seeds[i]``; misses are
-        decoded one image at a time (see the module docstring). Returned arrays are read-only
-        views shared with the cache."""
+               settings: Optional[dict] = None) -> list[np.ndarray]:
+        """Reconstructions uint8 (H, W, 3) of ``encoded[i]`` with ``seeds[i]`` and the decode
+        ``settings`` (see :func:`sim.codec_api.decode_images`); misses are decoded one image
+        at a time (see the module docstring). Returned arrays are read-only views shared with
+        the cache."""
         from .codec_api import decode_images
 
         out: list = []
         for e, s in zip(encoded, seeds):
-            k = self.key(fingerprint, e, s, steps, guidance_scale, precision)
+            k = self.key(fingerprint, e, s, settings)
             if k is not None and k in self._items:
                 self._items.move_to_end(k)
                 self.hits += 1
                 out.append(self._items[k])
                 continue
             self.misses += 1
-            img = np.asarray(decode_images(codec, [e], [s], steps, 1, guidance_scale,
-                                           precision)[0])
+            img = np.asarray(decode_images(codec, [e], [s], 1, settings)[0])
             img.setflags(write=False)
             if k is not None:
                 self._put(k, img)

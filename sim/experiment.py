@@ -50,6 +50,7 @@ TOML layout (relative paths are relative to the TOML file; every key is optional
     steps = 20
     guidance_scale = 5.0            # classifier-free guidance (default: the codec's; 1: none)
     precision = "bf16"              # "fp32" or "bf16" (default: the codec's)
+    guidance_interval = [0.3, 1.0]  # guide only at t/T in [lo, hi] (default: the codec's)
     batch_size = 16                 # used when cache = false
     cache = true                    # decode each distinct (image, streams, seed) once
 
@@ -95,7 +96,8 @@ _SECTIONS = {
     "grid": {"scenarios", "modes", "snr_db", "budget_prbs", "policies", "seeds", "codecs"},
     "traffic": {"arrival", "interval_ms", "deadline_ms"},
     "packets": {"rsrt_tokens_per_packet", "harq_rtt_slots"},
-    "decode": {"enabled", "steps", "guidance_scale", "precision", "batch_size", "cache"},
+    "decode": {"enabled", "steps", "guidance_scale", "guidance_interval", "precision",
+               "batch_size", "cache"},
     "link": {"calibration"},
 }
 
@@ -106,6 +108,7 @@ _TOML_KEY = {"interval_ms": "traffic.interval_ms", "deadline_ms": "traffic.deadl
              "harq_rtt_slots": "packets.harq_rtt_slots", "codec": "codec",
              "decode_steps": "decode.steps", "decode_guidance": "decode.guidance_scale",
              "decode_precision": "decode.precision",
+             "decode_guidance_interval": "decode.guidance_interval",
              "decode_batch_size": "decode.batch_size",
              "decode_cache": "decode.cache",
              "decode": "decode.enabled", "budget_prbs": "grid.budget_prbs",
@@ -315,6 +318,7 @@ class Experiment:
         dec = data.get("decode", {})
         for src, dst in (("enabled", "decode"), ("steps", "decode_steps"),
                          ("guidance_scale", "decode_guidance"), ("precision", "decode_precision"),
+                         ("guidance_interval", "decode_guidance_interval"),
                          ("batch_size", "decode_batch_size"), ("cache", "decode_cache")):
             if src in dec:
                 base[dst] = dec[src]

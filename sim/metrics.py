@@ -4,7 +4,7 @@
 procedural scenes, the judge's ``consistency`` (fraction of ground-truth attributes recovered)
 and its per-attribute parts (``judge_position``, ``judge_shape``, ...); for other images
 (photos), ``inception_similarity`` (cosine similarity of Inception-v3 pool features,
-:class:`codec.metrics.InceptionFeatures`). A reconstruction of another size is resized to the
+:class:`benchmark.metrics.InceptionFeatures`). A reconstruction of another size is resized to the
 reference's first. Any callable with the same signature can replace
 it (``run_simulation(..., metrics=fn)``):
 
@@ -35,13 +35,13 @@ class ImageMetrics:
 
     def _get_judge(self):
         if self._judge is None:
-            from codec.judge import SceneJudge
+            from benchmark.judge import SceneJudge
 
             self._judge = SceneJudge(self.judge_path)
         return self._judge
 
     def __call__(self, references, reconstructions, items) -> list[dict]:
-        from codec.metrics import ms_ssim, psnr, resize_to
+        from benchmark.metrics import ms_ssim, psnr, resize_to
 
         rows, recs = [], []
         for ref, rec in zip(references, reconstructions):
@@ -52,7 +52,7 @@ class ImageMetrics:
             recs.append(r)
         photos = [i for i, it in enumerate(items) if getattr(it, "scene", None) is None]
         if photos:
-            from codec.metrics import inception_features
+            from benchmark.metrics import inception_features
 
             feats = inception_features()
             for i in photos:

@@ -38,10 +38,10 @@ _UNIT_METRICS = ("consistency", "complete", "ms_ssim", "inception_similarity")
 
 def summarize(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
     """Mean, 95 % CI half-width ``ci95`` (Student t, NaN for fewer than 2 samples,
-    :mod:`codec.stats`), count, and the interval's ``low`` / ``high`` (cut at 0 and 1 for
+    :mod:`benchmark.stats`), count, and the interval's ``low`` / ``high`` (cut at 0 and 1 for
     the metrics in [0, 1]: consistency, delivery, MS-SSIM, ...) of ``value`` per group ``by``
     (see the module docstring)."""
-    from codec.stats import UNIT_BOUNDS, t_quantile
+    from benchmark.stats import UNIT_BOUNDS, t_quantile
 
     bounded = _bounded(df, value)
     df = df.copy()

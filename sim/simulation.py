@@ -37,9 +37,9 @@ from codec.errors import StreamError
 
 from .channel_process import ChannelProcess
 from .codec_api import codec_fingerprint, decode_images, load_codec
+from .config import SimConfig
 from .decode_cache import DecodeCache
 from .link_calibration import calibration_label
-from .config import SimConfig
 from .packetizer import Packetizer
 from .packets import STREAMS
 from .receiver import ImageInFlight, Receiver
@@ -280,13 +280,12 @@ def usable_streams(codec, encoded):
     return encoded.without(*bad)
 
 
-def _decode_one_by_one(codec, received, corrupted, seeds, steps, decode_one=None,
-                       guidance_scale=None, precision=None):
+def _decode_one_by_one(codec, received, corrupted, seeds, settings, decode_one=None):
     """Decode each image alone; one whose decoding fails loses its corrupted streams (then
-    all streams). ``decode_one(encoded, seed)`` defaults to an uncached decode."""
+    all streams). ``decode_one(encoded, seed)`` defaults to an uncached decode with the
+    decode ``settings``."""
     if decode_one is None:
-        decode_one = lambda r, s: decode_images(  # noqa: E731
-            codec, [r], [s], steps, 1, guidance_scale, precision)[0]
+        decode_one = lambda r, s: decode_images(codec, [r], [s], 1, settings)[0]  # noqa: E731
     out, used = [], []
     for r, bad, s in zip(received, corrupted, seeds):
         try:
@@ -306,28 +305,25 @@ def _decode_and_score(config, codec, images, items, metrics):
     seeds = [_derive("decode", config.seed, im.image_id) % (2 ** 31) for im in images]
     received = [usable_streams(codec, im.received) for im in images]
     corrupted = [im.corrupted for im in images]
+    settings = config.decode_settings()
     if config.decode_cache:
         cache, fp = _default_decode_cache(), codec_fingerprint(codec)
         recs, used = _decode_one_by_one(
-            codec, received, corrupted, seeds, config.decode_steps,
-            lambda r, s: cache.decode(codec, fp, [r], [s], config.decode_steps,
-                                      config.decode_guidance, config.decode_precision)[0])
+            codec, received, corrupted, seeds, settings,
+            lambda r, s: cache.decode(codec, fp, [r], [s], settings)[0])
     else:
         recs, used = [], []
         bs = config.decode_batch_size
         for i in range(0, len(images), bs):
             part = slice(i, i + bs)
             try:
-                recs += decode_images(codec, received[part], seeds[part], config.decode_steps,
-                                      bs, config.decode_guidance, config.decode_precision)
+                recs += decode_images(codec, received[part], seeds[part], bs, settings)
                 used += received[part]
             except StreamError:
                 # a codec without streams_of rejected an image: decode this batch image by
                 # image, so only the failing image loses its (corrupted) streams
                 r, u = _decode_one_by_one(codec, received[part], corrupted[part], seeds[part],
-                                          config.decode_steps,
-                                          guidance_scale=config.decode_guidance,
-                                          precision=config.decode_precision)
+                                          settings)
                 recs += r
                 used += u
     for im, u in zip(images, used):

@@ -1,6 +1,6 @@
 """Image source: a data set, an arrival process, and an encoder cache.
 
-* Data sets: :class:`SceneSource` (the procedural scenes of :mod:`codec.data.scenes`, with
+* Data sets: :class:`SceneSource` (the procedural scenes of :mod:`benchmark.scenes`, with
   exact ground truth for the judge and their captions as the caption stream) and
   :class:`FolderSource` (any folder of images; no caption stream, no scene ground truth).
 * Arrivals: ``"periodic"`` (one image every ``interval`` slots, from time 0) or ``"poisson"``
@@ -46,7 +46,7 @@ class SourceItem:
 
 
 class SceneSource:
-    """Procedural scenes ``codec.data.scenes.generate(index, seed, size)``."""
+    """Procedural scenes ``benchmark.scenes.generate(index, seed, size)``."""
 
     def __init__(self, size: int = 64, seed: int = 0):
         if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 1024:
@@ -59,7 +59,7 @@ class SceneSource:
         return f"scenes-s{self.seed}-{self.size}px"
 
     def __getitem__(self, index: int) -> SourceItem:
-        from codec.data.scenes import generate
+        from benchmark.scenes import generate
 
         image, scene = generate(int(index), seed=self.seed, size=self.size)
         return SourceItem(int(index), image, scene.caption, scene)
@@ -69,7 +69,7 @@ class FolderSource:
     """Images of a folder in name order (index wraps around)."""
 
     def __init__(self, path: str | Path):
-        from codec.data.folder import list_images
+        from codec.image_io import list_images
 
         self.path = Path(path)
         self.paths = list_images(self.path)
@@ -82,7 +82,7 @@ class FolderSource:
         return f"folder-{self.path.name}-{h}"
 
     def __getitem__(self, index: int) -> SourceItem:
-        from codec.data.folder import load_rgb
+        from codec.image_io import load_rgb
 
         p = self.paths[int(index) % len(self.paths)]
         txt = p.with_suffix(".txt")

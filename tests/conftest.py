@@ -11,9 +11,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items):
+    """Tests by cost: every test of a trainer carries the ``training`` marker (select or skip
+    them with ``-m training`` / ``-m 'not training'``)."""
+    for item in items:
+        if "training" in item.path.parts[-3:-1]:
+            item.add_marker(pytest.mark.training)
+
+
 @pytest.fixture(scope="session")
 def judge():
-    from codec.judge import SceneJudge
+    from benchmark.judge import SceneJudge
 
     return SceneJudge()
 
@@ -23,12 +31,13 @@ def tiny_preset(tmp_path_factory):
     """A complete SDGIC preset folder of tiny random DPCD modules (UNet, ControlNet, RSRT) at
     16×16, using the shipped HCI rate points. Load it with ``SDGIC.from_pretrained(folder)``."""
     from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder
+    from codec.preset import Preset
     from codec.sdgic import WEIGHTS, write_preset
 
     unet, controlnet = tiny_dpcd_modules()
     folder = tmp_path_factory.mktemp("tiny_preset")
-    return write_preset(folder, "tiny-16", 16, unet, WEIGHTS / "hci-64",
-                        ["low", "mid", "high", "top"], "mid", controlnet=controlnet,
+    preset = Preset("tiny-16", 16, str(WEIGHTS / "hci-64"), ("low", "mid", "high", "top"), "mid")
+    return write_preset(folder, preset, unet, controlnet=controlnet,
                         rsrt_encoder=RSRTEncoder(num_tokens=4, width=16),
                         rsrt_embedding=RSRTEmbedding(num_tokens=4))
 
@@ -40,16 +49,17 @@ def tiny_native_preset(tmp_path_factory):
     encoder of ``photos-64`` (so tiles with different content get different tokens), 2 tokens
     per tile, no caption stream, 2 steps."""
     from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder
+    from codec.preset import DecodeSettings, Preset
     from codec.sdgic import WEIGHTS, write_preset
 
     trained = WEIGHTS / "photos-64"
     unet, cn = tiny_dpcd_modules()
-    return write_preset(tmp_path_factory.mktemp("native"), "tiny-native", 16, unet,
-                        WEIGHTS / "hci-photos", ["low", "top"], "low", controlnet=cn,
+    preset = Preset("tiny-native", 16, str(WEIGHTS / "hci-photos"), ("low", "top"), "low",
+                    decode=DecodeSettings(steps=2), size="native", tile_overlap=4, num_tokens=2,
+                    caption_stream=False)
+    return write_preset(tmp_path_factory.mktemp("native"), preset, unet, controlnet=cn,
                         rsrt_encoder=RSRTEncoder.from_pretrained(trained / "rsrt_encoder"),
-                        rsrt_embedding=RSRTEmbedding.from_pretrained(trained / "rsrt_embedding"),
-                        steps=2, size="native", tile_overlap=4, num_tokens=2,
-                        caption_stream=False)
+                        rsrt_embedding=RSRTEmbedding.from_pretrained(trained / "rsrt_embedding"))
 
 
 @pytest.fixture

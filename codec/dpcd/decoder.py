@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from diffusers import ControlNetModel, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+from diffusers import (ControlNetModel, DDPMScheduler, DPMSolverMultistepScheduler,
+                       UNet2DConditionModel)
 from diffusers.models.attention_processor import AttnProcessor2_0
 
 from codec.dpcd.configs import PATCH, scheduler_config
+from codec.preset import PRECISIONS, check_guidance_interval
 from codec.text_encoder import TextEncoder
 
 
@@ -116,7 +118,6 @@ def denoise(unet: UNet2DConditionModel, z: torch.Tensor, t, cond: torch.Tensor,
                 down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
 
 
-PRECISIONS = ("fp32", "bf16")
 
 
 def bf16_is_fast(device: str = "cpu") -> bool:
@@ -344,38 +345,6 @@ def _start(shape: tuple, noise: torch.Tensor | None, generator) -> torch.Tensor:
     if tuple(noise.shape) != shape:
         raise ValueError(f"noise must have shape {shape}; got {tuple(noise.shape)}")
     return noise.clone()
-
-
-def check_guidance_interval(interval) -> tuple[float, float]:
-    """``(lo, hi)`` floats with 0 <= lo <= hi <= 1, or a ValueError naming what was given."""
-    try:
-        if isinstance(interval, str):
-            raise TypeError
-        lo, hi = (float(v) for v in interval)
-    except (TypeError, ValueError):
-        raise ValueError(f"guidance_interval={interval!r}; expected two numbers (lo, hi) "
-                         "in [0, 1]") from None
-    if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"guidance_interval={interval!r}; expected 0 <= lo <= hi <= 1 "
-                         "(fractions of the training timesteps)")
-    return lo, hi
-
-
-def parse_guidance_interval(text: str) -> tuple[float, float]:
-    """``"lo:hi"`` (as command lines write it) → (lo, hi), checked."""
-    parts = text.split(":")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        return check_guidance_interval(parts)
-    except ValueError:
-        raise ValueError(f"guidance interval {text!r}: expected lo:hi with 0 <= lo <= hi <= 1, "
-                         "e.g. 0.3:1") from None
-
-
-def format_guidance_interval(interval: tuple[float, float]) -> str:
-    """(lo, hi) → ``"lo:hi"``, the form ``parse_guidance_interval`` reads."""
-    return f"{interval[0]:g}:{interval[1]:g}"
 
 
 def _pad_cat(a, am, b, bm):

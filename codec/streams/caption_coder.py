@@ -40,10 +40,10 @@ from typing import Iterable, Sequence
 
 from codec.errors import CorruptStreamError
 
-__all__ = ["CaptionCoder", "fit_model", "fit_scene_model", "scene_captions", "tokenize",
+__all__ = ["CaptionCoder", "fit_model", "tokenize",
            "detokenize", "DEFAULT_MODEL_PATH"]
 
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "caption_model.json"
+DEFAULT_MODEL_PATH = Path(__file__).with_name("caption_model.json")
 MODEL_FORMAT = "sdgic-caption-ngram"
 
 # Quantized probability tables: every table sums to TOTAL, every symbol has frequency >= 1 and
@@ -82,18 +82,6 @@ def detokenize(tokens: Sequence[str]) -> str:
     for i, t in enumerate(tokens):
         out.append(t if (i == 0 or t == ",") else " " + t)
     return "".join(out)
-
-
-def scene_captions(n: int, seed: int, start: int = 0, detail: str = "full") -> list[str]:
-    """Captions (at ``detail``, see ``Scene.describe``) of scenes ``start … start+n-1`` of
-    scene data set ``seed`` (no rendering)."""
-    import numpy as np
-
-    from codec.data.scenes import sample_scene
-
-    # generate(i, seed) draws its Scene from exactly this generator
-    return [sample_scene(np.random.default_rng([seed, i, 0])).describe(detail)
-            for i in range(start, start + n)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,15 +131,6 @@ def fit_model(captions: Iterable[str], order: int = 3, alpha: float = 1.0,
         "ngrams": {str(k): dict(sorted(c.items())) for k, c in ngrams.items()},
         "bytes": byte_counts,
     }
-
-
-def fit_scene_model(detail: str = "full", n: int = 20000, seed: int = 7001, order: int = 3,
-                    alpha: float = 1.0) -> dict:
-    """:func:`fit_model` on ``n`` scene captions at ``detail`` of scene data set ``seed`` (the
-    shipped ``caption_model.json`` is ``detail="full"`` with these defaults; about 3 s)."""
-    return fit_model(scene_captions(n, seed, detail=detail), order=order, alpha=alpha,
-                     source=f"{n} scene captions (detail {detail}), scene data set seed {seed} "
-                            "(codec.data.scenes.sample_scene)")
 
 
 def _quantize(probs: Sequence[float]) -> list[int]:
@@ -362,7 +341,7 @@ class CaptionCoder:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "CaptionCoder":
-        """Load a model JSON (default: the shipped ``codec/data/caption_model.json``)."""
+        """Load a model JSON (default: the shipped ``codec/streams/caption_model.json``)."""
         if path is None:
             return _default_coder()
         path = Path(path)
@@ -370,6 +349,11 @@ class CaptionCoder:
             raise FileNotFoundError(f"path={str(path)!r}: no caption model there; fit one with "
                                     "`python experiments/caption_bits.py --refit`")
         return cls(json.loads(path.read_text()))
+
+    @property
+    def is_default(self) -> bool:
+        """Whether this is the shipped model (``DEFAULT_MODEL_PATH``)."""
+        return self is _default_coder() or self.model == _default_coder().model
 
     def save(self, path: str | Path) -> Path:
         """Write the model as compact JSON to ``path``."""

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import zlib
 from pathlib import Path
 
@@ -56,12 +55,13 @@ from compressai.models import CompressionModel
 from compressai.models.utils import conv, deconv
 
 from codec.errors import CorruptStreamError
+from codec.image_io import to_rgb_uint8
 
 PRECISION = 12  # bits of the rANS frequency tables
 _M = 1 << PRECISION
 _MAX_STREAM_BYTES = 1 << 22  # a stream longer than this is rejected before decoding
 _ESCAPE_LEN_BITS = 6  # raw-value length of an escaped symbol, 0..32
-_SIZE_BITS = 16
+_SIZE_BITS = 16  # codec.image_io.MAX_SIDE = 1 << _SIZE_BITS
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
@@ -456,55 +456,6 @@ def build_model(config: dict) -> _HCIBase:
     return ARCHS[arch](**cfg)
 
 
-# --------------------------------------------------------------------------------------------
-# Images in any size and mode
-# --------------------------------------------------------------------------------------------
-
-def to_rgb_uint8(image) -> np.ndarray:
-    """PIL image (any mode), array (H, W), (H, W, 1|3|4) uint8/uint16/float in [0, 1], or tensor
-    (3, H, W) / (1, 3, H, W) float in [0, 1] → uint8 (H, W, 3). Alpha is dropped."""
-    try:
-        from PIL import Image
-        if isinstance(image, Image.Image):
-            image = np.asarray(image.convert("RGB"))
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(image, torch.Tensor):
-        t = image.detach().cpu()
-        if t.ndim == 4 and t.shape[0] == 1:
-            t = t[0]
-        if t.ndim != 3 or t.shape[0] not in (1, 3):
-            raise ValueError(f"image tensor must be (3, H, W) or (1, 3, H, W); got {tuple(t.shape)}")
-        image = t.permute(1, 2, 0).numpy()
-    a = np.asarray(image)
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {a.shape}")
-    if a.shape[-1] == 4:
-        a = a[..., :3]
-    if a.shape[-1] == 1:
-        a = np.repeat(a, 3, axis=-1)
-    if a.dtype == np.uint8:
-        pass
-    elif a.dtype == np.uint16:
-        a = (a.astype(np.float64) / 257.0).round().astype(np.uint8)
-    elif a.dtype == bool:
-        a = a.astype(np.uint8) * 255
-    elif np.issubdtype(a.dtype, np.floating):
-        if not np.isfinite(a).all():
-            raise ValueError("float image contains NaN or inf")
-        a = (np.clip(a, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-    else:
-        raise ValueError(f"image dtype {a.dtype} not supported; use uint8, uint16 or float")
-    h, w = a.shape[:2]
-    if h < 2 or w < 2:
-        raise ValueError(f"image is {h}×{w}; the HCI codec needs at least 2×2 pixels")
-    if h > (1 << _SIZE_BITS) or w > (1 << _SIZE_BITS):
-        raise ValueError(f"image is {h}×{w}; sides up to {1 << _SIZE_BITS} are supported")
-    return np.ascontiguousarray(a)
-
-
 def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     if tuple(x.shape[-2:]) == (h, w):
         return x
@@ -605,13 +556,13 @@ class HCICodec:
         folder = Path(folder)
         if not (folder / CONFIG_NAME).is_file():
             raise FileNotFoundError(f"{folder} needs {CONFIG_NAME} and {WEIGHTS_NAME}; train one "
-                                    "with `python -m codec.streams.train_hci --out FOLDER`")
+                                    "with `python -m training.hci --out FOLDER`")
         cfg = json.loads((folder / CONFIG_NAME).read_text())
         weights = folder / cfg.pop("weights", WEIGHTS_NAME)
         if not weights.is_file():
             raise FileNotFoundError(f"{folder} needs {CONFIG_NAME} and {weights.name} "
                                     f"({weights} is missing); train one with "
-                                    "`python -m codec.streams.train_hci --out FOLDER`")
+                                    "`python -m training.hci --out FOLDER`")
         model = build_model(cfg.pop("model"))
         model.load_state_dict(load_file(str(weights)))
         cfg.pop("entropy_coder", None)

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from codec.errors import CorruptStreamError
-from codec.streams.hci import (HCICodec, RansDecoder, RansEncoder, _deterministic,
-                               _RecordingDecoder, to_rgb_uint8)
+from codec.image_io import to_rgb_uint8
+from codec.streams.hci import HCICodec, RansDecoder, RansEncoder, _deterministic, _RecordingDecoder
 
 
 class SliceError(CorruptStreamError):
@@ -89,7 +89,7 @@ class SlicedHCI:
 
     # ---- coding --------------------------------------------------------------------------
     def encode(self, image) -> list[bytes]:
-        """Any image (``hci.to_rgb_uint8``) → one bytes string per slice, top to bottom."""
+        """Any image (``codec.image_io.to_rgb_uint8``) → one bytes string per slice, top to bottom."""
         rgb = to_rgb_uint8(image)
         with _deterministic():
             x = self.codec._to_model_input(rgb)

@@ -1,16 +1,18 @@
 """Usage: pack_minilm.py OUT_DIR. Pack the offline MiniLM for a GPU machine whose file budget cannot hold it whole: fp16, and
 only the word-embedding rows that scene captions can use (every other row is zero there)."""
-import json, shutil, sys
+import json
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-
-from codec.captioner import background_words
-from codec.data.scenes import COLOUR_NAMES, SHAPES, SIZES, TEXTURES, _POSITION_PHRASES
-from codec.text_encoder import minilm_path
 from transformers import AutoTokenizer
+
+from benchmark.captioner import background_words
+from benchmark.scenes import _POSITION_PHRASES, COLOUR_NAMES, SHAPES, SIZES, TEXTURES
+from codec.text_encoder import minilm_path
 
 src, out = minilm_path(), Path(sys.argv[1])
 out.mkdir(parents=True, exist_ok=True)

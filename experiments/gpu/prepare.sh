@@ -5,7 +5,7 @@
 #   .gpu/minilm/ : the offline MiniLM packed in fp16 with only the scene-caption vocabulary rows
 # The device tool's 64 MiB working-tree limit is why: the full wheel + fp32 MiniLM do not fit
 # beside the preset. Then: device run `bash experiments/gpu/run.sh 560 128 3e-4 14` with
-# carry [".whl", ".gpu"] (move codec/weights/judge, results/ and tests/ aside for the call).
+# carry [".whl", ".gpu"] (move benchmark/weights/judge, results/ and tests/ aside for the call).
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 for d in /.whl/ /.gpu/; do grep -qx "$d" .git/info/exclude 2>/dev/null || echo "$d" >> .git/info/exclude; done

@@ -17,9 +17,9 @@ echo "setup took $((NOW - T0)) s; training for $MIN min"
 python3 - <<PY 2>&1 | grep -v "Loading weights\|it/s\]" | tail -40
 import time, torch
 t = time.time()
-from codec.dpcd.train_dpcd import train_dpcd
+from training.dpcd import train_dpcd
 train_dpcd("/tmp/run", stage="rsrt", steps=1000000, batch_size=$BATCH, lr=$LR,
-           init="codec/weights/scenes-64", captioner="codec/weights/captioner",
+           init="codec/weights/scenes-64", captioner="benchmark/weights/captioner",
            export="/tmp/export", device="cuda", workers=$WORKERS, bf16=True,
            text_encoder="/tmp/minilm", save_every=1000, sample_every=0, max_minutes=$MIN)
 print("train_dpcd returned after", round(time.time() - t), "s; peak GPU GiB",

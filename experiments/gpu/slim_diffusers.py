@@ -9,7 +9,7 @@ from pathlib import Path
 
 wheel, out = Path(sys.argv[1]), Path(sys.argv[2])
 with tempfile.TemporaryDirectory() as tmp:
-    from codec.dpcd.train_dpcd import train_dpcd
+    from training.dpcd import train_dpcd
 
     train_dpcd(Path(tmp) / "c", stage="control", steps=2, config="tiny", batch_size=2,
                save_every=2, threads=1, sample_every=0, export=Path(tmp) / "p")

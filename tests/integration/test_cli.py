@@ -51,3 +51,25 @@ def test_bad_arguments_exit_cleanly(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["data", "scenes", "--n", "-1", "--out", str(tmp_path)])
     assert e.value.code == 2
+
+
+def test_train_lists_every_stage_and_forwards_the_hci_trainers(capsys):
+    from pathlib import Path
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    assert e.value.code == 0
+    listed = capsys.readouterr().out
+    root = Path(__file__).resolve().parents[2]
+    trainers = sorted(p.stem for p in (root / "training").glob("*.py")
+                      if "def main" in p.read_text() or "def train_" in p.read_text())
+    stage = {"hci_photos": "hci-photos"}
+    helpers = {"dpcd_data", "native_pairs", "token_head"}   # used by the trainers, not trainers
+    for t in set(trainers) - helpers:
+        assert stage.get(t, t) in listed, f"training/{t}.py has no `sdgic train` stage"
+    with pytest.raises(SystemExit) as e:
+        main(["train", "hci-photos", "--help"])
+    assert e.value.code == 0 and "usage: sdgic train hci-photos" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:   # the trainer's own flag checks
+        main(["train", "hci", "--out", "x"])
+    assert e.value.code == 2 and "--lmbda" in capsys.readouterr().err

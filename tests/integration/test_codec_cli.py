@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from codec.data.scenes import generate
+from benchmark.scenes import generate
 from experiments.cli import main
 
 

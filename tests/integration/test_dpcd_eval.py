@@ -53,7 +53,7 @@ def test_dpcd_eval_variants_subsets_and_outputs(tmp_path, tiny_preset, capsys):
 
 
 def test_stream_gains_pair_images_within_each_rate():
-    from experiments.dpcd_eval import stream_gains
+    from benchmark.codec_eval import stream_gains
 
     rng = np.random.default_rng(0)
     rows = []

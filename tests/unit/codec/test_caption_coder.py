@@ -6,9 +6,9 @@ import random
 import numpy as np
 import pytest
 
+from benchmark.scene_captions import scene_captions
 from codec.errors import CorruptStreamError
-from codec.streams.caption_coder import (CaptionCoder, detokenize, fit_model, scene_captions,
-                                         tokenize)
+from codec.streams.caption_coder import CaptionCoder, detokenize, fit_model, tokenize
 
 # The shipped model is fitted on scene seed 7001; these seeds are held out.
 HELD_OUT_SEED = 2002

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.scenes import generate
 from codec.container import EncodedImage
-from codec.data.scenes import generate
 from codec.streams.caption_coder import CaptionCoder
 from codec.streams.hci import HCICodec
 

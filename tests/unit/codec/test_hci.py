@@ -184,7 +184,7 @@ def test_save_load_identity(tmp_path, arch):
 
 
 def test_from_pretrained_missing_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="train_hci"):
+    with pytest.raises(FileNotFoundError, match="training.hci"):
         HCICodec.from_pretrained(tmp_path / "nope")
 
 
@@ -210,7 +210,7 @@ def test_shipped_rate_points_increase_in_bits_and_psnr():
     folders = _shipped()
     if len(folders) < 3:
         pytest.skip(f"shipped HCI weights absent ({WEIGHTS} has {len(folders)} rate points); "
-                    "train them with `python -m codec.streams.train_hci`")
+                    "train them with `python -m training.hci`")
     cards = [json.loads((f / "model_card.json").read_text()) for f in folders]
     cards.sort(key=lambda c: c["eval"]["bits_per_image"])
     bits = [c["eval"]["bits_per_image"] for c in cards]
@@ -221,7 +221,7 @@ def test_shipped_rate_points_increase_in_bits_and_psnr():
     for f in folders:  # small models, safetensors only; they load and code a scene
         assert (f / "model.safetensors").stat().st_size < 2 * 1024 * 1024
         codec = HCICodec.from_pretrained(f)
-        from codec.data.scenes import generate
+        from benchmark.scenes import generate
 
         img, _ = generate(0, seed=6007, size=64)
         data = codec.encode(img)

@@ -64,9 +64,9 @@ def test_range_penalty_and_capped_gain():
 def test_attribute_head_teaches_the_tokens_what_the_caption_leaves_out():
     """Tokens + head trained on the attribute loss alone learn to carry each scene's shapes
     (which the null caption does not state): the loss falls and the head reads shapes back."""
-    from codec.captioner import attribute_targets, captioner_loss, SceneCaptioner
-    from codec.data.scene_dataset import render_scenes
-    from codec.dpcd.rsrt import TokenAttributeHead
+    from benchmark.captioner import SceneCaptioner, attribute_targets, captioner_loss
+    from benchmark.scene_dataset import render_scenes
+    from training.token_head import TokenAttributeHead
 
     torch.manual_seed(0)
     images, _ = render_scenes(16, seed=11, size=32)

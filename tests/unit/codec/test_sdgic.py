@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmark.scenes import generate
 from codec.container import ContainerError, EncodedImage
-from codec.data.scenes import generate
 from codec.sdgic import SDGIC
 
 
@@ -114,6 +114,10 @@ def test_wrong_preset_bad_rate_and_missing_folder(codec, scene, tmp_path):
     with pytest.raises(FileNotFoundError, match="preset 'nope' not found"):
         SDGIC.from_pretrained("nope")
     (tmp_path / "preset.json").write_text('{"preset": "x", "resolution": 16, "hci": {}}')
+    with pytest.raises(ValueError, match="preset.json: hci={}"):
+        SDGIC.from_pretrained(tmp_path)
+    (tmp_path / "preset.json").write_text('{"preset": "x", "resolution": 16, "hci": '
+                                          '{"rate_points": ["mid"]}}')
     with pytest.raises(FileNotFoundError, match="no unet/"):
         SDGIC.from_pretrained(tmp_path)
 
@@ -128,6 +132,7 @@ def test_stable_diffusion_style_folder(tmp_path):
     from transformers import BertConfig, BertModel
 
     from codec.dpcd.decoder import LatentSpace
+    from codec.preset import Preset
     from codec.sdgic import WEIGHTS, write_preset
     from codec.text_encoder import minilm_path
 
@@ -142,9 +147,9 @@ def test_stable_diffusion_style_folder(tmp_path):
                                 attention_head_dim=2, norm_num_groups=8, cross_attention_dim=32)
     cn = ControlNetModel.from_unet(unet, conditioning_channels=4,
                                    conditioning_embedding_out_channels=(16,))
-    folder = write_preset(tmp_path / "sd", "sd-tiny", 16, unet, WEIGHTS / "hci-64",
-                          ["low", "mid"], "mid", controlnet=cn)
-    vae.save_pretrained(folder / "vae")
+    folder = write_preset(tmp_path / "sd", Preset("sd-tiny", 16, str(WEIGHTS / "hci-64"),
+                                                  ("low", "mid"), "mid"), unet, controlnet=cn,
+                          vae=vae)
     BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=37)).save_pretrained(folder / "text_encoder")
     (folder / "tokenizer").mkdir()
@@ -203,7 +208,8 @@ def test_preset_caption_detail(tiny_preset, codec, tmp_path):
     (folder / "preset.json").write_text(json.dumps({**cfg, "caption_detail": "layout"}))
     with pytest.raises(ValueError, match="no 'caption_model'"):    # full-caption model
         SDGIC.from_pretrained(folder)
-    from codec.streams.caption_coder import CaptionCoder, fit_scene_model
+    from benchmark.scene_captions import fit_scene_model
+    from codec.streams.caption_coder import CaptionCoder
 
     CaptionCoder(fit_scene_model("layout", n=500)).save(folder / "layout_model.json")
     (folder / "preset.json").write_text(json.dumps({**cfg, "caption_detail": "layout",
@@ -213,7 +219,7 @@ def test_preset_caption_detail(tiny_preset, codec, tmp_path):
     text = generate(3, seed=11)[1].describe("layout")
     assert len(layout.caption_coder.encode(text)) < len(codec.caption_coder.encode(text))
     (folder / "preset.json").write_text(json.dumps({**cfg, "caption_detail": "brief"}))
-    with pytest.raises(ValueError, match="caption_detail='brief' in .*preset.json"):
+    with pytest.raises(ValueError, match="preset.json: caption_detail='brief'"):
         SDGIC.from_pretrained(folder)
 
 

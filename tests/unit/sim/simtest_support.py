@@ -14,4 +14,4 @@ RAYLEIGH = Scenario.from_dict({"name": "rayleigh-test",
 RAYLEIGH_LS = Scenario.from_dict({"name": "rayleigh-ls-test",
                                   "channel": {"model": "RAYLEIGH", "ue_speed_kmh": 30},
                                   "receiver": {"channel_estimation": "ls"}})
-BASELINE = "experiments.sim_baseline_codec:BaselineCodec"
+BASELINE = "sim.baseline_codec:BaselineCodec"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from codec.data.scenes import generate
+from benchmark.scenes import generate
 from sim.decode_cache import DecodeCache
 
 
@@ -9,7 +9,7 @@ class CountingCodec:
     """Baseline codec that counts decoder calls and their batch sizes."""
 
     def __init__(self):
-        from experiments.sim_baseline_codec import BaselineCodec
+        from sim.baseline_codec import BaselineCodec
 
         self.inner = BaselineCodec()
         self.preset = self.inner.preset
@@ -71,13 +71,25 @@ def test_guidance_reaches_the_codec_and_keys_the_cache():
     codec = GuidedCodec()
     enc = [codec.encode(generate(0, seed=2, size=64)[0], caption="a red star")]
     cache = DecodeCache()
-    a = cache.decode(codec, "fp", enc, [1], guidance_scale=2.0)[0]
-    b = cache.decode(codec, "fp", enc, [1], guidance_scale=5.0)[0]
+    a = cache.decode(codec, "fp", enc, [1], {"guidance_scale": 2.0})[0]
+    b = cache.decode(codec, "fp", enc, [1], {"guidance_scale": 5.0})[0]
     assert cache.misses == 2 and codec.batches == [2.0, 5.0]
     assert not np.array_equal(a, b)
-    cache.decode(codec, "fp", enc, [1], guidance_scale=5.0)
+    cache.decode(codec, "fp", enc, [1], {"guidance_scale": 5.0})
     assert cache.hits == 1
+    cache.decode(codec, "fp", enc, [1], {"guidance_scale": 5.0, "guidance_interval": (0.3, 1)})
+    assert cache.misses == 3                         # another interval, another reconstruction
     # None keeps the codec's default; a codec without the keyword is decoded with its own
     decode_images(codec, enc, [1])
     assert codec.batches[-1] == 1.0
-    assert decode_images(CountingCodec(), enc, [1], guidance_scale=5.0)[0].shape == (64, 64, 3)
+    assert decode_images(CountingCodec(), enc, [1], settings={"guidance_scale": 5.0})[0].shape \
+        == (64, 64, 3)
+
+
+def test_a_factory_spec_naming_the_old_module_still_loads():
+    from sim.baseline_codec import BaselineCodec
+    from sim.codec_api import load_codec
+
+    with pytest.warns(DeprecationWarning, match="sim.baseline_codec"):
+        codec = load_codec("experiments.sim_baseline_codec:BaselineCodec")
+    assert isinstance(codec, BaselineCodec)

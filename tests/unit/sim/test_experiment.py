@@ -19,7 +19,7 @@ def write(tmp_path, body: str) -> Path:
 
 GOOD = """
     name = "t"
-    codec = "experiments.sim_baseline_codec:BaselineCodec"
+    codec = "sim.baseline_codec:BaselineCodec"
     num_images = 3
     [grid]
     scenarios = ["SCEN"]
@@ -57,6 +57,14 @@ def test_grid_from_toml(tmp_path):
         "enabled = false", 'enabled = false\n    precision = "bf16"'))).points()
     assert {p.decode_precision for p in bf16} == {"bf16"}
     assert bf16[0].point_id() != pts[0].point_id()
+    assert "decode_guidance_interval" not in pts[0].to_dict()
+    late = load_experiment(write(tmp_path, GOOD.replace(
+        "enabled = false", "enabled = false\n    guidance_interval = [0.3, 1.0]"))).points()
+    assert {p.decode_guidance_interval for p in late} == {(0.3, 1.0)}
+    assert late[0].point_id() != pts[0].point_id()
+    with pytest.raises(ValueError, match=r"decode\.guidance_interval"):
+        load_experiment(write(tmp_path, GOOD.replace(
+            "enabled = false", "enabled = false\n    guidance_interval = [1, 0]")))
     assert len({p.point_id() for p in pts}) == len(pts)      # ids are distinct and stable
     assert [p.point_id() for p in load_experiment(write(tmp_path, GOOD)).points()] == \
         [p.point_id() for p in pts]
@@ -167,11 +175,11 @@ def test_bad_auto_mcs_spelling(tmp_path):
 def test_relative_codec_folder_resolves_next_to_the_file(tmp_path):
     (tmp_path / "my-preset").mkdir()
     exp = load_experiment(write(tmp_path, GOOD.replace(
-        'codec = "experiments.sim_baseline_codec:BaselineCodec"', 'codec = "my-preset"')))
+        'codec = "sim.baseline_codec:BaselineCodec"', 'codec = "my-preset"')))
     assert {p.codec for p in exp.points()} == {str(tmp_path / "my-preset")}
     # a preset name with no such folder stays a name
     exp = load_experiment(write(tmp_path, GOOD.replace(
-        'codec = "experiments.sim_baseline_codec:BaselineCodec"', 'codec = "scenes-64"')))
+        'codec = "sim.baseline_codec:BaselineCodec"', 'codec = "scenes-64"')))
     assert {p.codec for p in exp.points()} == {"scenes-64"}
 
 
@@ -196,7 +204,7 @@ def test_photos_quick_experiment_loads_and_a_folder_run_plots_psnr(tmp_path, tin
     assert uep.hci.mcs == 3 and uep.hci.priority == 0 and uep.rsrt.mcs == 9
     # a folder data set has no judge: the run's plot is PSNR against SNR
     small = body.replace('codec = "photos-64"',
-                         'codec = "experiments.sim_baseline_codec:BaselineCodec"').replace(
+                         'codec = "sim.baseline_codec:BaselineCodec"').replace(
         "num_images = 8", "num_images = 2").replace("[-2.0, 2.0, 6.0, 10.0]", "[5.0]").replace(
         '["eep", "uep", "uep_photos"]', '["uep_photos"]').replace("[0, 1, 2, 3]", "[0]")
     assert main(["sim", str(write(tmp_path, small)), "--out", str(tmp_path / "run")]) == 0

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from codec.data.scenes import generate
+from benchmark.scenes import generate
 from sim import make_policy
 from sim.packetizer import Packetizer, max_payload_bits
 from sim.receiver import ImageInFlight, Receiver

@@ -3,11 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from simtest_support import AWGN, BASELINE, RAYLEIGH, RAYLEIGH_LS
 
 from sim import SimConfig, make_policy
 from sim.simulation import simulate
-
-from simtest_support import AWGN, BASELINE, RAYLEIGH, RAYLEIGH_LS
 
 
 def cfg(**kw):
@@ -321,22 +320,25 @@ def test_decode_cache_reuses_reconstructions_across_points():
 
 @pytest.mark.parametrize("cache", [True, False])
 def test_decode_guidance_reaches_the_decoder(cache):
-    from experiments.sim_baseline_codec import BaselineCodec
+    from sim.baseline_codec import BaselineCodec
 
     class Guided(BaselineCodec):
         seen = []
 
-        def decode_batch(self, encoded, seeds, guidance_scale=1.0, precision="fp32"):
-            Guided.seen.append((guidance_scale, precision))
+        def decode_batch(self, encoded, seeds, guidance_scale=1.0, precision="fp32",
+                         guidance_interval=(0.0, 1.0)):
+            Guided.seen.append((guidance_scale, precision, tuple(guidance_interval)))
             return [self.decode(e, s) for e, s in zip(encoded, seeds)]
 
     codec = Guided()
     simulate(cfg(seed=4, snr_db=20.0, decode=True, decode_cache=cache, decode_guidance=2.5),
              codec=codec)
-    assert Guided.seen and set(Guided.seen) == {(2.5, "fp32")}   # precision: the codec's
+    assert Guided.seen and set(Guided.seen) == {(2.5, "fp32", (0.0, 1.0))}   # the rest: codec's
     Guided.seen.clear()
     simulate(cfg(seed=4, snr_db=20.0, decode=True, decode_cache=cache, decode_guidance=2.5,
-                 decode_precision="bf16"), codec=codec)
-    assert Guided.seen and set(Guided.seen) == {(2.5, "bf16")}
+                 decode_precision="bf16", decode_guidance_interval=(0.3, 1.0)), codec=codec)
+    assert Guided.seen and set(Guided.seen) == {(2.5, "bf16", (0.3, 1.0))}
     with pytest.raises(ValueError, match="decode_precision"):
         cfg(decode_precision="fp16")
+    with pytest.raises(ValueError, match="decode_guidance_interval"):
+        cfg(decode_guidance_interval=(0.8, 0.2))

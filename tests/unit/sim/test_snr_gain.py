@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.snr_gain import snr_gain, snr_to_reach
+from sim.snr_gain import snr_gain, snr_to_reach
 
 
 def test_snr_to_reach_interpolates_and_reports_never():

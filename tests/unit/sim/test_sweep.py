@@ -2,11 +2,10 @@
 
 import pandas as pd
 import pytest
+from simtest_support import BASELINE, RAYLEIGH, RAYLEIGH_LS
 
 from sim.experiment import Experiment
 from sim.sweep import ResultsStore, run_sweep
-
-from simtest_support import BASELINE, RAYLEIGH, RAYLEIGH_LS
 
 
 def experiment(scenario=RAYLEIGH, snr_db=(2.0, 8.0), **kw):
@@ -56,6 +55,7 @@ def test_changed_experiment_does_not_reuse_points(tmp_path, baseline_codec):
     assert set(a.point_id).isdisjoint(b.point_id)
 
 
+@pytest.mark.ray
 def test_ray_two_workers_match_serial(tmp_path):
     # real Ray, 2 local workers: each builds its own link and runs its share of the points
     # after others; records equal the serial run's. LS estimation at SNRs where the pilots
@@ -69,7 +69,7 @@ def test_ray_two_workers_match_serial(tmp_path):
 
 
 def test_codec_object_override_is_part_of_the_points(tmp_path, baseline_codec):
-    from experiments.sim_baseline_codec import BaselineCodec
+    from sim.baseline_codec import BaselineCodec
 
     exp = experiment()
     by_spec = run_sweep(exp, tmp_path, progress=False)
@@ -172,6 +172,7 @@ class FakeRay:
         return ref.value
 
 
+@pytest.mark.ray
 def test_ray_failure_keeps_the_finished_points(tmp_path, monkeypatch, baseline_codec):
     import sys
 
@@ -192,11 +193,12 @@ def test_ray_failure_keeps_the_finished_points(tmp_path, monkeypatch, baseline_c
     assert ran == [i for i in ids if i not in done]
 
 
+@pytest.mark.ray
 def test_ray_path_ships_a_codec_object_once(tmp_path, monkeypatch, baseline_codec):
     import pickle
     import sys
 
-    from experiments.sim_baseline_codec import BaselineCodec
+    from sim.baseline_codec import BaselineCodec
 
     other = BaselineCodec(rate="low")
     exp = experiment()

@@ -1,0 +1,2 @@
+"""The trainers of every model (``sdgic train <stage>``). Uses ``codec`` and ``benchmark``;
+neither imports it."""
