@@ -348,6 +348,26 @@ class Link:
         """How a ``packet_bits`` packet is carried at ``mcs_index`` (REs, TBS, code blocks)."""
         return transport_format(packet_bits, mcs_index, self.scenario.mcs_table)
 
+    def packet_error_rate(self, packet_bits, mcs_index, sinr_db, calibration=None
+                          ) -> np.ndarray:
+        """The abstraction's error probability of packets of ``packet_bits`` (int or [n]) at
+        ``mcs_index`` (int or [n]) and effective SINR ``sinr_db`` (float or [n], dB): Sionna's
+        BLER tables at each packet's code-block size, after ``calibration``'s offset
+        (default: this link's own; a :class:`~channels.calibration.Calibration` to model a
+        link as a transmitter would, whatever the mode). Returns float [n]."""
+        bits, mcs, sinr_db = (a.copy() for a in np.broadcast_arrays(
+            np.atleast_1d(np.asarray(packet_bits, int)), np.asarray(mcs_index, int),
+            np.asarray(sinr_db, float)))
+        cal = calibration if calibration is not None else self.calibration
+        if cal is not None:
+            for m in np.unique(mcs):
+                at = mcs == m
+                sinr_db[at] += cal.offsets_db(int(m), bits[at])
+        fmts = [self.transport_format(int(b), int(m)) for b, m in zip(bits, mcs)]
+        return transport_block_error(self.scenario.mcs_table, mcs,
+                                     [f.cb_size for f in fmts], [f.num_cb for f in fmts],
+                                     10.0 ** (sinr_db / 10.0))
+
     def max_payload_bits(self, mcs_index: int) -> int:
         """Largest single packet [bits] that fits in one slot at ``mcs_index``."""
         lo, hi = 1, 1_000_000

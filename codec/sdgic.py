@@ -106,6 +106,7 @@ class SDGIC:
     caption_detail: str = "full"
     caption_stream: bool = True
     card: dict = field(default_factory=dict)
+    folder: Path | None = None       # the preset folder it was loaded from (data beside it)
     vae: AutoencoderKL | None = None
     size: str = "square"
     tile_overlap: int = 16
@@ -183,7 +184,7 @@ class SDGIC:
                   caption_detail=cfg.caption_detail, caption_stream=cfg.caption_stream,
                   num_tokens=cfg.num_tokens,
                   card=json.loads(card_path.read_text()) if card_path.is_file() else {},
-                  vae=vae, size=cfg.size, tile_overlap=cfg.tile_overlap)
+                  vae=vae, size=cfg.size, tile_overlap=cfg.tile_overlap, folder=folder)
         k = 0 if rsrt_enc is None else int(rsrt_enc.config.num_tokens)
         if kw["num_tokens"] is not None and kw["num_tokens"] > k:
             raise ValueError(f"{folder / PRESET_FILE}: num_tokens={kw['num_tokens']} but " + (

@@ -221,6 +221,52 @@ def cmd_eval(a):
     print(f"wrote {out / 'per_image.csv'} and {out / 'summary.csv'}")
 
 
+def cmd_subset_table(a):
+    import shlex
+
+    import numpy as np
+
+    from benchmark.codec_eval import held_out
+    from benchmark.subset_table import TABLE_FILE, measure_subset_table
+    from codec.provenance import git_commit
+    from codec.sdgic import SDGIC
+
+    codec = SDGIC.from_pretrained(a.preset)
+    images, scenes, captions, _, desc = held_out(codec, a.n, photos=a.photos)
+    metric = a.metric or ("consistency" if scenes is not None else "psnr")
+    if metric == "consistency":
+        if scenes is None:
+            raise ValueError("--metric consistency needs scenes (the judge scores scenes); "
+                             "photos take psnr or inception_similarity")
+        from benchmark.judge import SceneJudge
+
+        judge = SceneJudge()
+        score = lambda recs: [s["consistency"] for s in judge.consistency(recs, scenes)]  # noqa: E731
+    elif metric == "psnr":
+        from benchmark.metrics import psnr
+
+        score = lambda recs: psnr(images, recs)  # noqa: E731
+    else:
+        from benchmark.metrics import inception_features
+
+        feats = inception_features()
+        ref = feats(images)
+
+        def score(recs):
+            rec = feats(recs)
+            return (ref * rec).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(rec, axis=1))
+    table = measure_subset_table(
+        codec, images, captions, score, rates=a.rates, token_counts=a.tokens, steps=a.steps,
+        batch=a.batch, metric=metric,
+        provenance={"command": shlex.join(["sdgic", *a.argv]), "commit": git_commit(),
+                    "data": desc})
+    out = Path(a.out) if a.out else codec.folder / TABLE_FILE
+    table.save(out)
+    for (rate, k), p in table.points.items():
+        print(f"{rate} k={k}: " + "  ".join(f"{n} {v:.3f}" for n, v in p["value"].items()))
+    print(f"wrote {out}")
+
+
 def cmd_demo(a):
     from experiments.demo import run_demo
 
@@ -379,6 +425,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-inception", action="store_true", help="skip Inception similarity/FID")
     s.add_argument("--out", default="eval", help="where per_image.csv and summary.csv go")
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("subset-table", help="what each received stream subset is worth (the "
+                                            "semantic policy's table), measured")
+    s.add_argument("--preset", required=True, help="SDGIC preset name or folder")
+    s.add_argument("--n", type=_positive(int), default=64, help="held-out images")
+    s.add_argument("--photos", help="a `sdgic data photos` folder (default: held-out scenes)")
+    s.add_argument("--metric", choices=("consistency", "psnr", "inception_similarity"),
+                   help="default: consistency for scenes, psnr for photos")
+    s.add_argument("--rates", nargs="+", help="HCI rate points (default: all)")
+    s.add_argument("--tokens", type=int, nargs="+", help="RSRT token counts (default: the "
+                                                         "preset's)")
+    s.add_argument("--steps", type=_positive(int), help="decoder steps (default: the preset's)")
+    s.add_argument("--batch", type=_positive(int), default=16)
+    s.add_argument("--out", help="JSON file (default: subset_table.json in the preset folder)")
+    s.set_defaults(func=cmd_subset_table)
 
     s = sub.add_parser("demo", help="data-and-metrics demo: what a thumbnail or JPEG keeps")
     s.add_argument("--out", default="results/demo")

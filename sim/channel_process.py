@@ -40,11 +40,13 @@ class ChannelProcess:
         (``"deadline"``) or after their last transmission (``"retx"``).
     trace : list, optional
         If given, one dict per packet transmission is appended.
+    on_result : callable (packet, ack, mcs) -> None, optional
+        Told the HARQ outcome of every transmission (``packet.attempts`` counts it).
     """
 
     def __init__(self, env, link, state, snr_db: float, scheduler, out: Callable,
                  link_adaptation=None, on_drop: Optional[Callable] = None,
-                 trace: Optional[list] = None):
+                 trace: Optional[list] = None, on_result: Optional[Callable] = None):
         self.env, self.link, self.state = env, link, state
         self.snr_db = float(snr_db)
         self.scheduler = scheduler
@@ -52,6 +54,7 @@ class ChannelProcess:
         self.la = link_adaptation
         self.on_drop = on_drop
         self.trace = trace
+        self.on_result = on_result
         self.slots_used = 0
         self.re_used = 0
         self.max_re_in_slot = 0
@@ -89,6 +92,8 @@ class ChannelProcess:
             sinr = None if res.sinr_eff_db is None else float(res.sinr_eff_db[i])
             if self.la is not None and p.attempts == 1 and self.la.adapts(p.stream):
                 self.la.feedback(p.stream, ok, sinr)
+            if self.on_result is not None:
+                self.on_result(p, ok, int(plan.mcs))
             if self.trace is not None:
                 self.trace.append(dict(slot=slot, image_id=p.image_id, stream=p.stream, seq=p.seq,
                                        size_bits=int(p.size_bits), mcs=int(plan.mcs),

@@ -130,13 +130,12 @@ class Packetizer:
         return int(sum(self.link.transport_format(p.size_bits, self._mcs(p.stream)).num_re
                        for p in self.packetize(encoded, 0, 0.0, 1.0)))
 
-    def packetize(self, encoded, image_id: int, created: float, deadline: float) -> list[Packet]:
-        """All packets of one image, caption first, then HCI, then RSRT."""
-        out: list[Packet] = []
+    def _layout(self, encoded) -> list[tuple]:
+        """Where each packet of ``encoded`` comes from, in packet order: ``(stream, seq,
+        num_packets, slice, bits)`` with ``bits`` the payload bits (uint8 0/1) or, for RSRT,
+        ``(tokens, token bits)``."""
+        out: list = []
         for s in STREAMS:
-            sp = self.policy[s]
-            common = dict(stream=s, image_id=image_id, priority=sp.priority, deadline=deadline,
-                          created=created, mcs=sp.mcs, max_retx=sp.max_retx)
             if s == "rsrt":
                 tokens = encoded.rsrt_tokens
                 if not tokens:
@@ -150,10 +149,7 @@ class Packetizer:
                     per = min(per, self.rsrt_tokens_per_packet)
                 groups = [tuple(range(i, min(i + per, len(tokens))))
                           for i in range(0, len(tokens), per)]
-                for seq, g in enumerate(groups):
-                    bits = token_bits([tokens[i] for i in g], b)
-                    out.append(Packet(seq=seq, size_bits=len(bits), payload=bits, tokens=g,
-                                      num_packets=len(groups), **common))
+                out += [(s, seq, len(groups), -1, (g, b)) for seq, g in enumerate(groups)]
                 continue
             if s == "hci" and encoded.hci_slices is not None:
                 parts = [(i, v) for i, v in enumerate(encoded.hci_slices) if v]
@@ -165,7 +161,29 @@ class Packetizer:
                 bits = _bits_of(data)
                 edges = self._edges(s, len(bits))
                 chunks += [(index, bits[a:b]) for a, b in zip(edges[:-1], edges[1:])]
-            for seq, (index, chunk) in enumerate(chunks):
-                out.append(Packet(seq=seq, size_bits=len(chunk), payload=chunk,
-                                  num_packets=len(chunks), slice=index, **common))
+            out += [(s, seq, len(chunks), index, chunk) for seq, (index, chunk) in enumerate(chunks)]
+        return out
+
+    def packet_sizes(self, encoded) -> dict[str, list[int]]:
+        """Payload bits of each packet of ``encoded``, per stream (what :meth:`packetize`
+        makes, without building the packets)."""
+        out: dict = {s: [] for s in STREAMS}
+        for s, _, _, _, bits in self._layout(encoded):
+            out[s].append(len(bits[0]) * bits[1] if s == "rsrt" else len(bits))
+        return out
+
+    def packetize(self, encoded, image_id: int, created: float, deadline: float) -> list[Packet]:
+        """All packets of one image, caption first, then HCI, then RSRT."""
+        out: list[Packet] = []
+        for s, seq, n, index, bits in self._layout(encoded):
+            sp = self.policy[s]
+            common = dict(stream=s, image_id=image_id, priority=sp.priority, deadline=deadline,
+                          created=created, mcs=sp.mcs, max_retx=sp.max_retx, seq=seq,
+                          num_packets=n)
+            if s == "rsrt":
+                g, b = bits
+                bits = token_bits([encoded.rsrt_tokens[i] for i in g], b)
+                out.append(Packet(size_bits=len(bits), payload=bits, tokens=g, **common))
+            else:
+                out.append(Packet(size_bits=len(bits), payload=bits, slice=index, **common))
         return out

@@ -10,6 +10,9 @@ A :class:`ProtectionPolicy` maps each stream (caption, hci, rsrt) to a
 * ``"adaptive"`` -- UEP priorities, MCS chosen per stream by Sionna SYS outer-loop link
   adaptation (:class:`~sim.link_adaptation.StreamLinkAdaptation`) with a tighter BLER target
   for caption and RSRT than for the HCI.
+* ``"semantic"`` -- per image, each stream's MCS, retransmission limit and order (or not
+  sending it) chosen to maximise the expected metric from the codec's subset table
+  (:mod:`sim.semantic_policy`); its per-stream tables are placeholders.
 
 Defaults (NR MCS table 1): EEP at MCS 5 (QPSK, R 0.37); UEP caption/RSRT at MCS 3 (QPSK,
 R 0.25) and HCI at MCS 9 (QPSK, R 0.66). In abstraction mode the lowest usable MCS is the
@@ -30,7 +33,7 @@ from .validation import fail as _fail
 
 __all__ = ["StreamProtection", "ProtectionPolicy", "make_policy", "PRESETS"]
 
-PRESETS = ("eep", "uep", "adaptive")
+PRESETS = ("eep", "uep", "adaptive", "semantic")
 _MAX_MCS = 28
 
 
@@ -83,6 +86,9 @@ class ProtectionPolicy:
         Protection of each stream.
     olla_delta_up : float
         Outer-loop step [dB] after a NACK (link adaptation only).
+    semantic : dict or None
+        Settings of the semantic planner (``max_retx``, ``mcs_min``, ``mcs_max``,
+        ``step_db``); ``None``: the per-stream protection above is used as it is.
     """
 
     name: str
@@ -90,6 +96,7 @@ class ProtectionPolicy:
     hci: StreamProtection
     rsrt: StreamProtection
     olla_delta_up: float = 1.0
+    semantic: dict | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -113,7 +120,10 @@ class ProtectionPolicy:
         return any(self[s].mcs is None for s in STREAMS)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["semantic"] is None:     # (ids of points made before the field existed hold)
+            del d["semantic"]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict, name: str | None = None) -> "ProtectionPolicy":
@@ -191,7 +201,21 @@ def _adaptive(robust_bler: float = 0.01, hci_bler: float = 0.1, max_retx: int = 
                             rsrt=sp(1, robust_bler), hci=sp(2, hci_bler), olla_delta_up=delta_up)
 
 
-_PRESET_FUNCS = {"eep": _eep, "uep": _uep, "adaptive": _adaptive}
+def _semantic(max_retx: int = 3, mcs_min: int | None = None, mcs_max: int | None = None,
+              step_db: float = 0.5, name: str | None = None):
+    _int_in("max_retx", max_retx, 0, 16)
+    for k, v in (("mcs_min", mcs_min), ("mcs_max", mcs_max)):
+        if v is not None:
+            _int_in(k, v, 0, _MAX_MCS)
+    if isinstance(step_db, bool) or not isinstance(step_db, (int, float)) \
+            or not 0 <= step_db <= 10:
+        _fail("step_db", step_db, "a number in [0, 10]")
+    p = StreamProtection(priority=1, mcs=5, max_retx=0)
+    return ProtectionPolicy(name or "semantic", caption=p, hci=p, rsrt=p, semantic=dict(
+        max_retx=max_retx, mcs_min=mcs_min, mcs_max=mcs_max, step_db=float(step_db)))
+
+
+_PRESET_FUNCS = {"eep": _eep, "uep": _uep, "adaptive": _adaptive, "semantic": _semantic}
 
 
 def make_policy(preset: str | ProtectionPolicy, **kwargs) -> ProtectionPolicy:
@@ -199,7 +223,8 @@ def make_policy(preset: str | ProtectionPolicy, **kwargs) -> ProtectionPolicy:
 
     ``make_policy("eep", mcs=5, max_retx=1, priority=1)``;
     ``make_policy("uep", robust_mcs=3, hci_mcs=9, max_retx=1, hci_max_retx=None)``;
-    ``make_policy("adaptive", robust_bler=0.01, hci_bler=0.1, max_retx=1, delta_up=1.0)``.
+    ``make_policy("adaptive", robust_bler=0.01, hci_bler=0.1, max_retx=1, delta_up=1.0)``;
+    ``make_policy("semantic", max_retx=3, mcs_min=None, mcs_max=None, step_db=0.5)``.
     A :class:`ProtectionPolicy` passes through unchanged.
     """
     if isinstance(preset, ProtectionPolicy):

@@ -96,7 +96,9 @@ class Receiver:
             if s == "hci" and enc.hci_slices is not None:
                 continue
             n = next((p.num_packets for p in img.packets if p.stream == s), 0)
-            if n == 0:
+            if n == 0:                   # empty, or not sent (the semantic policy's choice)
+                if enc.has(s):
+                    changes[s] = None
                 continue
             if len(got[s]) < n:
                 changes[s] = None

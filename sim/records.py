@@ -67,7 +67,7 @@ def image_rows(images, run: dict, slot_ms: float, link) -> list[dict]:
         for s in STREAMS:
             sent = [p for p in img.packets if p.stream == s]
             got = [p for p in delivered if p.stream == s]
-            ok = enc.has(s) and len({p.seq for p in got}) == len(sent)
+            ok = enc.has(s) and bool(sent) and len({p.seq for p in got}) == len(sent)
             row[f"bits_{s}"] = int(enc.stream_bits(s))
             row[f"delivered_bits_{s}"] = int(sum(p.size_bits for p in got))
             row[f"packets_{s}"] = len(sent)
@@ -108,6 +108,7 @@ def image_rows(images, run: dict, slot_ms: float, link) -> list[dict]:
         row["budget_bits"] = -1 if b is None else int(b)
         row.update(img.meta.get("encoding", {}))
         row.update(img.meta.get("metrics", {}))
+        row.update(img.meta.get("semantic", {}))
         rows.append(row)
     return rows
 

@@ -98,6 +98,12 @@ class SlotScheduler:
     def __len__(self) -> int:
         return len(self.queue)
 
+    def queued_re(self) -> int:
+        """Resource elements of the queued packets not yet sent once (at their MCS; packets
+        whose MCS link adaptation picks later are not counted)."""
+        return int(sum(self._num_re(p, p.mcs) for p in self.queue
+                       if p.attempts == 0 and p.mcs is not None))
+
     def _num_re(self, p: Packet, mcs: int) -> int:
         return self.link.transport_format(int(p.size_bits), int(mcs)).num_re
 

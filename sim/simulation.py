@@ -173,11 +173,14 @@ def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,
     scheduler = SlotScheduler(link, config.budget_re,
                               select_mcs=la.select if la is not None else None,
                               harq_rtt_slots=int(config.harq_rtt_slots))
+    planner = semantic_planner(config, codec, link) if policy.semantic is not None else None
     receiver = Receiver()
     trace: Optional[list] = [] if config.trace else None
     state = link.new_state(_derive("channel", config.seed))
     chan = ChannelProcess(env, link, state, config.snr_db, scheduler, out=receiver.put,
-                          link_adaptation=la, on_drop=receiver.drop, trace=trace)
+                          link_adaptation=la, on_drop=receiver.drop, trace=trace,
+                          on_result=None if planner is None else
+                          lambda p, ok, mcs: planner.feedback(p.size_bits, mcs, p.attempts, ok))
     images = [ImageInFlight(i, encoded[i], float(arrivals[i]), float(arrivals[i] + deadline),
                             meta={"dataset_index": items[i].index,
                                   "budget_bits": budgets[i],
@@ -187,7 +190,15 @@ def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,
     def source_process(env):
         for img in images:
             yield env.timeout(max(0.0, img.arrival - env.now))
-            img.packets = packetizer.packetize(img.encoded, img.image_id, env.now, img.deadline)
+            if planner is None:
+                img.packets = packetizer.packetize(img.encoded, img.image_id, env.now,
+                                                   img.deadline)
+            else:   # the semantic policy decides this image's protection now
+                d = planner.decide(img.encoded, slots_left(env.now, img.deadline, scheduler,
+                                                           config.budget_re))
+                img.meta["semantic"] = d.record()
+                img.packets = planner.packets(img.encoded, d, img.image_id, env.now,
+                                              img.deadline)
             receiver.expect(img)
             env.process(receiver.run(env, img.image_id))
             for p in img.packets:
@@ -216,6 +227,43 @@ def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,
                  late_packets=len(receiver.late), encoded_now=cache.encoded,
                  decoded_now=dcache.misses - misses0 if config.decode_cache else None)
     return SimOutput(df, tr, images, recs, stats)
+
+
+def semantic_planner(config: SimConfig, codec, link):
+    """The :class:`~sim.semantic_policy.SemanticPlanner` of a run under the semantic policy:
+    the codec's subset table at its rate point and token count, the scenario's calibration
+    as the transmitter's link model (in bit-level runs too)."""
+    from benchmark.subset_table import table_for_codec
+    from channels.calibration import find_calibration
+
+    from .link_adaptation import abstraction_mcs_range
+    from .semantic_policy import SemanticPlanner
+
+    table = table_for_codec(codec)
+    try:
+        values = table.values(getattr(codec, "rate", None), getattr(codec, "tokens_sent", None))
+    except KeyError as e:
+        raise ValueError(f"semantic policy: {e.args[0]}") from None
+    s = config.policy_obj.semantic
+    lo, hi = abstraction_mcs_range(config.scenario_obj.mcs_table)
+    mcs = range(max(lo, s["mcs_min"] if s["mcs_min"] is not None else lo),
+                min(hi, s["mcs_max"] if s["mcs_max"] is not None else hi) + 1)
+    # the transmitter models the link it runs on: in abstraction mode the abstraction as the
+    # run has it, at bit level the calibrated abstraction (the best model of that chain)
+    cal = link.calibration if config.mode == "abstraction" else \
+        find_calibration(config.scenario_obj)
+    return SemanticPlanner(link, values, config.budget_re, config.snr_db,
+                           harq_rtt_slots=int(config.harq_rtt_slots), calibration=cal,
+                           mcs=mcs, max_retx=s["max_retx"], step_db=s["step_db"],
+                           rsrt_tokens_per_packet=config.rsrt_tokens_per_packet)
+
+
+def slots_left(now: float, deadline: float, scheduler, budget_re: int) -> int:
+    """Slots an image arriving at ``now`` can still use: from its first slot to the last whose
+    packets are received by ``deadline``, less the slots the queued packets of earlier images
+    take (their first transmissions)."""
+    first, last = math.ceil(now), math.floor(deadline - 1)
+    return max(0, last - first + 1 - math.ceil(scheduler.queued_re() / budget_re))
 
 
 def takes_bit_budget(codec) -> bool:
