@@ -47,6 +47,8 @@ def test_train_resume_export_and_rd(tmp_path):
     main(args + ["--export", str(tmp_path / "hci")])
     card = json.loads((tmp_path / "hci" / "model_card.json").read_text())
     assert card["steps"] == 5 and set(card["rate_points"]) == {"low", "mid"}
+    before, after = card["aux_loss_before_after_settling"]     # quantiles fitted at export
+    assert after <= before
     assert not (tmp_path / "hci" / "low" / "model.safetensors").exists()  # shared weights
 
     from experiments.photo_rd import run
