@@ -93,6 +93,8 @@ def cmd_train_prior(a):
 
 
 def cmd_train_dpcd(a):
+    import shlex
+
     from training.dpcd import train_dpcd
 
     ckpt = train_dpcd(a.run, stage=a.stage, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
@@ -104,7 +106,8 @@ def cmd_train_dpcd(a):
                       sample_every=a.sample_every, caption_dropout=a.caption_dropout,
                       rsrt_lr_scale=a.rsrt_lr_scale, caption_detail=a.caption_detail,
                       token_attribute_loss=a.token_attribute_loss, photos=a.photos,
-                      ema_decay=a.ema_decay, native_pairs=a.native_pairs)
+                      ema_decay=a.ema_decay, native_pairs=a.native_pairs,
+                      command=shlex.join(["sdgic", *a.argv]))
     print(f"checkpoint: {ckpt}")
 
 

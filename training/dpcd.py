@@ -193,7 +193,7 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                bf16: bool = False, text_encoder: str | Path | None = None,
                rsrt_lr_scale: float = 1.0, caption_detail: str = "full",
                token_attribute_loss: float = 0.0, photos: str | Path | None = None,
-               native_pairs: str | Path | None = None) -> Path:
+               native_pairs: str | Path | None = None, command: str | None = None) -> Path:
     """Train (or resume) stage ``stage`` in ``run``; returns the checkpoint folder.
 
     ``device``: where the modules train (``"cuda"`` on a GPU machine); ``workers``: processes
@@ -225,6 +225,9 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
 
     ``photos``: a photo set folder (``sdgic data photos``): train on its train tiles, with no
     captions, instead of scenes (no ``captioner``; ``workers`` are not used).
+
+    ``command``: the command line that started this run, written into the exported model card
+    as it is (default: one rebuilt from the arguments that change the result).
 
     ``native_pairs``: a :mod:`training.native_pairs` folder (``sdgic data native-pairs``):
     train at native scale on aligned crops of whole photos and of *their* HCI (made with
@@ -461,7 +464,8 @@ def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
                                             else {}),
                                          **({"native_pairs": str(native_pairs)}
                                             if native_pairs is not None else {}),
-                                         **({"init": origin} if origin is not None else {})))
+                                         **({"init": origin} if origin is not None else {}),
+                                         **({"command": command} if command else {})))
         if sample_every and (done % sample_every == 0 or done == steps or out_of_time):
             ema_mods = _ema_modules(mods, ema).eval()
             _sample_grid(ema_mods, text, sample_x, sample_captions, sample_hci,
@@ -648,8 +652,9 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
                  "rsrt": "RSRT encoder + embedding trained jointly with UNet and ControlNet "
                          "through the denoising loss, with token dropout"
                          + (" and the token attribute loss" if attr else "")}[stage],
-        "training_command": f"sdgic train dpcd --stage {stage} --run {run} --init {out} "
-                            f"--export {out}" + detail_flag + attr_flag + photos_flag,
+        "training_command": (hparams or {}).get("command") or (
+            f"sdgic train dpcd --stage {stage} --run {run} --init {out} --export {out}"
+            + detail_flag + attr_flag + photos_flag),
         "commit": git_commit(),
         "data": (f"endless procedural scenes, data set seed {TRAIN_SEED}" if not photos else
                  f"native-scale crops of the whole train photos of {photos} and of their "
@@ -658,7 +663,7 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
                  f"random crops of the train tiles of the photo set {photos} (sdgic data "
                  f"photos; crop seed {TRAIN_SEED}), no captions")
                 + f"; HCIs at rate points {list(HCI_POINTS)}",
-        "steps": state["step"], **(hparams or {}),
+        "steps": state["step"], **{k: v for k, v in (hparams or {}).items() if k != "command"},
         "loss_last_100_steps": round(state["loss"], 5),
         "last_log_line": steps_lines[-1] if steps_lines else None,
         "samples": f"runs/<run>/samples/{stage}-stepNNNNNN.png (rows: source, HCI mid, "

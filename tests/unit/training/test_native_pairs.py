@@ -97,6 +97,10 @@ def test_native_training_steps_and_export(tmp_path, tiny_native_preset, pairs):
     assert cfg["size"] == "native" and "modules" not in cfg and not cfg["caption_stream"]
     card = json.loads((export / "model_card.json").read_text())["stages"]["rsrt"]
     assert f"--native-pairs {out}" in card["training_command"]
+    train_dpcd(tmp_path / "run", steps=4, **kw, command="sdgic train dpcd --steps 4 --lr 3e-5")
+    card = json.loads((export / "model_card.json").read_text())["stages"]["rsrt"]
+    assert card["training_command"] == "sdgic train dpcd --steps 4 --lr 3e-5"   # as run
+    assert "command" not in card
     codec = SDGIC.from_pretrained(export)
     assert codec.decode(codec.encode(photo(40, 52)), steps=1).shape == (40, 52, 3)
     with pytest.raises(ValueError, match="needs --photos"):
