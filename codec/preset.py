@@ -19,7 +19,10 @@ the decode settings it carries.
                        "tile_overlap" (native: least overlap of neighbouring tiles [px],
                        default 16),
                        "modules" (folder of the DPCD modules, relative to the preset;
-                       default the preset folder itself)}
+                       default the preset folder itself),
+                       "hci_slice_rows" (native, variable-rate photo HCI: send the HCI as
+                       independently decodable slices of this many latent rows, even;
+                       default: one HCI stream)}
 
 An unknown key is an error naming it (a misspelt key would otherwise be ignored silently).
 """
@@ -126,7 +129,7 @@ class DecodeSettings:
 
 _DECODE_KEYS = ("steps", "guidance_scale", "guidance_interval", "precision")
 _KEYS = {"preset", "resolution", "hci", "caption_model", "caption_detail", "caption_stream",
-         "num_tokens", "size", "tile_overlap", "modules", *_DECODE_KEYS}
+         "num_tokens", "size", "tile_overlap", "modules", "hci_slice_rows", *_DECODE_KEYS}
 _HCI_KEYS = {"root", "rate_points", "default"}
 
 
@@ -151,6 +154,7 @@ class Preset:
     size: str = "square"
     tile_overlap: int = 16
     modules: str = "."
+    hci_slice_rows: int | None = None
     folder: Path | None = field(default=None, compare=False)
 
     def __post_init__(self):
@@ -189,6 +193,12 @@ class Preset:
                                       or t >= self.resolution):
             raise ValueError(f"{where}: tile_overlap={t!r}; expected an integer in "
                              f"[0, {self.resolution})")
+
+        k = self.hci_slice_rows
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 2 or k % 2
+                              or self.size != "native"):
+            raise ValueError(f"{where}: hci_slice_rows={k!r}; expected an even integer >= 2, "
+                             "in a preset with size 'native'")
 
     def _where(self) -> str:
         return str(self.folder / PRESET_FILE) if self.folder is not None else PRESET_FILE
@@ -236,7 +246,7 @@ class Preset:
                    caption_stream=cfg.get("caption_stream", True),
                    num_tokens=cfg.get("num_tokens"), size=cfg.get("size", "square"),
                    tile_overlap=cfg.get("tile_overlap", 16), modules=cfg.get("modules", "."),
-                   folder=folder)
+                   hci_slice_rows=cfg.get("hci_slice_rows"), folder=folder)
 
     def to_json(self) -> dict:
         """The ``preset.json`` dict; keys at their default are left out (as the shipped files
@@ -246,6 +256,8 @@ class Preset:
             cfg.update(size=self.size, tile_overlap=self.tile_overlap)
         if self.modules != ".":
             cfg["modules"] = self.modules
+        if self.hci_slice_rows is not None:
+            cfg["hci_slice_rows"] = self.hci_slice_rows
         cfg["hci"] = {"root": self.hci_root, "rate_points": list(self.rate_points),
                       "default": self.default_rate}
         d = self.decode

@@ -107,6 +107,7 @@ class SDGIC:
     caption_stream: bool = True
     card: dict = field(default_factory=dict)
     folder: Path | None = None       # the preset folder it was loaded from (data beside it)
+    hci_slice_rows: int | None = None
     vae: AutoencoderKL | None = None
     size: str = "square"
     tile_overlap: int = 16
@@ -138,6 +139,13 @@ class SDGIC:
                     or self.tile_overlap % f or not 0 <= self.tile_overlap < tile):
                 raise ValueError(f"tile_overlap={self.tile_overlap!r} must be a multiple of {f} "
                                  f"in [0, {tile - f}]")
+        self.sliced = None
+        if self.hci_slice_rows is not None:
+            from codec.streams.hci_sliced import SlicedHCI
+
+            if self.size != "native":
+                raise ValueError("hci_slice_rows needs size='native' (sliced photo HCI)")
+            self.sliced = {r: SlicedHCI(c, self.hci_slice_rows) for r, c in self.hci.items()}
         self.sampler = DPCDSampler(self.unet, self.text_encoder, self.controlnet,
                                    self.rsrt_embedding, space=self.space)
 
@@ -184,7 +192,8 @@ class SDGIC:
                   caption_detail=cfg.caption_detail, caption_stream=cfg.caption_stream,
                   num_tokens=cfg.num_tokens,
                   card=json.loads(card_path.read_text()) if card_path.is_file() else {},
-                  vae=vae, size=cfg.size, tile_overlap=cfg.tile_overlap, folder=folder)
+                  vae=vae, size=cfg.size, tile_overlap=cfg.tile_overlap, folder=folder,
+                  hci_slice_rows=cfg.hci_slice_rows)
         k = 0 if rsrt_enc is None else int(rsrt_enc.config.num_tokens)
         if kw["num_tokens"] is not None and kw["num_tokens"] > k:
             raise ValueError(f"{folder / PRESET_FILE}: num_tokens={kw['num_tokens']} but " + (
@@ -290,7 +299,8 @@ class SDGIC:
             raise ValueError(f"preset {self.preset!r} was trained without captions "
                              "(caption_stream: false): encode with caption=None")
         hci_codec = self.hci[rate]
-        hci_bytes = hci_codec.encode(rgb)
+        slices = self.sliced[rate].encode(rgb) if self.sliced is not None else None
+        hci_bytes = hci_codec.encode(rgb) if slices is None else None
         cap_bytes = self.caption_coder.encode(caption) if caption is not None else None
         n = self.tokens_sent if num_tokens is None else num_tokens
         if not 0 <= n <= self.max_tokens:
@@ -303,7 +313,9 @@ class SDGIC:
             if self.size == "native":
                 grid = self.tile_grid(h, w)
                 x = self._pad_to_grid(_to_float(rgb), grid)
-                hci_img = self._pad_to_grid(_to_float(hci_codec.decode(hci_bytes)), grid)
+                rec = (hci_codec.decode(hci_bytes) if slices is None else
+                       self.sliced[rate].decode(slices, h, w)[0])
+                hci_img = self._pad_to_grid(_to_float(rec), grid)
                 codes = self._tile_tokens(x, hci_img, grid, pooled)[:, :n]
                 tokens = tuple(int(c) for c in codes.reshape(-1).tolist())
             else:
@@ -314,6 +326,7 @@ class SDGIC:
                 tokens = tuple(int(c) for c in codes[:n])
         return EncodedImage(preset=self.container_preset(rate), height=h, width=w,
                             caption=cap_bytes, hci=hci_bytes, rsrt_tokens=tokens,
+                            hci_slices=tuple(slices) if slices is not None else None,
                             rsrt_bits=self.token_bits if tokens is not None else 0)
 
     # -- decoding ---------------------------------------------------------------------------
@@ -326,7 +339,10 @@ class SDGIC:
         if preset != self.preset:
             raise PresetMismatchError(f"the image was encoded with preset {preset!r} but this decoder "
                                  f"is preset {self.preset!r}; load {preset!r} to decode it")
-        if enc.hci is not None and rate not in self.hci:
+        if enc.hci_slices is not None and self.sliced is None:
+            raise PresetMismatchError(f"the image carries a sliced HCI but preset "
+                                      f"{self.preset!r} sends one HCI stream")
+        if enc.has("hci") and rate not in self.hci:
             raise PresetMismatchError(f"HCI rate point {rate!r} of the image is not one of preset "
                                  f"{self.preset!r}'s {list(self.hci)}")
         if enc.rsrt_tokens is not None:
@@ -350,13 +366,19 @@ class SDGIC:
         return rate
 
     def streams_of(self, enc: EncodedImage) -> dict:
-        """What decoding will use: caption text (or None), HCI image (or None) and tokens."""
+        """What decoding will use: caption text (or None), HCI image (or None), tokens, and
+        ``hci_lost_rows``: bool (H,) rows a lost HCI slice influences (None: none lost)."""
         rate = self._check(enc)
         caption = self.caption_coder.decode(enc.caption) if enc.caption is not None else None
-        hci = None
-        if enc.hci is not None:
+        hci, lost_rows = None, None
+        if enc.hci_slices is not None:
+            if enc.has("hci"):
+                hci, mask, lost = self.sliced[rate].decode(enc.hci_slices, enc.height, enc.width)
+                lost_rows = mask if lost else None
+        elif enc.hci is not None:
             hci = self.hci[rate].decode(enc.hci, at_working_size=self.size != "native")
-        return {"caption": caption, "hci": hci, "rsrt_tokens": enc.rsrt_tokens}
+        return {"caption": caption, "hci": hci, "rsrt_tokens": enc.rsrt_tokens,
+                "hci_lost_rows": lost_rows}
 
     @torch.no_grad()
     def decode_batch(self, encoded: list[EncodedImage], seeds: list[int] | None = None,
@@ -418,9 +440,13 @@ class SDGIC:
         p = self.streams_of(enc)
         grid = self.tile_grid(enc.height, enc.width)
         f, n = self.space.factor, len(grid)
-        hci = None
+        hci, hci_present = None, True
         if p["hci"] is not None and self.controlnet is not None:
             hci = self._pad_to_grid(_to_float(p["hci"]), grid)
+            if p["hci_lost_rows"] is not None:   # tiles a lost slice reaches draw without it
+                lost = np.flatnonzero(p["hci_lost_rows"])
+                hci_present = torch.tensor([not ((lost >= y * f) & (lost < (y + grid.tile) * f)
+                                                 ).any() for y, _ in grid.corners])
         codes = present = None
         if self.rsrt_embedding is not None:
             k = self.max_tokens
@@ -435,7 +461,8 @@ class SDGIC:
         noise = torch.randn(1, self.unet.config.in_channels, ph, pw,
                             generator=torch.Generator().manual_seed(int(seed)))
         out = self.sampler.sample_tiled(
-            p["caption"], ph * f, pw * f, overlap=self.tile_overlap, hci=hci, rsrt_codes=codes,
+            p["caption"], ph * f, pw * f, overlap=self.tile_overlap, hci=hci,
+            hci_present=hci_present, rsrt_codes=codes,
             rsrt_present=present, noise=noise, **dataclasses.asdict(settings))
         x = out[0, :, :enc.height, :enc.width]
         return (x.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
@@ -455,7 +482,8 @@ class SDGIC:
                       decode=self.decode_settings,
                       caption_model=None if self.caption_coder.is_default else "caption_model.json",
                       caption_detail=self.caption_detail, caption_stream=self.caption_stream,
-                      num_tokens=self.num_tokens, size=self.size, tile_overlap=self.tile_overlap)
+                      num_tokens=self.num_tokens, size=self.size, tile_overlap=self.tile_overlap,
+                      hci_slice_rows=self.hci_slice_rows)
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write a self-contained preset folder that :meth:`from_pretrained` loads to the same

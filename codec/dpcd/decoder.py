@@ -263,7 +263,8 @@ class DPCDSampler:
 
         ``overlap``: least overlap of neighbouring tiles [image pixels, a multiple of the
         space's factor]. ``hci`` float (1, 3, height, width) in [0, 1]: the decoded HCI at the
-        image's size; each tile's ControlNet reads its own crop. ``rsrt_codes`` long
+        image's size; each tile's ControlNet reads its own crop, unless ``hci_present`` (a bool,
+        or bool (n_tiles,): per tile) says the tile has no HCI. ``rsrt_codes`` long
         (n_tiles, K) or (1, K) (the same tokens for every tile) with ``rsrt_present`` bool of
         the same shape: each tile's tokens. ``noise`` (1, C, H/f, W/f): the starting sample
         in model space (f: the space's factor; sides below a tile are padded to a tile).
@@ -303,7 +304,11 @@ class DPCDSampler:
             cond, mask = _pad_cat(cond, mask, null, null_mask)
         shape = (1, self.unet.config.in_channels, ph, pw)
         z = _start(shape, noise, generator)
-        present = torch.full((n,), bool(hci_present))
+        present = torch.as_tensor(hci_present, dtype=torch.bool).reshape(-1)
+        if present.numel() not in (1, n):
+            raise ValueError(f"hci_present must be a bool or have one entry per tile ({n}); "
+                             f"got {present.numel()}")
+        present = present.expand(n)
         hci_tiles = None if hci_z is None else grid.crop(hci_z)
 
         def rows(x, idx):       # the conditional rows of tiles idx (and their null rows)

@@ -73,3 +73,31 @@ def test_native_settings_are_validated(native):
 
 def _fields(codec):
     return {f.name: getattr(codec, f.name) for f in dataclasses.fields(codec)}
+
+
+def test_sliced_hci_a_lost_slice_leaves_its_tiles_without_hci(native, monkeypatch):
+    sliced = dataclasses.replace(native, hci_slice_rows=2)     # 2 latent rows: 64 pixel rows
+    img = photo(200, 96, seed=4)
+    enc = sliced.encode(img)
+    assert enc.hci is None and len(enc.hci_slices) == 4 and enc.has("hci")
+    back = EncodedImage.from_bytes(enc.to_bytes())
+    np.testing.assert_array_equal(sliced.decode(back, seed=2), sliced.decode(enc, seed=2))
+    seen = []
+    real = sliced.sampler.sample_tiled
+
+    def spy(*a, **kw):
+        seen.append(kw["hci_present"])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(sliced.sampler, "sample_tiled", spy)
+    lost = dataclasses.replace(enc, hci_slices=(None,) + enc.hci_slices[1:])
+    rows = sliced.streams_of(lost)["hci_lost_rows"]
+    assert rows[:64].all() and not rows[130:].any()           # the band and its margin only
+    assert sliced.decode(lost, seed=2).shape == (200, 96, 3)
+    grid, f = sliced.tile_grid(200, 96), sliced.space.factor
+    expect = [not rows[y * f:(y + grid.tile) * f].any() for y, _ in grid.corners]
+    assert seen[-1].tolist() == expect and not all(expect) and any(expect)
+    sliced.decode(enc, seed=2)                                 # nothing lost: HCI everywhere
+    assert seen[-1] is True
+    with pytest.raises(PresetMismatchError, match="sliced HCI"):
+        native.decode(enc)
