@@ -12,14 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from benchmark import seeds
 from benchmark.captioner import (CaptionerNet, SceneCaptioner, background_words, captioner_loss,
                                  captioner_targets)
 from benchmark.scene_dataset import render_scenes
 from codec.provenance import git_commit, write_model_card
-from training.judge import corrupt, mirror
+from training.scene_fit import fit_on_scenes
 
 TRAIN_SEED = seeds.CAPTIONER_TRAIN
 EVAL_SEED = seeds.CAPTIONER_EVAL
@@ -62,24 +61,8 @@ def train_captioner(out: str | Path, steps: int = 3000, batch_size: int = 32, lr
     images = torch.from_numpy(images).permute(0, 3, 1, 2)
     targets = captioner_targets(scenes)
     model = CaptionerNet(input_size=size, num_words=len(background_words()))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    model.train()
-    bar = tqdm(range(steps), desc="train captioner", unit="step")
-    for step in bar:
-        idx = torch.randint(0, len(images), (batch_size,), generator=g)
-        x = images[idx].float() / 255.0
-        t = {k: v[idx] for k, v in targets.items()}
-        if torch.rand(1, generator=g).item() < 0.5:
-            x, t = mirror(x, t)
-        loss = captioner_loss(model(corrupt(x, g)), t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-    model.eval()
+    fit_on_scenes(model, captioner_loss, images, targets, steps, batch_size, lr, g,
+                  "train captioner")
     model.save_pretrained(out)
     train_s = time.time() - t0
     metrics = evaluate_captioner(SceneCaptioner(out), eval_scenes, size=size)

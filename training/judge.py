@@ -13,42 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from tqdm import tqdm
 
 from benchmark import seeds
 from benchmark.judge import ATTRIBUTES, JudgeNet, SceneJudge, judge_loss, scene_targets, score_scene
 from benchmark.scene_dataset import render_scenes
 from codec.provenance import git_commit, write_model_card
-
-
-def corrupt(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Random reconstruction-like corruptions of float (B, 3, H, W) images in [0, 1]."""
-    b, _, h, w = x.shape
-    out = x.clone()
-    r = torch.rand(b, 3, generator=g)
-    half = r[:, 0] < 0.35
-    if half.any():
-        lo = F.interpolate(out[half], scale_factor=0.5, mode="bilinear", antialias=True)
-        out[half] = F.interpolate(lo, size=(h, w), mode="bilinear")
-    blur = r[:, 1] < 0.2
-    if blur.any():
-        k = torch.tensor([1.0, 2.0, 1.0]) / 4.0
-        kern = (k[:, None] * k[None, :]).expand(3, 1, 3, 3)
-        out[blur] = F.conv2d(F.pad(out[blur], (1, 1, 1, 1), mode="replicate"), kern, groups=3)
-    noisy = r[:, 2] < 0.25
-    if noisy.any():
-        sigma = torch.rand(int(noisy.sum()), 1, 1, 1, generator=g) * 0.05
-        out[noisy] = out[noisy] + sigma * torch.randn(out[noisy].shape, generator=g)
-    return out.clamp(0, 1)
-
-
-def mirror(x: torch.Tensor, targets: dict[str, torch.Tensor]) -> tuple:
-    """Mirror images (B, 3, H, W) left–right with their per-cell targets (B, 9) (row-major
-    3×3 cells flip with them; per-image targets stay)."""
-    b = len(x)
-    return x.flip(-1), {k: (v.view(b, 3, 3).flip(-1).reshape(b, 9) if v.ndim == 2 else v)
-                        for k, v in targets.items()}
+from training.scene_fit import fit_on_scenes
 
 
 def evaluate(judge: SceneJudge, n: int, seed: int, size: int = 128, workers: int = 1) -> dict:
@@ -82,24 +52,7 @@ def train_judge(out: str | Path, steps: int = 3000, batch_size: int = 32, lr: fl
     images = torch.from_numpy(images).permute(0, 3, 1, 2)  # uint8 (N, 3, H, W)
     targets = scene_targets(scenes)
     model = JudgeNet()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    model.train()
-    bar = tqdm(range(steps), desc="train judge", unit="step")
-    for step in bar:
-        idx = torch.randint(0, len(images), (batch_size,), generator=g)
-        x = images[idx].float() / 255.0
-        t = {k: v[idx] for k, v in targets.items()}
-        if torch.rand(1, generator=g).item() < 0.5:
-            x, t = mirror(x, t)
-        loss = judge_loss(model(corrupt(x, g)), t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-    model.eval()
+    fit_on_scenes(model, judge_loss, images, targets, steps, batch_size, lr, g, "train judge")
     model.save_pretrained(out)
     train_s = time.time() - t0
     metrics = evaluate(SceneJudge(out), eval_scenes, seed=eval_seed, workers=workers)
