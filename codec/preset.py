@@ -233,14 +233,17 @@ class Preset:
             raise ValueError(f"{where}: unknown keys {unknown} in hci; allowed: "
                              f"{sorted(_HCI_KEYS)}")
         rates = hci["rate_points"]
+        if not isinstance(rates, list) or not rates:
+            raise ValueError(f"{where}: hci.rate_points={rates!r}; expected a non-empty list of "
+                             "names")
         try:
             decode = DecodeSettings(**{k: cfg[k] for k in _DECODE_KEYS if k in cfg})
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
         return cls(name=cfg["preset"], resolution=cfg["resolution"],
                    hci_root=str(hci.get("root", "hci")),
-                   rate_points=tuple(rates) if isinstance(rates, list) else rates,
-                   default_rate=hci.get("default", rates[0] if rates else None), decode=decode,
+                   rate_points=tuple(rates), default_rate=hci.get("default", rates[0]),
+                   decode=decode,
                    caption_model=cfg.get("caption_model"),
                    caption_detail=cfg.get("caption_detail", "full"),
                    caption_stream=cfg.get("caption_stream", True),

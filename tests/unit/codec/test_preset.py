@@ -32,6 +32,10 @@ def test_a_misspelt_key_is_an_error_naming_it(tmp_path):
     (tmp_path / PRESET_FILE).write_text(json.dumps({**raw, "guidance_interval": [0.9, 0.1]}))
     with pytest.raises(ValueError, match="guidance_interval"):
         Preset.load(tmp_path)
+    (tmp_path / PRESET_FILE).write_text(json.dumps({**raw, "hci": {**raw["hci"],
+                                                                  "rate_points": "mid"}}))
+    with pytest.raises(ValueError, match="rate_points='mid'"):
+        Preset.load(tmp_path)
     (tmp_path / PRESET_FILE).write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         Preset.load(tmp_path)
