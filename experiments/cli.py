@@ -150,6 +150,9 @@ def _describe(enc, coder=None) -> list[str]:
                 extra = f"  \"{(coder or CaptionCoder.load()).decode(enc.caption)}\""
             except ValueError as e:
                 extra = f"  (undecodable: {e})"
+        if name == "hci" and enc.hci_slices is not None:
+            gone = [i for i, v in enumerate(enc.hci_slices) if v is None]
+            extra = f"  {len(enc.hci_slices)} slices" + (f", lost {gone}" if gone else "")
         if name == "rsrt":
             lost = enc.lost_tokens()
             extra = (f"  {len(enc.rsrt_tokens)} tokens × {enc.rsrt_bits} bits"
@@ -190,6 +193,8 @@ def cmd_inspect(a):
 
 
 def cmd_decode(a):
+    import dataclasses
+
     from PIL import Image
 
     from codec.container import EncodedImage
@@ -200,6 +205,16 @@ def cmd_decode(a):
     enc = enc.without(*drop)
     if a.lose_tokens:
         enc = enc.with_lost_tokens([int(i) for i in a.lose_tokens.split(",")])
+    if a.lose_slices:
+        if enc.hci_slices is None:
+            raise ValueError(f"{a.file} carries no HCI slices (--lose-slices needs a sliced "
+                             "HCI, e.g. from --preset photos)")
+        gone = {int(i) for i in a.lose_slices.split(",")}
+        bad = sorted(gone - set(range(len(enc.hci_slices))))
+        if bad:
+            raise ValueError(f"--lose-slices {bad}: the HCI has slices 0..{len(enc.hci_slices) - 1}")
+        enc = dataclasses.replace(enc, hci_slices=tuple(
+            None if i in gone else v for i, v in enumerate(enc.hci_slices)))
     codec = SDGIC.from_pretrained(a.preset or enc.preset.partition(":")[0])
     img = codec.decode(enc, seed=a.seed, steps=a.steps, guidance_scale=a.guidance,
                        precision=a.precision, guidance_interval=a.guidance_interval)
@@ -417,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decoder arithmetic (default: the preset's)")
     s.add_argument("--drop", help="streams to drop before decoding, e.g. caption,rsrt")
     s.add_argument("--lose-tokens", help="RSRT token indices to mark lost, e.g. 0,3")
+    s.add_argument("--lose-slices", help="HCI slice indices to mark lost, e.g. 1 (a sliced "
+                                         "HCI: the tiles they reach are drawn without it)")
     s.add_argument("--preset", help="decoder preset (default: the one in the file)")
     s.set_defaults(func=cmd_decode)
 

@@ -96,3 +96,27 @@ def test_encode_with_a_preset_that_sends_no_captions(tiny_preset, scene_png, tmp
     assert "caption  absent" in out and "  hci " in out
     assert main(["encode", str(png), "--preset", str(folder), "--caption", "a cat"]) == 2
     assert "trained without captions" in capsys.readouterr().err
+
+
+def test_a_sliced_hci_lists_its_slices_and_decodes_with_one_lost(tiny_native_preset, tmp_path,
+                                                                  capsys):
+    from image_support import photo
+
+    from codec.preset import Preset
+
+    folder = tmp_path / "sliced"           # the tiny native preset, sending its HCI in slices
+    p = Preset.load(tiny_native_preset)
+    p.replace(name="tiny-sliced", hci_slice_rows=2, modules=str(tiny_native_preset),
+              hci_root=str(p.path(p.hci_root))).save(folder)
+    Image.fromarray(photo(150, 40, seed=2)).save(tmp_path / "p.png")
+    sdg = tmp_path / "p.sdg"
+    assert main(["encode", str(tmp_path / "p.png"), "-o", str(sdg), "--preset", str(folder),
+                 "--no-caption"]) == 0
+    assert main(["inspect", str(sdg)]) == 0
+    assert "3 slices" in capsys.readouterr().out
+    rec = tmp_path / "rec.png"
+    assert main(["decode", str(sdg), "-o", str(rec), "--preset", str(folder),
+                 "--lose-slices", "1"]) == 0
+    assert Image.open(rec).size == (40, 150)
+    assert main(["decode", str(sdg), "--preset", str(folder), "--lose-slices", "5"]) == 2
+    assert "the HCI has slices 0..2" in capsys.readouterr().err
