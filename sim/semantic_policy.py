@@ -150,6 +150,7 @@ class SemanticPlanner:
         self._re: dict = {}
         self._decisions: dict = {}
         self._layouts: dict = {}
+        self._packet_makers: dict = {}
         self.decisions = 0
 
     # -- the link model ----------------------------------------------------------------------
@@ -218,8 +219,11 @@ class SemanticPlanner:
         """The packets of ``encoded`` under ``decision`` (unsent streams left out)."""
         from .packetizer import Packetizer
 
-        pz = Packetizer(self.link, decision.policy(), self.budget_re,
-                        self.rsrt_tokens_per_packet)
+        key = tuple(decision.choices.items())    # one packetizer per distinct choice
+        if key not in self._packet_makers:
+            self._packet_makers[key] = Packetizer(self.link, decision.policy(), self.budget_re,
+                                                  self.rsrt_tokens_per_packet)
+        pz = self._packet_makers[key]
         return [p for p in pz.packetize(encoded, image_id, created, deadline)
                 if decision.choices[p.stream].sent]
 

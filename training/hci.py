@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from benchmark import seeds
 from codec.provenance import run_record, write_model_card
 from codec.streams.hci import HCICodec, build_model
+from training.stage_cli import stage_main
 
 TRAIN_SEED = seeds.HCI_TRAIN
 EVAL_SEED = seeds.HCI_EVAL
@@ -243,9 +244,7 @@ def run(a: argparse.Namespace) -> None:
 
 
 def main(argv=None, prog: str | None = None):
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    run(p.parse_args(argv))
+    stage_main(__doc__, add_arguments, run, argv, prog)
 
 
 if __name__ == "__main__":

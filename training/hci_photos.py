@@ -40,6 +40,7 @@ from PIL import Image
 from codec.provenance import git_commit, write_model_card
 from codec.streams.hci import CONFIG_NAME, WEIGHTS_NAME, HCICodec, build_model
 from training.hci import optimizer_step
+from training.stage_cli import stage_main
 
 DEFAULT_LMBDAS = (2e-6, 8e-6, 3e-5, 1.2e-4)
 RATE_NAMES = ("low", "mid", "high", "top")
@@ -329,9 +330,7 @@ def run(a: argparse.Namespace) -> None:
 
 
 def main(argv=None, prog: str | None = None):
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    run(p.parse_args(argv))
+    stage_main(__doc__, add_arguments, run, argv, prog)
 
 
 if __name__ == "__main__":
