@@ -14,8 +14,6 @@ import os
 import sys
 from pathlib import Path
 
-from codec.preset import CAPTION_DETAILS
-
 
 def _positive(kind):
     def parse(v):
@@ -62,53 +60,19 @@ def cmd_data_native_pairs(a):
           f"points to {a.out} (native_pairs.json lists them)")
 
 
-def cmd_train_judge(a):
-    from training.judge import train_judge
-
-    card = train_judge(a.out, steps=a.steps, batch_size=a.batch_size, workers=a.workers)
-    print(json.dumps(card["metrics"], indent=2))
-
-
-def cmd_train_captioner(a):
-    from training.captioner import train_captioner
-
-    card = train_captioner(a.out, steps=a.steps, batch_size=a.batch_size, threads=a.threads)
-    print(json.dumps(card["metrics"], indent=2))
-
-
-def cmd_train_regression(a):
-    from training.regression import train_regression
-
-    card = train_regression(a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                            threads=a.threads, captioner=a.captioner)
-    print(json.dumps({k: card[k] for k in ("mse_last_100_steps", "code_health_last_160_images")}))
-
-
-def cmd_train_prior(a):
-    from training.prior import train_prior
-
-    ckpt = train_prior(a.run, steps=a.steps, batch_size=a.batch_size, lr=a.lr, init=a.init,
-                       threads=a.threads, max_minutes=a.max_minutes, export=a.export)
-    print(f"checkpoint: {ckpt}")
-
-
-def cmd_train_dpcd(a):
+def cmd_train(a):
     import shlex
 
-    from training.dpcd import train_dpcd
+    from training.stages import STAGE_CONFIGS, run_stage
 
-    ckpt = train_dpcd(a.run, stage=a.stage, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                      init=a.init, hci_root=a.hci, hci_dropout=a.hci_dropout,
-                      freeze_unet=a.freeze_unet, threads=a.threads,
-                      max_minutes=a.max_minutes, export=a.export, captioner=a.captioner,
-                      device=a.device, workers=a.workers, bf16=a.bf16,
-                      text_encoder=a.text_encoder, save_every=a.save_every,
-                      sample_every=a.sample_every, caption_dropout=a.caption_dropout,
-                      rsrt_lr_scale=a.rsrt_lr_scale, caption_detail=a.caption_detail,
-                      token_attribute_loss=a.token_attribute_loss, photos=a.photos,
-                      ema_decay=a.ema_decay, native_pairs=a.native_pairs,
-                      command=shlex.join(["sdgic", *a.argv]))
-    print(f"checkpoint: {ckpt}")
+    cls = STAGE_CONFIGS[a.what]
+    extra = {"command": shlex.join(["sdgic", *a.argv])} if "command" in cls.__dataclass_fields__ \
+        else {}
+    out = run_stage(cls.from_args(a, **extra))
+    if isinstance(out, dict):
+        print(json.dumps(out.get("metrics", out.get("eval", {})), indent=2))
+    elif out is not None:
+        print(f"checkpoint: {out}")
 
 
 def _caption_for(a, image_path: Path, rgb, detail: str = "full") -> tuple[str | None, str]:
@@ -318,91 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_data_native_pairs)
 
-    train = sub.add_parser("train", help="train models").add_subparsers(dest="what", required=True)
-    for (_, stage), (module, text) in FORWARDED.items():   # parsed by their trainers (main)
-        train.add_parser(stage, help=text, add_help=False)
-    s = train.add_parser("judge", help="the scene judge (referee of semantic consistency)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--steps", type=_positive(int), default=3000)
-    s.add_argument("--batch-size", type=_positive(int), default=32)
-    s.add_argument("--workers", type=_positive(int), default=2)
-    s.set_defaults(func=cmd_train_judge)
-    s = train.add_parser("captioner", help="the scene captioner (caption stream for scenes)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--steps", type=_positive(int), default=3000)
-    s.add_argument("--batch-size", type=_positive(int), default=32)
-    s.add_argument("--threads", type=_positive(int), help="torch threads (default: all cores)")
-    s.set_defaults(func=cmd_train_captioner)
-    s = train.add_parser("regression", help="deterministic regression decoder (diagnostic "
-                                            "baseline of what the streams carry)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--steps", type=_positive(int), default=3000)
-    s.add_argument("--batch-size", type=_positive(int), default=16)
-    s.add_argument("--lr", type=_positive(float), default=5e-4)
-    s.add_argument("--captioner", help="SceneCaptioner folder for the training captions")
-    s.add_argument("--threads", type=_positive(int), help="torch threads (default: all cores)")
-    s.set_defaults(func=cmd_train_regression)
-    s = train.add_parser("prior", help="DPCD stage 1: caption-conditioned UNet prior (resumable)")
-    s.add_argument("--run", required=True, help="run folder (checkpoint/, samples/, train.log)")
-    s.add_argument("--steps", type=_positive(int), default=30000)
-    s.add_argument("--batch-size", type=_positive(int), default=16)
-    s.add_argument("--lr", type=_positive(float), default=2e-4)
-    s.add_argument("--init", help="start from this UNet folder when the run has no checkpoint")
-    s.add_argument("--threads", type=_positive(int), help="torch threads (default: all cores)")
-    s.add_argument("--max-minutes", type=_positive(float), help="save and stop after this long")
-    s.add_argument("--export", help="preset folder to refresh (fp16 EMA UNet + model card) at every checkpoint")
-    s.set_defaults(func=cmd_train_prior)
-    s = train.add_parser("dpcd", help="DPCD stage 2 (control: ControlNet on the HCI) or 3 "
-                                      "(rsrt: residual tokens), resumable")
-    s.add_argument("--stage", choices=("control", "rsrt"), required=True)
-    s.add_argument("--run", required=True, help="run folder (checkpoint/, samples/, train.log)")
-    s.add_argument("--init", help="preset folder to start from when the run has no checkpoint "
-                                  "(e.g. codec/weights/scenes-64)")
-    s.add_argument("--hci", default="codec/weights/hci-64", help="HCI rate-point folders")
-    s.add_argument("--steps", type=_positive(int), default=20000)
-    s.add_argument("--batch-size", type=_positive(int), default=16)
-    s.add_argument("--lr", type=_positive(float), default=1e-4)
-    s.add_argument("--hci-dropout", type=float, default=0.2, help="fraction of images trained "
-                                                                  "without their HCI")
-    s.add_argument("--caption-dropout", type=float, default=0.15,
-                   help="fraction of images trained with the null caption")
-    s.add_argument("--rsrt-lr-scale", type=_positive(float), default=1.0,
-                   help="learning-rate multiplier for the RSRT encoder and embedding")
-    s.add_argument("--caption-detail", choices=CAPTION_DETAILS, default="full",
-                   help="what captions state: every attribute (full) or each object's colour "
-                        "and position only (layout: shape, size and texture are left to the "
-                        "tokens)")
-    s.add_argument("--token-attribute-loss", type=float, default=0.0, metavar="W",
-                   help="weight of an auxiliary loss pulling the tokens toward what the "
-                        "captioner reads from the source and the caption leaves out (stage "
-                        "rsrt, needs --captioner; default 0: off)")
-    s.add_argument("--freeze-unet", action="store_true", help="train the new modules only")
-    s.add_argument("--captioner", help="SceneCaptioner folder: train on its captions instead "
-                                       "of the ground truth (e.g. benchmark/weights/captioner)")
-    s.add_argument("--photos", metavar="FOLDER",
-                   help="train on natural photos (a `sdgic data photos` folder, e.g. "
-                        "data/photos), with no captions, instead of scenes")
-    s.add_argument("--native-pairs", metavar="FOLDER",
-                   help="with --photos: train at native scale on crops of whole photos and of "
-                        "their HCI (a `sdgic data native-pairs` folder; --hci must be the photo "
-                        "HCI it was built with), for a native-size preset")
-    s.add_argument("--threads", type=_positive(int), help="torch threads (default: all cores)")
-    s.add_argument("--max-minutes", type=_positive(float), help="save and stop after this long")
-    s.add_argument("--export", help="preset folder to refresh (EMA modules + model card) at "
-                                    "every checkpoint")
-    s.add_argument("--device", default="cpu", help="torch device to train on (e.g. cuda)")
-    s.add_argument("--workers", type=int, default=0,
-                   help="processes rendering scene batches ahead of the loop (use on a GPU)")
-    s.add_argument("--bf16", action="store_true", help="bfloat16 autocast for UNet + ControlNet")
-    s.add_argument("--text-encoder", help="caption encoder folder (default: offline MiniLM)")
-    s.add_argument("--ema-decay", type=float, default=0.999,
-                   help="EMA decay of the exported weights (lower follows a short fine-tune "
-                        "faster: 0.995 averages over about 200 steps)")
-    s.add_argument("--save-every", type=_positive(int), default=250,
-                   help="steps between checkpoints (and exports)")
-    s.add_argument("--sample-every", type=int, default=1000,
-                   help="steps between sample grids (0: none)")
-    s.set_defaults(func=cmd_train_dpcd)
+    train = sub.add_parser("train", help="train models (one stage each; every stage "
+                                         "resumes or is short)").add_subparsers(
+        dest="what", required=True)
+    from training.stages import STAGE_CONFIGS
+
+    for stage, cls in STAGE_CONFIGS.items():
+        s = train.add_parser(stage, help=cls.__doc__.split("\n\n")[0].replace("\n", " ")
+                             .replace("    ", "").rstrip("."))
+        cls.add_arguments(s)
+        s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("encode", help="image → .sdg (caption, HCI and RSRT streams)")
     s.add_argument("image", help="any image file Pillow reads (any size ≥ 2×2, any mode)")
@@ -489,25 +378,10 @@ def _quiet_libraries() -> None:
         pass
 
 
-# Stages whose flags live with their trainers (``add_arguments`` there): the trainer module is
-# imported only when the stage runs, so ``sdgic --help`` does not load CompressAI.
-FORWARDED = {
-    ("train", "hci"): ("training.hci", "one fixed-rate HCI point on scenes (and photo tiles)"),
-    ("train", "hci-photos"): ("training.hci_photos", "the variable-rate photo HCI at native "
-                              "scale (resumable; --export writes the rate points)"),
-}
-
-
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if tuple(argv[:2]) in FORWARDED:
-        import importlib
-
-        module = importlib.import_module(FORWARDED[tuple(argv[:2])][0])
-        module.main(argv[2:], prog=f"sdgic {argv[0]} {argv[1]}")
-        return 0
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -19,6 +19,7 @@ from benchmark.captioner import (CaptionerNet, SceneCaptioner, background_words,
 from benchmark.scene_dataset import render_scenes
 from codec.provenance import git_commit, write_model_card
 from training.scene_fit import fit_on_scenes
+from training.stages import CaptionerConfig
 
 TRAIN_SEED = seeds.CAPTIONER_TRAIN
 EVAL_SEED = seeds.CAPTIONER_EVAL
@@ -46,13 +47,19 @@ def evaluate_captioner(captioner: SceneCaptioner, n: int = 1000, seed: int = EVA
     return out
 
 
-def train_captioner(out: str | Path, steps: int = 3000, batch_size: int = 32, lr: float = 2e-3,
-                    train_scenes: int = 16000, size: int = 64, seed: int = 1,
-                    eval_scenes: int = 1000, threads: int | None = None) -> dict:
-    """Train a CaptionerNet, save it to ``out`` with a model card; return the card."""
-    if threads:
-        torch.set_num_threads(threads)
-    out = Path(out)
+def train_captioner(out: str | Path, **options) -> dict:
+    """Train into ``out`` with the :class:`~training.stages.CaptionerConfig` fields given as keywords;
+    returns the model card."""
+    return run_captioner(CaptionerConfig(out=str(out), **options))
+
+
+def run_captioner(cfg: CaptionerConfig) -> dict:
+    """Train the model ``cfg`` describes, save it to ``cfg.out`` with a model card, and return
+    the card."""
+    out, steps, batch_size, lr, seed = Path(cfg.out), cfg.steps, cfg.batch_size, cfg.lr, cfg.seed
+    train_scenes, size, eval_scenes = cfg.train_scenes, cfg.size, cfg.eval_scenes
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -69,11 +76,11 @@ def train_captioner(out: str | Path, steps: int = 3000, batch_size: int = 32, lr
     card = {
         "model": "CaptionerNet (benchmark/captioner.py)",
         "purpose": "caption stream of SDGIC on procedural scenes (not the judge)",
-        "training_command": f"sdgic train captioner --out {out} --steps {steps}",
+        "training_command": cfg.command_line("sdgic train captioner"),
         "commit": git_commit(),
         "data": f"{train_scenes} procedural scenes at {size} px, data set seed {TRAIN_SEED}, "
                 "mirrored, down/up-sampled, blurred and noised at random",
-        "steps": steps, "batch_size": batch_size, "lr": lr,
+        "steps": steps, "batch_size": batch_size, "lr": lr, "config": cfg.record(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_seconds": round(train_s, 1), "status": "complete",
         "metrics": {f"{eval_scenes}_fresh_scenes_{size}px_seed{EVAL_SEED}": metrics},

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +38,6 @@ import torch
 from diffusers import ControlNetModel, UNet2DConditionModel
 from diffusers.training_utils import EMAModel
 from torch import nn
-from tqdm import tqdm
 
 from benchmark import seeds
 from benchmark.captioner import SceneCaptioner, attribute_targets, captioner_loss
@@ -48,17 +45,17 @@ from benchmark.scenes import generate
 from codec.dpcd.configs import controlnet_kwargs, unet_config
 from codec.dpcd.decoder import DPCDSampler, denoise, to_model_space, training_scheduler
 from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder, code_health, range_penalty
-from codec.preset import check_caption_detail
 from codec.provenance import git_commit, write_model_card
 from codec.streams.hci import HCICodec
 from codec.text_encoder import TextEncoder
-from training.dpcd_data import (PhotoBatches, StopFlag, replace_checkpoint, save_grid, scene_batch,
-                                scene_batches, v_loss)
+from training.dpcd_data import PhotoBatches, save_grid, scene_batch, scene_batches, v_loss
+from training.harness import (TrainLoop, atomic_folder, load_ema_state, loss_line, save_ema_state,
+                              warmup)
+from training.stages import DPCDConfig, captions_source
 from training.token_head import TokenAttributeHead
 
 TRAIN_SEED = seeds.PRIOR_TRAIN    # the prior's training scenes (never used for evaluation)
 SAMPLE_SEED = seeds.PRIOR_SAMPLES
-STAGES = ("control", "rsrt")
 HCI_POINTS = ("low", "mid", "high", "top")
 MODULE_CLASSES = {"unet": UNet2DConditionModel, "controlnet": ControlNetModel,
                   "rsrt_encoder": RSRTEncoder, "rsrt_embedding": RSRTEmbedding,
@@ -181,302 +178,236 @@ def build_modules(stage: str, init: str | Path | None, text_dim: int, config: st
     return mods, ", ".join(src)
 
 
-def train_dpcd(run: str | Path, stage: str = "control", steps: int = 20000,
-               batch_size: int = 16, lr: float = 1e-4, init: str | Path | None = None,
-               hci_root: str | Path = "codec/weights/hci-64", config: str = "scenes-64",
-               caption_dropout: float = 0.15, hci_dropout: float = 0.2,
-               freeze_unet: bool = False, num_tokens: int = 8, levels=(8, 5, 5, 5),
-               unquantized_steps: int = 300, ema_decay: float = 0.999, save_every: int = 250,
-               sample_every: int = 1000, threads: int | None = None,
-               max_minutes: float | None = None, export: str | Path | None = None,
-               captioner: str | Path | None = None, device: str = "cpu", workers: int = 0,
-               bf16: bool = False, text_encoder: str | Path | None = None,
-               rsrt_lr_scale: float = 1.0, caption_detail: str = "full",
-               token_attribute_loss: float = 0.0, photos: str | Path | None = None,
-               native_pairs: str | Path | None = None, command: str | None = None) -> Path:
-    """Train (or resume) stage ``stage`` in ``run``; returns the checkpoint folder.
+def train_dpcd(run: str | Path, stage: str = "control", **options) -> Path:
+    """Train (or resume) ``stage`` in ``run`` with the :class:`DPCDConfig` fields given as
+    keywords; returns the checkpoint folder. See :func:`run_dpcd`."""
+    return run_dpcd(DPCDConfig(run=str(run), stage=stage, **options))
 
-    ``device``: where the modules train (``"cuda"`` on a GPU machine); ``workers``: processes
-    rendering scene batches ahead of the loop (0: in the loop, enough on CPU); ``bf16``:
-    autocast the UNet and ControlNet to bfloat16 (the RSRT encoder and the loss stay fp32);
-    ``text_encoder``: caption encoder folder (default: the offline MiniLM). ``sample_every``
-    0 draws no sample grids (draw them later from the export).
 
-    ``captioner``: a ``SceneCaptioner`` folder; when given, each training image's caption is
-    what that captioner writes for it (as a sender would), instead of the ground truth, so the
-    decoder and the tokens learn to live with (and the tokens to correct) its mistakes.
-    ``caption_detail``: how much the captions state (``"full"``, or ``"layout"``: colour and
-    position only, so the tokens must carry shape, size and texture); a preset trained on
-    ``"layout"`` sets ``"caption_detail": "layout"`` in its preset.json.
+def run_dpcd(cfg: DPCDConfig) -> Path:
+    """Train (or resume) ``cfg.stage`` in ``cfg.run``; returns the checkpoint folder.
 
-    ``export``: a preset folder refreshed at every checkpoint with the EMA modules (UNet and
-    ControlNet as fp16 safetensors) and an in-progress model card, ready to commit.
+    ``captioner``: each training image's caption is what that captioner writes for it (as a
+    sender would), so the decoder and the tokens learn to live with its mistakes.
+    ``caption_detail`` ``"layout"``: captions state colour and position only, and the export
+    sets ``"caption_detail": "layout"`` in its preset.json. ``export``: a preset folder
+    refreshed at every checkpoint with the EMA modules (UNet and ControlNet as fp16
+    safetensors) and an in-progress model card, ready to commit.
 
-    ``rsrt_lr_scale``: the RSRT encoder and embedding learn at ``lr * rsrt_lr_scale`` (stage
-    rsrt): their gradient arrives through cross-attention and is much weaker than the UNet's.
+    ``token_attribute_loss``: a training-only ``TokenAttributeHead`` reads the tokens and the
+    caption embedding and must recover what the captioner reads from the source, so the tokens
+    get a direct gradient toward what the caption leaves out; each parameter group is then
+    gradient-clipped on its own. A run started without it cannot resume with it.
 
-    ``token_attribute_loss``: weight of an auxiliary loss (stage rsrt, needs ``captioner``): a
-    training-only ``TokenAttributeHead`` reads the tokens and the caption embedding and must
-    recover what the captioner reads from the source (every object's attributes and the
-    background), so the tokens get a direct gradient toward what the caption leaves out. With
-    it on, each parameter group (diffusion modules, RSRT modules, head) is gradient-clipped
-    on its own (the auxiliary gradient would otherwise eat the shared clipping budget). A run
-    started without it cannot resume with it (its optimizer has no state for the head).
-
-    ``photos``: a photo set folder (``sdgic data photos``): train on its train tiles, with no
-    captions, instead of scenes (no ``captioner``; ``workers`` are not used).
-
-    ``command``: the command line that started this run, written into the exported model card
-    as it is (default: one rebuilt from the arguments that change the result).
-
-    ``native_pairs``: a :mod:`training.native_pairs` folder (``sdgic data native-pairs``):
-    train at native scale on aligned crops of whole photos and of *their* HCI (made with
-    ``hci_root``, which must be the photo HCI the folder was built with), for a
-    ``"size": "native"`` preset; needs ``photos`` (the same photo set, for the records).
+    ``photos``: train on its train tiles with no captions; with ``native_pairs`` (a
+    :mod:`training.native_pairs` folder made with ``hci_root``) on aligned crops of whole
+    photos and of *their* HCI, for a ``"size": "native"`` preset.
     """
-    if stage not in STAGES:
-        raise ValueError(f"stage={stage!r}; expected one of {STAGES}")
-    for name, p in (("caption_dropout", caption_dropout), ("hci_dropout", hci_dropout)):
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"{name}={p} must be in [0, 1)")
-    check_caption_detail(caption_detail)
-    if not 0.0 < ema_decay < 1.0:
-        raise ValueError(f"ema_decay={ema_decay} must be in (0, 1)")
-    if not rsrt_lr_scale > 0:
-        raise ValueError(f"rsrt_lr_scale={rsrt_lr_scale} must be > 0")
-    if token_attribute_loss < 0:
-        raise ValueError(f"token_attribute_loss={token_attribute_loss} must be >= 0")
-    if token_attribute_loss and (stage != "rsrt" or captioner is None):
-        raise ValueError("token_attribute_loss needs stage='rsrt' and a captioner (the head "
-                         "learns what the captioner reads from the source image)")
-    if photos is not None and (captioner is not None or caption_detail != "full"):
-        raise ValueError("photos have no captions: --photos cannot be combined with "
-                         "--captioner or a --caption-detail other than full")
-    if native_pairs is not None and photos is None:
-        raise ValueError("--native-pairs needs --photos (the photo set it was built from)")
-    if photos is not None and workers:
-        raise ValueError("--workers renders scene batches; photo batches are cut in the loop "
-                         "(drop --workers)")
-    data_name = ("scenes" if photos is None else
-                 "photos" if native_pairs is None else "native-photos")
-    if threads:
-        torch.set_num_threads(threads)
-    dev = torch.device(device)
+    cfg.check()
+    stage, steps, batch_size, dev = cfg.stage, cfg.steps, cfg.batch_size, torch.device(cfg.device)
+    data_name = cfg.data_name
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device={device!r} but torch sees no CUDA device")
+            raise RuntimeError(f"device={cfg.device!r} but torch sees no CUDA device")
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    run = Path(run)
+    run = Path(cfg.run)
     ckpt = run / "checkpoint"
     (run / "samples").mkdir(parents=True, exist_ok=True)
-    text = TextEncoder(text_encoder, device=str(dev))
-    codecs = load_hci_codecs(hci_root)
+    text = TextEncoder(cfg.text_encoder, device=str(dev))
+    codecs = load_hci_codecs(cfg.hci_root)
     for c in codecs:
         c.model.to(dev)
-    if captioner is not None:
-        captioner = SceneCaptioner(captioner, detail=caption_detail)
+    captioner = None
+    if cfg.captioner is not None:
+        captioner = SceneCaptioner(cfg.captioner, detail=cfg.caption_detail)
         captioner.model.to(dev)
-    head_words = captioner.model.config.num_words if token_attribute_loss else None
+    head_words = captioner.model.config.num_words if cfg.token_attribute_loss else None
+    build = lambda folder: build_modules(stage, folder, text.dim, cfg.config, cfg.num_tokens,
+                                         cfg.levels, head_words)
     if (ckpt / "state.json").is_file():
         state = json.loads((ckpt / "state.json").read_text())
-        if token_attribute_loss and not (ckpt / "rsrt_attribute_head").is_dir():
-            raise ValueError(f"{ckpt} was trained without the token attribute loss; its "
-                             "optimizer has no state for the attribute head: start a new --run "
-                             "with --init PRESET (e.g. the folder this run exported)")
-        if state.get("stage") != stage:
-            raise ValueError(f"{ckpt} holds stage {state.get('stage')!r}, not {stage!r}; use a "
-                             "new --run folder and --init the preset exported by that stage")
-        if state.get("data", "scenes") != data_name:
-            raise ValueError(f"{ckpt} was trained on {state.get('data', 'scenes')}, not "
-                             f"{data_name}: resume it "
-                             + {"photos": "with --photos FOLDER",
-                                "native-photos": "with --photos and --native-pairs"}.get(
-                                 state.get("data"), "without --photos")
-                             + ", or start a new --run with --init PRESET")
-        if state.get("caption_detail", caption_detail) != caption_detail:
-            raise ValueError(f"{ckpt} was trained on caption detail "
-                             f"{state['caption_detail']!r}, not {caption_detail!r}; resume with "
-                             f"--caption-detail {state['caption_detail']} or start a new --run")
-        mods, _ = build_modules(stage, ckpt, text.dim, config, num_tokens, levels, head_words)
+        _check_resumable(ckpt, state, cfg)
+        mods, _ = build(ckpt)
         start = state["step"]
         origin = state.get("init")         # what the run started from, not this --init
         src = f"resumed from {ckpt} at step {start}"
     else:
         torch.manual_seed(TRAIN_SEED)   # fresh modules start the same in every run
-        mods, src = build_modules(stage, init, text.dim, config, num_tokens, levels, head_words)
-        card = Path(init) / "model_card.json" if init is not None else None
+        mods, src = build(cfg.init)
+        card = Path(cfg.init) / "model_card.json" if cfg.init is not None else None
         start = json.loads(card.read_text()).get("stages", {}).get(stage, {}).get("steps", 0) \
             if card is not None and card.is_file() else 0
         src = f"initialised: {src} (stage step {start})"
-        origin = str(init) if init is not None else None
+        origin = str(cfg.init) if cfg.init is not None else None
     size = mods["unet"].config.sample_size * 2
     mods.to(dev)
-    if freeze_unet:
+    if cfg.freeze_unet:
         mods["unet"].requires_grad_(False)
     trainable = [p for p in mods.parameters() if p.requires_grad]
-    groups = param_groups(mods, lr, rsrt_lr_scale)
-    ema = EMAModel(trainable, decay=ema_decay, use_ema_warmup=True, foreach=dev.type == "cuda")
-    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-2, fused=dev.type == "cuda")
-    base_lrs = [grp["lr"] for grp in opt.param_groups]
+    groups = param_groups(mods, cfg.lr, cfg.rsrt_lr_scale)
+    ema = EMAModel(trainable, decay=cfg.ema_decay, use_ema_warmup=True,
+                   foreach=dev.type == "cuda")
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=1e-2, fused=dev.type == "cuda")
     fresh_optimizer = not (ckpt / "optimizer.pt").is_file()
     if not fresh_optimizer:
+        base_lrs = [grp["lr"] for grp in opt.param_groups]
         saved = torch.load(ckpt / "optimizer.pt", weights_only=True, map_location=dev)
         opt.load_state_dict(regroup_optimizer_state(saved, [len(g["params"]) for g in groups]))
         for grp, base in zip(opt.param_groups, base_lrs):
             grp["lr"] = base       # this run's learning rates, not the checkpoint's
-        ema_mods, _ = build_modules(stage, ckpt / "ema", text.dim, config, num_tokens, levels,
-                                    head_words)
+        ema_mods, _ = build(ckpt / "ema")
         ema_mods.to(dev)
-        ema_params = [q for p, q in zip(mods.parameters(), ema_mods.parameters()) if p.requires_grad]
-        ema.load_state_dict({**torch.load(ckpt / "ema_state.pt", weights_only=True),
-                             "shadow_params": [q.detach().clone() for q in ema_params]})
-        ema.decay = ema_decay      # this run's decay, not the checkpoint's
+        load_ema_state(ema, ckpt / "ema_state.pt",
+                       [q for p, q in zip(mods.parameters(), ema_mods.parameters())
+                        if p.requires_grad])
+        ema.decay = cfg.ema_decay      # this run's decay, not the checkpoint's
     elif start > 0:  # shipped weights are the EMA: keep them as the EMA's start too
         ema.optimization_step = start
     sched = training_scheduler()
-    log = open(run / "train.log", "a")
+    rsrt = stage == "rsrt"
+    loop = TrainLoop(f"dpcd {stage}", start, steps, run / "train.log", [opt],
+                     warmup(200, start) if fresh_optimizer else None,
+                     save_every=cfg.save_every, sample_every=cfg.sample_every,
+                     max_minutes=cfg.max_minutes,
+                     log_line=_rsrt_log_line(mods) if rsrt else loss_line)
     n_params = {k: round(sum(p.numel() for p in m.parameters()) / 1e6, 3) for k, m in mods.items()}
-    print(f"dpcd {stage}: {src}; M params {n_params}; {size}×{size}, batch {batch_size}, "
-          f"lr {lr}{f' (RSRT modules ×{rsrt_lr_scale:g})' if stage == 'rsrt' else ''}, freeze_unet {freeze_unet}, captions from "
-          f"{captions_source(captioner, photos)} (detail {caption_detail}); device {dev}, "
-          f"bf16 {bf16}, {workers} data workers", file=log, flush=True)
-
-    if photos is None:
-        sample_scenes = [generate(i, seed=SAMPLE_SEED, size=size) for i in range(8)]
-        sample_rgb = np.stack([s[0] for s in sample_scenes])
-        sample_captions = [s[1].describe(caption_detail) for s in sample_scenes]
-    elif native_pairs is None:
-        from benchmark.photos import val_tiles
-
-        sample_rgb = val_tiles(photos, 8, size, seed=SAMPLE_SEED)[0]
-        sample_captions = [None] * len(sample_rgb)
-    if native_pairs is None:
-        sample_x = (torch.from_numpy(sample_rgb).permute(0, 3, 1, 2) / 255.0).to(dev)
-        sample_hci = codecs[min(1, len(codecs) - 1)].reconstruct_batch(sample_x)
-    else:                       # val photos at native scale, with the HCI of the whole photo
-        from training.native_pairs import NativePairBatches
-
-        sample_x, sample_captions, sample_hci = NativePairBatches(
-            native_pairs, 8, size, SAMPLE_SEED, split="val", hci_root=hci_root).batch(0)
-        sample_x, sample_hci = sample_x.to(dev), sample_hci.to(dev)
+    loop.print(f"dpcd {stage}: {src}; M params {n_params}; {size}×{size}, batch {batch_size}, "
+               f"lr {cfg.lr}{f' (RSRT modules ×{cfg.rsrt_lr_scale:g})' if rsrt else ''}, "
+               f"freeze_unet {cfg.freeze_unet}, captions from "
+               f"{captions_source(captioner, cfg.photos)} (detail {cfg.caption_detail}); "
+               f"device {dev}, bf16 {cfg.bf16}, {cfg.workers} data workers")
+    sample_x, sample_captions, sample_hci = _sample_batch(cfg, size, codecs, dev)
 
     g = torch.Generator().manual_seed(start)
-    stop = StopFlag()
-    t_start = time.time()
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"dpcd {stage}", unit="step")
-    data = (scene_batches(start, steps, batch_size, size, TRAIN_SEED, workers, caption_detail)
-            if photos is None else
-            PhotoBatches(photos, batch_size, size, TRAIN_SEED).batches(start, steps)
-            if native_pairs is None else
-            _native_batches(native_pairs, batch_size, size, hci_root, start, steps))
+    data = iter(scene_batches(start, steps, batch_size, size, TRAIN_SEED, cfg.workers,
+                              cfg.caption_detail)
+                if cfg.photos is None else
+                PhotoBatches(cfg.photos, batch_size, size, TRAIN_SEED).batches(start, steps)
+                if cfg.native_pairs is None else
+                _native_batches(cfg.native_pairs, batch_size, size, cfg.hci_root, start, steps))
     mods.train()
-    # Per-step scalars stay on the device until a log line needs them (no sync per step).
-    losses, recent_codes, spreads, pending, attr_pending = [], [], [], [], []
-    for step, scenes in zip(bar, data):
-        warm = min(1.0, (step + 1 - start) / 200) if fresh_optimizer else 1.0
-        for group, base in zip(opt.param_groups, base_lrs):
-            group["lr"] = base * warm
+
+    def step_fn(step: int) -> dict:
         b = conditioned_batch(step, batch_size, size, text, codecs, g, captioner,
-                              caption_dropout, hci_dropout, scenes=scenes)
+                              cfg.caption_dropout, cfg.hci_dropout, scenes=next(data))
         x, hci, hci_present, cond, mask = b["x"], b["hci"], b["hci_present"], b["cond"], b["mask"]
-        if stage == "rsrt":
+        rec = {}
+        if rsrt:
             z_tok = mods["rsrt_encoder"](x, hci, b["pooled"])
             fsq = mods["rsrt_encoder"].fsq
-            if step < unquantized_steps:
+            if step < cfg.unquantized_steps:
                 q, codes = fsq.normalize(fsq.bound(z_tok)), fsq(z_tok)[1]
             else:
                 q, codes = fsq(z_tok)
-            present = token_dropout(batch_size, num_tokens, g).to(dev)
+            present = token_dropout(batch_size, cfg.num_tokens, g).to(dev)
             e = mods["rsrt_embedding"](q=q, present=present)
             cond = torch.cat([cond, e], 1)
-            mask = torch.cat([mask, torch.ones(batch_size, num_tokens, dtype=torch.bool,
+            mask = torch.cat([mask, torch.ones(batch_size, cfg.num_tokens, dtype=torch.bool,
                                                device=dev)], 1)
-            recent_codes = (recent_codes + [codes.detach()])[-10:]
-            spread = z_tok.detach().std()
-            if token_attribute_loss:
+            rec.update(codes=codes.detach(), spread=z_tok.detach().std())
+            if cfg.token_attribute_loss:
                 attr_loss, shape_right, shape_seen = attribute_loss(
                     mods["rsrt_attribute_head"], captioner.model, x, q, b["pooled"])
-                attr_pending.append(torch.stack([attr_loss.detach(), shape_right, shape_seen]))
+                rec["attributes"] = torch.stack([attr_loss.detach(), shape_right, shape_seen])
         x0 = to_model_space(x)
         noise = torch.randn(x0.shape, generator=g).to(dev)
         t = torch.randint(0, sched.config.num_train_timesteps, (batch_size,), generator=g).to(dev)
         xt = sched.add_noise(x0, noise, t)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             pred = denoise(mods["unet"], xt, t, cond, mask, mods["controlnet"],
                            to_model_space(hci), hci_present)
         loss = v_loss(sched, pred.float(), sched.get_velocity(x0, noise, t), t)
-        logged = loss.detach()      # the denoising loss: comparable with and without extras
-        if stage == "rsrt":
+        rec["loss"] = loss.detach()   # the denoising loss: comparable with and without extras
+        if rsrt:
             loss = loss + 1e-2 * range_penalty(z_tok)
-        if token_attribute_loss:
-            loss = loss + token_attribute_loss * attr_loss
+        if cfg.token_attribute_loss:
+            loss = loss + cfg.token_attribute_loss * attr_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        for params in ([grp["params"] for grp in opt.param_groups] if token_attribute_loss
+        for params in ([grp["params"] for grp in opt.param_groups] if cfg.token_attribute_loss
                        else [trainable]):
             torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema.step(trainable)
-        pending.append(torch.stack([logged, spread]) if stage == "rsrt" else logged[None])
-        done = step + 1
-        out_of_time = (max_minutes is not None and time.time() - t_start > 60 * max_minutes) \
-            or stop.requested
-        saving = done % save_every == 0 or done == steps or out_of_time
-        if done % 25 == 0 or saving:
-            flushed = torch.stack(pending).float().cpu()
-            pending = []
-            losses.extend(flushed[:, 0].tolist())
-            if stage == "rsrt":
-                spreads.extend(flushed[:, 1].tolist())
-        if done % 25 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-25:]):.4f}")
-            line = (f"step {done} loss {np.mean(losses[-25:]):.5f} "
-                    f"{(time.time() - t_start) / len(losses):.2f}s/step")
-            if recent_codes:
-                h = code_health(torch.cat(recent_codes), fsq.codebook_size)
-                line += (f" | tokens distinct {np.mean(h['distinct']):.1f} entropy "
-                         f"{np.mean(h['entropy_bits']):.2f}b pre-q std {np.mean(spreads[-25:]):.2f}")
-            if attr_pending:
-                a = torch.stack(attr_pending).float().cpu()
-                attr_pending = []
-                line += (f" | attributes loss {a[:, 0].mean():.3f} shape acc "
-                         f"{a[:, 1].sum() / a[:, 2].sum().clamp_min(1):.2f}")
-            print(line, file=log, flush=True)
-        if saving:
-            ema_mods = _ema_modules(mods, ema)
-            _save(mods, ema_mods, ema, opt, ckpt, done, float(np.mean(losses[-100:])), stage,
-                  caption_detail, data_name, origin)
-            if export is not None:
-                export_dpcd(run, export, stage, complete=done >= steps, hci_root=hci_root,
-                            hparams=dict(batch_size=batch_size, lr=lr,
-                                         **({"rsrt_lr_scale": rsrt_lr_scale}
-                                            if stage == "rsrt" else {}),
-                                         hci_dropout=hci_dropout,
-                                         caption_dropout=caption_dropout, freeze_unet=freeze_unet,
-                                         caption_detail=caption_detail,
-                                         **({"token_attribute_loss": token_attribute_loss}
-                                            if stage == "rsrt" else {}),
-                                         captions=captions_source(captioner, photos),
-                                         ema_decay=ema_decay,
-                                         **({"photos": str(photos)} if photos is not None
-                                            else {}),
-                                         **({"native_pairs": str(native_pairs)}
-                                            if native_pairs is not None else {}),
-                                         **({"init": origin} if origin is not None else {}),
-                                         **({"command": command} if command else {})))
-        if sample_every and (done % sample_every == 0 or done == steps or out_of_time):
-            ema_mods = _ema_modules(mods, ema).eval()
-            _sample_grid(ema_mods, text, sample_x, sample_captions, sample_hci,
-                         run / "samples" / f"{stage}-step{done:06d}.png")
-        if out_of_time:
-            why = "SIGTERM/SIGINT" if stop.requested else "--max-minutes reached"
-            print(f"stopping at step {done}: {why}; checkpoint saved", file=log, flush=True)
-            break
-    stop.restore()
-    log.close()
+        return rec
+
+    def save(done: int, loss: float) -> None:
+        _save(mods, _ema_modules(mods, ema), ema, opt, ckpt, done, loss, stage,
+              cfg.caption_detail, data_name, origin)
+        if cfg.export is not None:
+            export_dpcd(run, cfg.export, stage, complete=done >= steps, hci_root=cfg.hci_root,
+                        hparams=cfg.card_record(origin))
+
+    def sample(done: int) -> None:
+        _sample_grid(_ema_modules(mods, ema).eval(), text, sample_x, sample_captions,
+                     sample_hci, run / "samples" / f"{stage}-step{done:06d}.png")
+
+    loop.run(step_fn, save, sample)
     return ckpt
+
+
+def _check_resumable(ckpt: Path, state: dict, cfg: DPCDConfig) -> None:
+    """A ValueError naming the fix when ``cfg`` cannot resume the checkpoint ``state``."""
+    if cfg.token_attribute_loss and not (ckpt / "rsrt_attribute_head").is_dir():
+        raise ValueError(f"{ckpt} was trained without the token attribute loss; its "
+                         "optimizer has no state for the attribute head: start a new --run "
+                         "with --init PRESET (e.g. the folder this run exported)")
+    if state.get("stage") != cfg.stage:
+        raise ValueError(f"{ckpt} holds stage {state.get('stage')!r}, not {cfg.stage!r}; use a "
+                         "new --run folder and --init the preset exported by that stage")
+    if state.get("data", "scenes") != cfg.data_name:
+        raise ValueError(f"{ckpt} was trained on {state.get('data', 'scenes')}, not "
+                         f"{cfg.data_name}: resume it "
+                         + {"photos": "with --photos FOLDER",
+                            "native-photos": "with --photos and --native-pairs"}.get(
+                             state.get("data"), "without --photos")
+                         + ", or start a new --run with --init PRESET")
+    if state.get("caption_detail", cfg.caption_detail) != cfg.caption_detail:
+        raise ValueError(f"{ckpt} was trained on caption detail "
+                         f"{state['caption_detail']!r}, not {cfg.caption_detail!r}; resume with "
+                         f"--caption-detail {state['caption_detail']} or start a new --run")
+
+
+def _sample_batch(cfg: DPCDConfig, size: int, codecs, dev) -> tuple:
+    """The fixed images, captions and HCIs of the sample grids."""
+    if cfg.native_pairs is not None:  # val photos at native scale, with the whole photo's HCI
+        from training.native_pairs import NativePairBatches
+
+        x, captions, hci = NativePairBatches(cfg.native_pairs, 8, size, SAMPLE_SEED,
+                                             split="val", hci_root=cfg.hci_root).batch(0)
+        return x.to(dev), captions, hci.to(dev)
+    if cfg.photos is None:
+        scenes = [generate(i, seed=SAMPLE_SEED, size=size) for i in range(8)]
+        rgb = np.stack([s[0] for s in scenes])
+        captions = [s[1].describe(cfg.caption_detail) for s in scenes]
+    else:
+        from benchmark.photos import val_tiles
+
+        rgb = val_tiles(cfg.photos, 8, size, seed=SAMPLE_SEED)[0]
+        captions = [None] * len(rgb)
+    x = (torch.from_numpy(rgb).permute(0, 3, 1, 2) / 255.0).to(dev)
+    return x, captions, codecs[min(1, len(codecs) - 1)].reconstruct_batch(x)
+
+
+def _rsrt_log_line(mods):
+    """Log lines of stage rsrt: the loss, then the tokens' health over the last 10 steps."""
+    fsq = mods["rsrt_encoder"].fsq
+
+    def line(done: int, window: list[dict], sec_per_step: float) -> str:
+        h = code_health(torch.cat([r["codes"] for r in window[-10:]]), fsq.codebook_size)
+        out = (f"{loss_line(done, window, sec_per_step)} | tokens distinct "
+               f"{np.mean(h['distinct']):.1f} entropy {np.mean(h['entropy_bits']):.2f}b "
+               f"pre-q std {np.mean([float(r['spread']) for r in window]):.2f}")
+        if "attributes" in window[0]:
+            a = torch.stack([r["attributes"] for r in window]).float()
+            out += (f" | attributes loss {a[:, 0].mean():.3f} shape acc "
+                    f"{a[:, 1].sum() / a[:, 2].sum().clamp_min(1):.2f}")
+        return out
+    return line
 
 
 def _native_batches(folder, batch_size, size, hci_root, start, steps):
@@ -484,13 +415,6 @@ def _native_batches(folder, batch_size, size, hci_root, start, steps):
 
     return NativePairBatches(folder, batch_size, size, TRAIN_SEED,
                              hci_root=hci_root).batches(start, steps)
-
-
-def captions_source(captioner, photos) -> str:
-    """Where the training captions come from, in words (logs and model cards)."""
-    if photos is not None:
-        return "none (photos have no offline caption source)"
-    return "scene captioner" if captioner is not None else "ground truth"
 
 
 def attribute_loss(head: nn.Module, captioner_model: nn.Module, x: torch.Tensor,
@@ -567,21 +491,15 @@ def _sample_grid(mods, text, x, captions, hci, path: Path) -> None:
 
 def _save(mods, ema_mods, ema, opt, ckpt: Path, step: int, loss: float, stage: str,
           caption_detail: str = "full", data: str = "scenes", init: str | None = None) -> None:
-    tmp = ckpt.with_name(ckpt.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for name, m in mods.items():
-        m.save_pretrained(tmp / name)
-        ema_mods[name].save_pretrained(tmp / "ema" / name)
-    torch.save(opt.state_dict(), tmp / "optimizer.pt")
-    st = ema.state_dict()
-    st.pop("shadow_params", None)
-    torch.save(st, tmp / "ema_state.pt")
-    (tmp / "state.json").write_text(json.dumps({"stage": stage, "step": step, "loss": loss,
-                                                "caption_detail": caption_detail,
-                                                "data": data, "init": init}) + "\n")
-    replace_checkpoint(tmp, ckpt)
+    with atomic_folder(ckpt) as tmp:
+        for name, m in mods.items():
+            m.save_pretrained(tmp / name)
+            ema_mods[name].save_pretrained(tmp / "ema" / name)
+        torch.save(opt.state_dict(), tmp / "optimizer.pt")
+        save_ema_state(ema, tmp / "ema_state.pt")
+        (tmp / "state.json").write_text(json.dumps({"stage": stage, "step": step, "loss": loss,
+                                                    "caption_detail": caption_detail,
+                                                    "data": data, "init": init}) + "\n")
 
 
 def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = False,

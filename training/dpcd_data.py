@@ -1,10 +1,9 @@
-"""Pieces every DPCD training stage shares: scene and photo batches, the loss, grids, stop
-signals."""
+"""Pieces every DPCD training stage shares: scene and photo batches, the loss, sample
+grids."""
 
 from __future__ import annotations
 
 import math
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -122,31 +121,3 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8, scale: int = 2) -
         grid[:, r * h:(r + 1) * h, c * w:(c + 1) * w] = im
     a = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
     Image.fromarray(a).resize((nrow * w * scale, ncol * h * scale), Image.NEAREST).save(path)
-
-
-def replace_checkpoint(tmp: Path, ckpt: Path) -> None:
-    """Move the freshly written folder ``tmp`` to ``ckpt``; a crash at any point leaves either
-    the old or the new checkpoint whole."""
-    import shutil
-
-    old = ckpt.with_name(ckpt.name + ".old")
-    if ckpt.exists():
-        ckpt.rename(old)
-    tmp.rename(ckpt)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-class StopFlag:
-    """SIGTERM / SIGINT ask the loop to save a checkpoint after the current step and stop."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def _handle(self, signum, frame):
-        self.requested = True
-
-    def restore(self):
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)

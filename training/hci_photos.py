@@ -24,13 +24,8 @@ photos at their own size, and writes ``model_card.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
-import signal
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +34,11 @@ from PIL import Image
 
 from codec.provenance import git_commit, write_model_card
 from codec.streams.hci import CONFIG_NAME, WEIGHTS_NAME, HCICodec, build_model
+from training.harness import TrainLoop, save_atomic, warmup_then_decay
 from training.hci import optimizer_step
 from training.stage_cli import stage_main
+from training.stages import HCIPhotosConfig
 
-DEFAULT_LMBDAS = (2e-6, 8e-6, 3e-5, 1.2e-4)
 RATE_NAMES = ("low", "mid", "high", "top")
 
 
@@ -90,13 +86,8 @@ def native_crops(photos: list[np.ndarray], n: int, crop: int, g: torch.Generator
     return x.clamp_(0, 1)
 
 
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def train(a) -> None:
+def train(a: HCIPhotosConfig) -> None:
+    """Train (or resume) the variable-rate photo HCI ``a`` describes (module docstring)."""
     from benchmark.photo_library import full_photos
 
     torch.set_num_threads(a.threads)
@@ -105,8 +96,9 @@ def train(a) -> None:
     lmbdas = torch.tensor(a.lmbdas, dtype=torch.float32)
     model_cfg = {"arch": "gained-meanscale", "N": a.N, "M": a.M, "depth": a.depth, "Nz": a.Nz,
                  "n_rates": len(a.lmbdas)}
-    hparams = {k: getattr(a, k) for k in ("crop", "batch_size", "lr", "lmbdas", "min_side",
-                                          "max_side", "jitter", "seed")}
+    hparams = {k: getattr(a, k) for k in ("crop", "batch_size", "lr", "min_side", "max_side",
+                                          "jitter", "seed")}
+    hparams["lmbdas"] = list(a.lmbdas)
     torch.manual_seed(a.seed)
     model = build_model(model_cfg)
     dev = torch.device(a.device)
@@ -125,7 +117,7 @@ def train(a) -> None:
     if ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, weights_only=True)
         if ckpt["model_config"] != model_cfg:
-            raise SystemExit(f"{ckpt_path} holds {ckpt['model_config']}, not {model_cfg}; "
+            raise ValueError(f"{ckpt_path} holds {ckpt['model_config']}, not {model_cfg}; "
                              "pass the same model flags or another --run")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
@@ -138,64 +130,57 @@ def train(a) -> None:
 
         card = json.loads((Path(a.init) / "model_card.json").read_text())
         if card["model"] != model_cfg:
-            raise SystemExit(f"{a.init} holds {card['model']}, not {model_cfg}; pass the same "
+            raise ValueError(f"{a.init} holds {card['model']}, not {model_cfg}; pass the same "
                              "model flags")
         model.load_state_dict(load_file(str(Path(a.init) / WEIGHTS_NAME)))
         step = warm_from = int(card["steps"])  # fresh Adam moments: warm up again
         print(f"initialized from {a.init} at step {step}", flush=True)
+    for group in opt.param_groups:   # this run's rates, times each group's scale
+        group["lr"] = a.lr * group["lr_scale"]
     photos = load_photos(full_photos(a.photos, "train"))
     print(f"{len(photos)} train photos, model {model_cfg}, "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
+    command = a.command or a.command_line("python -m training.hci_photos")
 
-    def save():
-        _save_atomic({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "opt": opt.state_dict(),
-                      "aux_opt": aux_opt.state_dict(), "step": step, "warm_from": warm_from,
-                      "model_config": model_cfg, "hparams": hparams,
-                      "command": "python -m training.hci_photos "
-                                 + " ".join(sys.argv[1:])}, ckpt_path)
+    def save(done: int, loss: float) -> None:
+        save_atomic({"model": {k: v.cpu() for k, v in model.state_dict().items()},
+                     "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(), "step": done,
+                     "warm_from": warm_from, "model_config": model_cfg, "hparams": hparams,
+                     "config": a.record(), "command": command}, ckpt_path)
 
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    log = open(run / "train.log", "a")
-    model.train()
-    t0, acc = time.time(), []
     n_rates = len(a.lmbdas)
-    deadline = time.time() + 60 * a.max_minutes if a.max_minutes else float("inf")
-    while step < a.steps and not stop["now"] and time.time() < deadline:
+    lmbdas = lmbdas.to(dev)
+
+    def step_fn(step: int) -> dict:
         g = torch.Generator().manual_seed(a.seed * 1_000_003 + step)
         x = native_crops(photos, a.batch_size, a.crop, g, a.min_side, a.max_side, a.jitter)
         r = torch.randint(n_rates, (a.batch_size,), generator=g)
         x, r = x.to(dev), r.to(dev)
-        # linear warm-up of fresh optimizers, then ×0.1 for the last 10 % of --steps
-        warm = min(1.0, (step - warm_from + 1) / 200)
-        for group in opt.param_groups:
-            group["lr"] = (a.lr * group["lr_scale"] * warm
-                           * (0.1 if step >= 0.9 * a.steps else 1.0))
         out = model(x, rate=r.float())
         mse = (out["x_hat"] - x).pow(2).mean(dim=(1, 2, 3))
         bits = sum(-torch.log2(v).sum(dim=(1, 2, 3)) for v in out["likelihoods"].values())
         bpp = bits / (a.crop * a.crop)
-        loss = (lmbdas.to(dev)[r] * 255 ** 2 * mse + bpp).mean()
+        loss = (lmbdas[r] * 255 ** 2 * mse + bpp).mean()
         aux = optimizer_step(model, loss, opt, aux_opt)
-        step += 1
-        acc.append((r, mse.detach(), bpp.detach()))
-        if step % 50 == 0 or step == a.steps:
-            rr = torch.cat([t[0] for t in acc])
-            mm = torch.cat([t[1] for t in acc])
-            bb = torch.cat([t[2] for t in acc])
-            per = " ".join(
-                f"r{k}:{bb[rr == k].mean():.4f}bpp/{-10 * torch.log10(mm[rr == k].mean()):.2f}dB"
-                for k in range(n_rates) if (rr == k).any())
-            msg = (f"step {step} loss {loss.item():.4f} {per} aux {aux.item():.1f} "
-                   f"{(time.time() - t0) / len(acc):.2f}s/step")
-            print(msg, flush=True)
-            log.write(msg + "\n")
-            log.flush()
-            acc, t0 = [], time.time()
-        if step % a.checkpoint_every == 0:
-            save()
-    save()
-    print(f"saved {ckpt_path} at step {step}", flush=True)
+        return {"loss": loss.detach(), "r": r, "mse": mse.detach(), "bpp": bpp.detach(),
+                "aux": aux.detach()}
+
+    def log_line(done: int, window: list[dict], sec_per_step: float) -> str:
+        rr, mm, bb = (torch.cat([w[k] for w in window]) for k in ("r", "mse", "bpp"))
+        per = " ".join(
+            f"r{k}:{bb[rr == k].mean():.4f}bpp/{-10 * torch.log10(mm[rr == k].mean()):.2f}dB"
+            for k in range(n_rates) if (rr == k).any())
+        return (f"step {done} loss {float(window[-1]['loss']):.4f} {per} "
+                f"aux {float(window[-1]['aux']):.1f} {sec_per_step:.2f}s/step")
+
+    model.train()
+    # linear warm-up of fresh optimizers, then ×0.1 for the last 10 % of --steps
+    loop = TrainLoop("hci-photos", step, a.steps, run / "train.log", [opt],
+                     warmup_then_decay(200, warm_from, a.steps, 0.9), log_every=50,
+                     save_every=a.checkpoint_every, max_minutes=a.max_minutes,
+                     log_line=log_line, echo=True, progress=False)
+    loop.run(step_fn, save)
+    print(f"saved {ckpt_path} at step {loop.done}", flush=True)
 
 
 @torch.no_grad()
@@ -222,17 +207,21 @@ def settle_quantiles(model, steps: int = 3000, lr: float = 1e-2) -> tuple[float,
         p.requires_grad_(False)
     opt = torch.optim.Adam([p for n, p in model.named_parameters() if n in names], lr=lr)
     before = model.aux_loss().item()
-    for _ in range(steps):
+
+    def step_fn(step: int) -> dict:
         loss = model.aux_loss()
         opt.zero_grad()
         loss.backward()
         opt.step()
+        return {"loss": loss.detach()}
+
+    TrainLoop("settle quantiles", 0, steps, progress=False).run(step_fn)
     for p, flag in frozen:
         p.requires_grad_(flag)
     return before, model.aux_loss().item()
 
 
-def export(a) -> dict:
+def export(a: HCIPhotosConfig) -> dict:
     """Write the rate points of ``--run``'s checkpoint to ``--export`` and measure them."""
     from safetensors.torch import save_file
 
@@ -240,7 +229,7 @@ def export(a) -> dict:
 
     ckpt_path = Path(a.run) / "checkpoint.pt"
     if not ckpt_path.is_file():
-        raise SystemExit(f"no checkpoint at {ckpt_path}; train first")
+        raise FileNotFoundError(f"no checkpoint at {ckpt_path}; train first")
     ckpt = torch.load(ckpt_path, weights_only=True)
     model = build_model(ckpt["model_config"])
     model.load_state_dict(ckpt["model"])
@@ -258,7 +247,7 @@ def export(a) -> dict:
     rates = [float(r) for r in (a.export_rates or range(model.n_rates))]
     names = list(a.export_names or RATE_NAMES[:len(rates)])
     if len(names) != len(rates):
-        raise SystemExit(f"--export-names {names} and --export-rates {rates} differ in length")
+        raise ValueError(f"--export-names {names} and --export-rates {rates} differ in length")
     points = {}
     for name, rate in zip(names, rates):
         codec = HCICodec(model, fit="pad", rate=rate)
@@ -272,7 +261,7 @@ def export(a) -> dict:
         "name": out.name,
         "stream": "HCI (highly compressed image) of SDGIC, photographs at their own size",
         "command": ckpt.get("command"),
-        "export_command": "python -m training.hci_photos " + " ".join(sys.argv[1:]),
+        "export_command": a.command or a.command_line("python -m training.hci_photos"),
         "commit": git_commit(),
         "model": ckpt["model_config"],
         "parameters": int(sum(p.numel() for p in model.parameters())),
@@ -290,47 +279,14 @@ def export(a) -> dict:
     return card
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """This trainer's flags (``python -m training.hci_photos`` and ``sdgic train hci-photos``)."""
-    p.add_argument("--run", required=True, help="checkpoint folder (resumes when it has one)")
-    p.add_argument("--photos", required=True, help="a `sdgic data photos` folder")
-    p.add_argument("--steps", type=int, default=40000)
-    p.add_argument("--N", type=int, default=96)
-    p.add_argument("--M", type=int, default=96)
-    p.add_argument("--Nz", type=int, default=32)
-    p.add_argument("--depth", type=int, default=5)
-    p.add_argument("--lmbdas", type=float, nargs="+", default=list(DEFAULT_LMBDAS),
-                   help="one rate–distortion trade-off per rate point, increasing")
-    p.add_argument("--crop", type=int, default=192)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--min-side", type=int, default=512, help="long side of the scaled photo")
-    p.add_argument("--max-side", type=int, default=1536)
-    p.add_argument("--jitter", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--checkpoint-every", type=int, default=200)
-    p.add_argument("--device", default="cpu", help="torch device (cuda on a lent GPU)")
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="stop (and save) after this many minutes")
-    p.add_argument("--init", metavar="FOLDER",
-                   help="an exported HCI folder to start from when --run has no checkpoint "
-                        "(its step count carries on; optimizers start fresh)")
-    p.add_argument("--export", metavar="FOLDER", help="write the rate points instead of training")
-    p.add_argument("--export-rates", type=float, nargs="+",
-                   help="rate values to export (default: each trained point)")
-    p.add_argument("--export-names", nargs="+", help="their folder names")
-
-
-def run(a: argparse.Namespace) -> None:
-    """Train (or with ``--export``, export) with parsed flags (see :func:`add_arguments`)."""
-    if sorted(a.lmbdas) != list(a.lmbdas) or min(a.lmbdas) <= 0:
-        raise SystemExit(f"--lmbdas {a.lmbdas} must be positive and increasing")
-    export(a) if a.export else train(a)
+def run_hci_photos(cfg: HCIPhotosConfig):
+    """Train, or with ``cfg.export`` export (module docstring)."""
+    cfg.check()
+    return export(cfg) if cfg.export else train(cfg)
 
 
 def main(argv=None, prog: str | None = None):
-    stage_main(__doc__, add_arguments, run, argv, prog)
+    stage_main("hci-photos", argv, prog)
 
 
 if __name__ == "__main__":

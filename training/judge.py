@@ -7,18 +7,17 @@ resolution, blur, noise) keep the judge reliable on reconstructions, not only on
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmark import seeds
 from benchmark.judge import ATTRIBUTES, JudgeNet, SceneJudge, judge_loss, scene_targets, score_scene
 from benchmark.scene_dataset import render_scenes
 from codec.provenance import git_commit, write_model_card
 from training.scene_fit import fit_on_scenes
+from training.stages import JudgeConfig
 
 
 def evaluate(judge: SceneJudge, n: int, seed: int, size: int = 128, workers: int = 1) -> dict:
@@ -37,12 +36,18 @@ def evaluate(judge: SceneJudge, n: int, seed: int, size: int = 128, workers: int
     return acc
 
 
-def train_judge(out: str | Path, steps: int = 3000, batch_size: int = 32, lr: float = 2e-3,
-                train_scenes: int = 20000, train_seed: int = seeds.JUDGE_TRAIN,
-                eval_seed: int = seeds.JUDGE_EVAL,
-                eval_scenes: int = 2000, workers: int = 2, seed: int = 0) -> dict:
-    """Train a JudgeNet, save it to ``out`` with a model card, and return its metrics."""
-    out = Path(out)
+def train_judge(out: str | Path, **options) -> dict:
+    """Train into ``out`` with the :class:`~training.stages.JudgeConfig` fields given as keywords;
+    returns the model card."""
+    return run_judge(JudgeConfig(out=str(out), **options))
+
+
+def run_judge(cfg: JudgeConfig) -> dict:
+    """Train the model ``cfg`` describes, save it to ``cfg.out`` with a model card, and return
+    the card."""
+    out, steps, batch_size, lr, seed = Path(cfg.out), cfg.steps, cfg.batch_size, cfg.lr, cfg.seed
+    train_scenes, train_seed, workers = cfg.train_scenes, cfg.train_seed, cfg.workers
+    eval_scenes, eval_seed = cfg.eval_scenes, cfg.eval_seed
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -61,11 +66,11 @@ def train_judge(out: str | Path, steps: int = 3000, batch_size: int = 32, lr: fl
     card = {
         "model": "JudgeNet (benchmark/judge.py)",
         "purpose": "referee of scene semantic consistency",
-        "training_command": f"sdgic train judge --out {out} --steps {steps}",
+        "training_command": cfg.command_line("sdgic train judge"),
         "commit": git_commit(),
         "data": f"{train_scenes} procedural scenes at 128 px, data set seed {train_seed}, "
                 "mirrored, down/up-sampled, blurred and noised at random",
-        "steps": steps, "batch_size": batch_size, "lr": lr,
+        "steps": steps, "batch_size": batch_size, "lr": lr, "config": cfg.record(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_seconds": round(train_s, 1),
         "status": "complete",
@@ -79,4 +84,6 @@ def train_judge(out: str | Path, steps: int = 3000, batch_size: int = 32, lr: fl
 
 
 if __name__ == "__main__":
-    print(json.dumps(train_judge("benchmark/weights/judge"), indent=2))
+    from training.stage_cli import stage_main
+
+    stage_main("judge")

@@ -13,14 +13,12 @@ exists, so a run continues on a fresh machine. Sample grids go to ``RUN/samples/
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from diffusers import UNet2DConditionModel
 from diffusers.training_utils import EMAModel
-from tqdm import tqdm
 
 from benchmark import seeds
 from benchmark.scenes import generate
@@ -28,25 +26,30 @@ from codec.dpcd.configs import unet_config
 from codec.dpcd.decoder import DPCDSampler, to_model_space, training_scheduler
 from codec.provenance import git_commit, write_model_card
 from codec.text_encoder import TextEncoder
-from training.dpcd_data import StopFlag, replace_checkpoint, save_grid, scene_batch, v_loss
+from training.dpcd_data import save_grid, scene_batch, v_loss
+from training.harness import TrainLoop, atomic_folder, load_ema_state, save_ema_state, warmup
+from training.stages import PriorConfig
 
 TRAIN_SEED = seeds.PRIOR_TRAIN
 SAMPLE_SEED = seeds.PRIOR_SAMPLES  # fixed scenes whose captions drive the sample grids
 
 
-def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: float = 2e-4,
-                config: str = "scenes-64", caption_dropout: float = 0.15,
-                ema_decay: float = 0.999, save_every: int = 250, sample_every: int = 1000,
-                init: str | Path | None = None, threads: int | None = None,
-                max_minutes: float | None = None, export: str | Path | None = None) -> Path:
-    """Train (or resume) the prior in ``run``; returns the checkpoint folder.
+def train_prior(run: str | Path, **options) -> Path:
+    """Train (or resume) the prior in ``run`` with the :class:`~training.stages.PriorConfig`
+    fields given as keywords; returns the checkpoint folder."""
+    return run_prior(PriorConfig(run=str(run), **options))
+
+
+def run_prior(cfg: PriorConfig) -> Path:
+    """Train (or resume) the prior ``cfg`` describes; returns the checkpoint folder.
 
     ``export``: a preset folder that receives the EMA UNet (fp16 safetensors) and an
     in-progress model card at every checkpoint, ready to commit.
     """
-    if threads:
-        torch.set_num_threads(threads)
-    run = Path(run)
+    run, steps, batch_size, lr = Path(cfg.run), cfg.steps, cfg.batch_size, cfg.lr
+    init, export, caption_dropout = cfg.init, cfg.export, cfg.caption_dropout
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     ckpt = run / "checkpoint"
     (run / "samples").mkdir(parents=True, exist_ok=True)
     text = TextEncoder()
@@ -62,36 +65,31 @@ def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: f
             if card.is_file() else 0
         src = f"initialised from {init} (step {start})"
     else:
-        unet = UNet2DConditionModel(**unet_config(config, cross_attention_dim=text.dim))
+        unet = UNet2DConditionModel(**unet_config(cfg.config, cross_attention_dim=text.dim))
         start = 0
         src = "fresh"
     size = unet.config.sample_size * 2
-    ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True,
+    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True,
                    model_cls=UNet2DConditionModel, model_config=unet.config)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-2)
     if (ckpt / "optimizer.pt").is_file():
         opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
         ema_unet = UNet2DConditionModel.from_pretrained(ckpt / "unet_ema")
-        ema.load_state_dict({**torch.load(ckpt / "ema_state.pt", weights_only=True),
-                             "shadow_params": [p.detach().clone() for p in ema_unet.parameters()]})
+        load_ema_state(ema, ckpt / "ema_state.pt", list(ema_unet.parameters()))
     elif start > 0:  # shipped weights are the EMA: keep them as the EMA's start too
         ema.optimization_step = start
     sched = training_scheduler()
-    log = open(run / "train.log", "a")
-    print(f"prior: {src}; {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M params, "
-          f"{size}×{size}, batch {batch_size}", file=log, flush=True)
+    loop = TrainLoop("prior", start, steps, run / "train.log", [opt], warmup(500),
+                     save_every=cfg.save_every, sample_every=cfg.sample_every,
+                     max_minutes=cfg.max_minutes)
+    loop.print(f"prior: {src}; {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M params, "
+               f"{size}×{size}, batch {batch_size}")
     sample_scenes = [generate(i, seed=SAMPLE_SEED, size=size) for i in range(16)]
     sample_captions = [s[1].caption for s in sample_scenes]
     g = torch.Generator().manual_seed(start)
-    stop = StopFlag()
-    t_start = time.time()
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc="prior", unit="step")
     unet.train()
-    losses = []
-    for step in bar:
-        warm = min(1.0, (step + 1) / 500)
-        for group in opt.param_groups:
-            group["lr"] = lr * warm
+
+    def step_fn(step: int) -> dict:
         x, captions = scene_batch(step, batch_size, size, TRAIN_SEED)
         drop = torch.rand(batch_size, generator=g) < caption_dropout
         captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
@@ -108,35 +106,25 @@ def train_prior(run: str | Path, steps: int = 20000, batch_size: int = 16, lr: f
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
         ema.step(unet.parameters())
-        losses.append(loss.item())
-        done = step + 1
-        if done % 25 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-25:]):.4f}")
-            print(f"step {done} loss {np.mean(losses[-25:]):.5f} "
-                  f"{(time.time() - t_start) / len(losses):.2f}s/step", file=log, flush=True)
-        out_of_time = (max_minutes is not None and time.time() - t_start > 60 * max_minutes) \
-            or stop.requested
-        if done % save_every == 0 or done == steps or out_of_time:
-            _save(unet, ema, opt, ckpt, done, np.mean(losses[-100:]))
-            if export is not None:
-                export_prior(run, export, batch_size=batch_size, lr=lr,
-                             complete=done >= steps)
-        if done % sample_every == 0 or done == steps or out_of_time:
-            ema_unet = ema_copy(unet, ema)
-            imgs = DPCDSampler(ema_unet.eval(), text).sample(
-                sample_captions, steps=20, generator=torch.Generator().manual_seed(0))
-            ref = torch.from_numpy(np.stack([s[0] for s in sample_scenes])).permute(0, 3, 1, 2) / 255.0
-            save_grid(torch.cat([ref[:8], imgs[:8], ref[8:], imgs[8:]]), run / "samples" / f"step{done:06d}.png")
-        if out_of_time:
-            why = "SIGTERM/SIGINT" if stop.requested else "--max-minutes reached"
-            print(f"stopping at step {done}: {why}; checkpoint saved", file=log, flush=True)
-            break
-    stop.restore()
-    log.close()
+        return {"loss": loss.detach()}
+
+    def save(done: int, loss: float) -> None:
+        _save(unet, ema, opt, ckpt, done, loss)
+        if export is not None:
+            export_prior(run, export, cfg, complete=done >= steps)
+
+    def sample(done: int) -> None:
+        imgs = DPCDSampler(ema_copy(unet, ema).eval(), text).sample(
+            sample_captions, steps=20, generator=torch.Generator().manual_seed(0))
+        ref = torch.from_numpy(np.stack([s[0] for s in sample_scenes])).permute(0, 3, 1, 2) / 255.0
+        save_grid(torch.cat([ref[:8], imgs[:8], ref[8:], imgs[8:]]),
+                  run / "samples" / f"step{done:06d}.png")
+
+    loop.run(step_fn, save, sample)
     return ckpt
 
 
-def export_prior(run: str | Path, out: str | Path, batch_size: int = 16, lr: float = 2e-4,
+def export_prior(run: str | Path, out: str | Path, cfg: PriorConfig | None = None,
                  complete: bool = False) -> Path:
     """Write ``run``'s EMA UNet to ``out/unet`` as fp16 safetensors with ``out/model_card.json``.
 
@@ -144,6 +132,7 @@ def export_prior(run: str | Path, out: str | Path, batch_size: int = 16, lr: flo
     preset limit); weights are cast back to fp32 on load.
     """
     run, out = Path(run), Path(out)
+    cfg = cfg or PriorConfig(run=str(run))
     ckpt = run / "checkpoint"
     state = json.loads((ckpt / "state.json").read_text())
     unet = UNet2DConditionModel.from_pretrained(ckpt / "unet_ema")
@@ -163,9 +152,10 @@ def export_prior(run: str | Path, out: str | Path, batch_size: int = 16, lr: flo
                             f"--export {out}",
         "commit": git_commit(),
         "data": f"endless procedural scenes, data set seed {TRAIN_SEED}, "
-                f"{unet.config.sample_size * 2} px, caption dropout 0.15",
-        "steps": state["step"], "batch_size": batch_size, "lr": lr,
-        "images_seen": state["step"] * batch_size,
+                f"{unet.config.sample_size * 2} px, caption dropout {cfg.caption_dropout}",
+        "steps": state["step"], "batch_size": cfg.batch_size, "lr": cfg.lr,
+        "config": cfg.record(),
+        "images_seen": state["step"] * cfg.batch_size,
         "loss_last_100_steps": round(state["loss"], 5),
         "parameters": sum(p.numel() for p in unet.parameters()),
         "seconds_per_step_logged": round(secs[-1], 2) if secs else None,
@@ -184,13 +174,9 @@ def ema_copy(unet: UNet2DConditionModel, ema: EMAModel) -> UNet2DConditionModel:
 
 
 def _save(unet, ema, opt, ckpt: Path, step: int, loss: float) -> None:
-    tmp = ckpt.with_name(ckpt.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    unet.save_pretrained(tmp / "unet")
-    ema_copy(unet, ema).save_pretrained(tmp / "unet_ema")
-    torch.save(opt.state_dict(), tmp / "optimizer.pt")
-    st = ema.state_dict()
-    st.pop("shadow_params", None)
-    torch.save(st, tmp / "ema_state.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "loss": float(loss)}) + "\n")
-    replace_checkpoint(tmp, ckpt)
+    with atomic_folder(ckpt) as tmp:
+        unet.save_pretrained(tmp / "unet")
+        ema_copy(unet, ema).save_pretrained(tmp / "unet_ema")
+        torch.save(opt.state_dict(), tmp / "optimizer.pt")
+        save_ema_state(ema, tmp / "ema_state.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, "loss": float(loss)}) + "\n")

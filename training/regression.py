@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from torch import nn
-from tqdm import tqdm
 
 from codec.dpcd.configs import PATCH
 from codec.dpcd.decoder import from_model_space, to_model_space
@@ -30,6 +29,8 @@ from codec.dpcd.rsrt import RSRTEmbedding, RSRTEncoder, code_health, range_penal
 from codec.provenance import git_commit, write_model_card
 from codec.text_encoder import TextEncoder
 from training.dpcd import HCI_POINTS, TRAIN_SEED, conditioned_batch, load_hci_codecs, token_dropout
+from training.harness import TrainLoop
+from training.stages import RegressionConfig
 
 PARTS = ("net", "rsrt_encoder", "rsrt_embedding")
 
@@ -89,24 +90,28 @@ class RegressionDecoder(nn.Module):
                    RSRTEmbedding.from_pretrained(folder / "rsrt_embedding")).eval()
 
 
-def train_regression(out: str | Path, steps: int = 3000, batch_size: int = 16, lr: float = 5e-4,
-                     hci_root: str | Path = "codec/weights/hci-64", num_tokens: int = 8,
-                     levels=(8, 5, 5, 5), unquantized_steps: int = 300,
-                     caption_dropout: float = 0.15, hci_dropout: float = 0.2,
-                     threads: int | None = None, tiny: bool = False, size: int = 64,
-                     captioner: str | Path | None = None) -> dict:
-    """Train a RegressionDecoder on endless scenes; save it to ``out`` with a model card.
+def train_regression(out: str | Path, **options) -> dict:
+    """Train a RegressionDecoder into ``out`` with the
+    :class:`~training.stages.RegressionConfig` fields given as keywords; returns its card."""
+    return run_regression(RegressionConfig(out=str(out), **options))
+
+
+def run_regression(cfg: RegressionConfig) -> dict:
+    """Train a RegressionDecoder on endless scenes; save it to ``cfg.out`` with a model card.
 
     ``captioner``: a SceneCaptioner folder whose captions replace the ground truth (as in
     ``train_dpcd``)."""
-    if threads:
-        torch.set_num_threads(threads)
-    out = Path(out)
+    steps, batch_size, size, num_tokens = cfg.steps, cfg.batch_size, cfg.size, cfg.num_tokens
+    levels, tiny = cfg.levels, cfg.tiny
+    caption_dropout, hci_dropout, captioner = cfg.caption_dropout, cfg.hci_dropout, cfg.captioner
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     text = TextEncoder()
-    codecs = load_hci_codecs(hci_root)
+    codecs = load_hci_codecs(cfg.hci_root)
     if captioner is not None:
         from benchmark.captioner import SceneCaptioner
 
@@ -116,18 +121,24 @@ def train_regression(out: str | Path, steps: int = 3000, batch_size: int = 16, l
                                           text_dim=text.dim, width=16 if tiny else 64),
                               RSRTEmbedding(num_tokens=num_tokens, levels=tuple(levels),
                                             dim=text.dim))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-2)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps,
+                                                pct_start=0.05)
     fsq = model.rsrt_encoder.fsq
-    log = open(out / "train.log", "w")
+    (out / "train.log").unlink(missing_ok=True)
+    loop = TrainLoop("train regression", 0, steps, out / "train.log", log_every=50,
+                     log_line=lambda done, window, sps: (
+                         f"step {done} mse {np.mean([float(r['loss']) for r in window]):.5f} "
+                         + _token_health(window, fsq) + f" {sps:.2f}s/step"))
     t0 = time.time()
-    losses, recent = [], []
-    for step in tqdm(range(steps), desc="train regression", unit="step"):
+
+    def step_fn(step: int) -> dict:
         b = conditioned_batch(step, batch_size, size, text, codecs, g, captioner,
                               caption_dropout, hci_dropout)
         x, hci, present, cond, mask = b["x"], b["hci"], b["hci_present"], b["cond"], b["mask"]
         z = model.rsrt_encoder(x, hci, b["pooled"])
-        q, codes = (fsq.normalize(fsq.bound(z)), fsq(z)[1]) if step < unquantized_steps else fsq(z)
+        q, codes = ((fsq.normalize(fsq.bound(z)), fsq(z)[1]) if step < cfg.unquantized_steps
+                    else fsq(z))
         tokens = model.rsrt_embedding(q=q, present=token_dropout(batch_size, num_tokens, g))
         pred = model.model_out(hci, present, cond, mask, tokens)
         loss = F.mse_loss(pred, to_model_space(x)) + 1e-2 * range_penalty(z)
@@ -136,26 +147,25 @@ def train_regression(out: str | Path, steps: int = 3000, batch_size: int = 16, l
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(loss.item())
-        recent = (recent + [codes.detach()])[-10:]
-        if (step + 1) % 50 == 0 or step + 1 == steps:
-            h = code_health(torch.cat(recent), fsq.codebook_size)
-            print(f"step {step + 1} mse {np.mean(losses[-50:]):.5f} tokens distinct "
-                  f"{np.mean(h['distinct']):.1f} entropy {np.mean(h['entropy_bits']):.2f}b "
-                  f"pre-q std {float(z.detach().std()):.2f} "
-                  f"{(time.time() - t0) / (step + 1):.2f}s/step", file=log, flush=True)
+        recent[:] = (recent + [codes.detach()])[-10:]
+        return {"loss": loss.detach(), "codes": codes.detach(), "spread": z.detach().std()}
+
+    recent: list[torch.Tensor] = []   # the last 10 steps' codes
+    loop.run(step_fn)
+    losses = loop.losses
     model.eval()
     model.save(out)
     h = code_health(torch.cat(recent), fsq.codebook_size)
     card = {
         "model": "RegressionDecoder (training/regression.py): diagnostic baseline, not a preset",
-        "training_command": f"sdgic train regression --out {out} --steps {steps}",
+        "training_command": cfg.command_line("sdgic train regression"),
         "commit": git_commit(),
         "data": f"endless procedural scenes, data set seed {TRAIN_SEED}, {size} px; HCIs at "
                 f"rate points {list(HCI_POINTS)}; caption dropout {caption_dropout}, HCI "
                 f"dropout {hci_dropout}, token dropout (subsets and prefixes); captions from "
                 f"{'the scene captioner' if captioner is not None else 'ground truth'}",
-        "steps": steps, "batch_size": batch_size, "lr": lr, "status": "complete",
+        "steps": steps, "batch_size": batch_size, "lr": cfg.lr, "status": "complete",
+        "config": cfg.record(),
         "parameters": {n: sum(p.numel() for p in getattr(model, n).parameters()) for n in PARTS},
         "tokens": {"num_tokens": num_tokens, "levels": list(levels), "bits_each": fsq.bits},
         "train_seconds": round(time.time() - t0, 1),
@@ -165,3 +175,12 @@ def train_regression(out: str | Path, steps: int = 3000, batch_size: int = 16, l
     }
     write_model_card(out, card)
     return card
+
+
+def _token_health(window: list[dict], fsq) -> str:
+    """Log-line part: distinct codes and entropy over the window's last 10 steps, and the
+    spread of the encoder's output before quantisation."""
+    h = code_health(torch.cat([r["codes"] for r in window[-10:]]), fsq.codebook_size)
+    return (f"tokens distinct {np.mean(h['distinct']):.1f} entropy "
+            f"{np.mean(h['entropy_bits']):.2f}b pre-q std "
+            f"{np.mean([float(r['spread']) for r in window]):.2f}")

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+
+from training.harness import TrainLoop
 
 __all__ = ["fit_on_scenes", "corrupt", "mirror"]
 
@@ -19,8 +20,8 @@ def fit_on_scenes(model, loss_fn, images: torch.Tensor, targets: dict, steps: in
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     model.train()
-    bar = tqdm(range(steps), desc=desc, unit="step")
-    for step in bar:
+
+    def step_fn(step: int) -> dict:
         idx = torch.randint(0, len(images), (batch_size,), generator=g)
         x = images[idx].float() / 255.0
         t = {k: v[idx] for k, v in targets.items()}
@@ -31,8 +32,9 @@ def fit_on_scenes(model, loss_fn, images: torch.Tensor, targets: dict, steps: in
         loss.backward()
         opt.step()
         sched.step()
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+        return {"loss": loss.detach()}
+
+    TrainLoop(desc, 0, steps, log_every=50).run(step_fn)
     model.eval()
 
 

@@ -53,7 +53,7 @@ def test_bad_arguments_exit_cleanly(tmp_path, capsys):
     assert e.value.code == 2
 
 
-def test_train_lists_every_stage_and_forwards_the_hci_trainers(capsys):
+def test_train_lists_every_stage_with_its_flags(capsys):
     from pathlib import Path
 
     with pytest.raises(SystemExit) as e:
