@@ -26,7 +26,7 @@ from benchmark import seeds
 from .policy import PRESETS, ProtectionPolicy, make_policy
 from .validation import fail as _fail
 
-__all__ = ["SimConfig", "MODES"]
+__all__ = ["SimConfig", "MODES", "toml_keys", "fields_from_toml", "rename_error"]
 
 MODES = ("abstraction", "bit")
 _UNSET = object()
@@ -42,6 +42,46 @@ def _num(key, v, lo, hi, integer=False, open_lo=False):
     if not ok:
         what = "an integer" if integer else "a number"
         _fail(key, v, f"{what} in {'(' if open_lo else '['}{lo}, {hi}]")
+
+
+_REQUIRED = object()
+
+
+def _key(toml: str, default: Any = _REQUIRED) -> Any:
+    """A field and the key that sets it in an experiment TOML (``section.key``, or a
+    top-level key): the one table :mod:`sim.experiment` reads sections, checks unknown keys
+    and names errors from."""
+    if default is _REQUIRED:
+        return field(metadata={"toml": toml})
+    return field(default=default, metadata={"toml": toml})
+
+
+def toml_keys() -> dict[str, str]:
+    """SimConfig field -> its key in an experiment TOML (``"decode_steps"`` ->
+    ``"decode.steps"``)."""
+    return {f.name: f.metadata["toml"] for f in dataclasses.fields(SimConfig)}
+
+
+def fields_from_toml(data: dict, sections: tuple[str, ...]) -> dict:
+    """The SimConfig fields that ``data`` (a parsed experiment TOML) sets in ``sections``
+    (section names, or ``""`` for top-level keys), keyed by field name."""
+    out = {}
+    for name, key in toml_keys().items():
+        sec, _, k = key.rpartition(".")
+        if sec in sections:
+            table = data if not sec else data.get(sec, {})
+            if k in table:
+                out[name] = table[k]
+    return out
+
+
+def rename_error(msg: str) -> str:
+    """A SimConfig error (``"decode_steps = …"``) with the field named as in the TOML
+    (``"decode.steps = …"``)."""
+    for name, key in toml_keys().items():
+        if msg.startswith(f"{name} = "):
+            return key + msg[len(name):]
+    return msg
 
 
 @dataclass(frozen=True)
@@ -125,31 +165,33 @@ class SimConfig:
         (``"off"``). See :mod:`sim.link_calibration`. Ignored in bit-level mode.
     """
 
-    scenario: Any
-    snr_db: float
-    policy: Any = "uep"
-    mode: str = "abstraction"
-    budget_prbs: Optional[int] = None
-    num_images: int = 8
-    seed: int = 0
-    arrival: str = "periodic"
-    interval_ms: float = 1.0
-    deadline_ms: float = 2.0
-    rsrt_tokens_per_packet: int = 0
-    harq_rtt_slots: int = 4
-    codec: Any = "scenes-64"
+    scenario: Any = _key("grid.scenarios")
+    snr_db: float = _key("grid.snr_db")
+    policy: Any = _key("grid.policies", "uep")
+    mode: str = _key("grid.modes", "abstraction")
+    budget_prbs: Optional[int] = _key("grid.budget_prbs", None)
+    num_images: int = _key("num_images", 8)
+    seed: int = _key("grid.seeds", 0)
+    arrival: str = _key("traffic.arrival", "periodic")
+    interval_ms: float = _key("traffic.interval_ms", 1.0)
+    deadline_ms: float = _key("traffic.deadline_ms", 2.0)
+    rsrt_tokens_per_packet: int = _key("packets.rsrt_tokens_per_packet", 0)
+    harq_rtt_slots: int = _key("packets.harq_rtt_slots", 4)
+    codec: Any = _key("codec", "scenes-64")
     dataset: dict = field(default_factory=lambda: {"kind": "scenes", "size": 64,
-                                                   "seed": seeds.SIMULATOR})
-    decode: bool = True
-    decode_steps: Optional[int] = None
-    decode_guidance: Optional[float] = None
-    decode_precision: Optional[str] = None
-    decode_guidance_interval: Optional[tuple[float, float]] = None
-    decode_batch_size: int = 16
-    decode_cache: bool = True
-    trace: bool = False
-    bit_budget: Optional[dict] = None
-    calibration: str = "auto"
+                                                   "seed": seeds.SIMULATOR},
+                          metadata={"toml": "dataset"})
+    decode: bool = _key("decode.enabled", True)
+    decode_steps: Optional[int] = _key("decode.steps", None)
+    decode_guidance: Optional[float] = _key("decode.guidance_scale", None)
+    decode_precision: Optional[str] = _key("decode.precision", None)
+    decode_guidance_interval: Optional[tuple[float, float]] = _key("decode.guidance_interval",
+                                                                   None)
+    decode_batch_size: int = _key("decode.batch_size", 16)
+    decode_cache: bool = _key("decode.cache", True)
+    trace: bool = _key("trace", False)
+    bit_budget: Optional[dict] = _key("bit_budget", None)
+    calibration: str = _key("link.calibration", "auto")
 
     def __post_init__(self):
         from channels import Scenario, load_scenario

@@ -82,37 +82,27 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .codec_api import is_baseline
-from .config import MODES, SimConfig
+from .config import MODES, SimConfig, fields_from_toml, rename_error, toml_keys
 from .policy import PRESETS, ProtectionPolicy, make_policy
 from .source import check_dataset
 from .validation import fail as _fail
 
 __all__ = ["Experiment", "load_experiment"]
 
-_TOP = {"name", "codec", "num_images", "grid", "traffic", "packets", "dataset", "decode",
-        "policies", "trace", "description", "bit_budget", "link"}
 _CODEC_ENTRY = {"codec", "policies", "bit_budget"}
-_SECTIONS = {
-    "grid": {"scenarios", "modes", "snr_db", "budget_prbs", "policies", "seeds", "codecs"},
-    "traffic": {"arrival", "interval_ms", "deadline_ms"},
-    "packets": {"rsrt_tokens_per_packet", "harq_rtt_slots"},
-    "decode": {"enabled", "steps", "guidance_scale", "guidance_interval", "precision",
-               "batch_size", "cache"},
-    "link": {"calibration"},
-}
+_OWN_KEYS = {"name", "description", "grid", "policies"}   # the rest: SimConfig's toml keys
+_GRID = {"scenarios", "modes", "snr_db", "budget_prbs", "policies", "seeds", "codecs"}
 
 
-# SimConfig field -> its key in the TOML file (for error messages)
-_TOML_KEY = {"interval_ms": "traffic.interval_ms", "deadline_ms": "traffic.deadline_ms",
-             "arrival": "traffic.arrival", "rsrt_tokens_per_packet": "packets.rsrt_tokens_per_packet",
-             "harq_rtt_slots": "packets.harq_rtt_slots", "codec": "codec",
-             "decode_steps": "decode.steps", "decode_guidance": "decode.guidance_scale",
-             "decode_precision": "decode.precision",
-             "decode_guidance_interval": "decode.guidance_interval",
-             "decode_batch_size": "decode.batch_size",
-             "decode_cache": "decode.cache",
-             "decode": "decode.enabled", "budget_prbs": "grid.budget_prbs",
-             "snr_db": "grid.snr_db", "calibration": "link.calibration"}
+def _sections() -> dict[str, set[str]]:
+    """Allowed keys per TOML section: the grid's own, then every ``section.key`` a SimConfig
+    field declares (:func:`sim.config.toml_keys`)."""
+    out: dict[str, set[str]] = {"grid": set(_GRID)}
+    for key in toml_keys().values():
+        sec, _, k = key.rpartition(".")
+        if sec and sec != "grid":
+            out.setdefault(sec, set()).add(k)
+    return out
 
 
 def _list(key, v, check, allowed):
@@ -230,10 +220,11 @@ class Experiment:
                   ) -> "Experiment":
         """From a parsed TOML document (paths relative to ``root``)."""
         root = Path(root)
+        top = _OWN_KEYS | set(_sections()) | {k for k in toml_keys().values() if "." not in k}
         for k in data:
-            if k not in _TOP:
-                raise ValueError(f"unknown key {k!r}; allowed keys: {', '.join(sorted(_TOP))}")
-        for sec, keys in _SECTIONS.items():
+            if k not in top:
+                raise ValueError(f"unknown key {k!r}; allowed keys: {', '.join(sorted(top))}")
+        for sec, keys in _sections().items():
             sub = data.get(sec, {})
             if not isinstance(sub, dict):
                 raise ValueError(f"[{sec}] must be a table, got {sub!r}")
@@ -293,47 +284,26 @@ class Experiment:
                    (grid.get("budget_prbs", ["all"]) if isinstance(grid.get("budget_prbs", []),
                                                                list)
                     else [grid["budget_prbs"]])]
-        base: dict[str, Any] = {}
-        for k in ("codec", "num_images", "trace"):
-            if k in data:
-                base[k] = data[k]
+        base: dict[str, Any] = fields_from_toml(data, ("", "traffic", "packets", "decode",
+                                                       "link"))
         if "codec" in base:
             base["codec"] = resolve_codec(base["codec"])
-        if "bit_budget" in data:
-            base["bit_budget"] = data["bit_budget"]
-        tr = data.get("traffic", {})
-        base.update({k: tr[k] for k in tr})
-        base.update({k: v for k, v in data.get("packets", {}).items()})
-        if "dataset" in data:
-            if not isinstance(data["dataset"], dict):
-                raise ValueError(f"[dataset] must be a table, got {data['dataset']!r}")
-            ds = dict(data["dataset"])
+        if "dataset" in base:
+            if not isinstance(base["dataset"], dict):
+                raise ValueError(f"[dataset] must be a table, got {base['dataset']!r}")
+            ds = dict(base["dataset"])
             if ds.get("kind") == "folder" and isinstance(ds.get("path"), str) \
                     and not Path(ds["path"]).is_absolute():
                 ds["path"] = str(root / ds["path"])
             check_dataset(ds)                     # now, naming the key: not at the first point
             base["dataset"] = ds
-        if "calibration" in data.get("link", {}):
-            base["calibration"] = data["link"]["calibration"]
-        dec = data.get("decode", {})
-        for src, dst in (("enabled", "decode"), ("steps", "decode_steps"),
-                         ("guidance_scale", "decode_guidance"), ("precision", "decode_precision"),
-                         ("guidance_interval", "decode_guidance_interval"),
-                         ("batch_size", "decode_batch_size"), ("cache", "decode_cache")):
-            if src in dec:
-                base[dst] = dec[src]
         try:
             return cls(name=data.get("name", "experiment"), scenarios=scen,
                        snr_db=grid["snr_db"], modes=grid.get("modes", ["abstraction"]),
                        budget_prbs=budgets, policies=policies, seeds=grid.get("seeds", [0]),
                        base=base, source=source, codecs=codecs)
         except ValueError as e:
-            msg = str(e)
-            for fld, key in _TOML_KEY.items():
-                if msg.startswith(f"{fld} = "):
-                    msg = key + msg[len(fld):]
-                    break
-            raise ValueError(msg) from None
+            raise ValueError(rename_error(str(e))) from None
 
 
 def load_experiment(path: str | Path) -> Experiment:

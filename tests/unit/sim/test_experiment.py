@@ -216,3 +216,24 @@ def test_link_calibration_setting_reaches_every_point(tmp_path):
                                                        "[link]\ncalibration = \"off\"\n[decode]")))
     assert {p.calibration for p in exp.points()} == {"off"}
     assert {p.calibration for p in load_experiment(write(tmp_path, GOOD)).points()} == {"auto"}
+
+
+def test_every_simconfig_field_has_one_toml_key_and_every_section_key_sets_a_field():
+    """SimConfig's field metadata is the one table of TOML keys: sections, unknown-key checks
+    and error names all derive from it."""
+    import dataclasses
+
+    from sim.config import SimConfig, fields_from_toml, rename_error, toml_keys
+    from sim.experiment import _sections
+
+    keys = toml_keys()
+    assert set(keys) == {f.name for f in dataclasses.fields(SimConfig)}
+    assert len(set(keys.values())) == len(keys)
+    for sec, allowed in _sections().items():
+        if sec == "grid":
+            continue
+        for k in allowed:
+            assert fields_from_toml({sec: {k: 1}}, (sec,)), f"{sec}.{k} sets no field"
+    assert fields_from_toml({"decode": {"steps": 7}, "traffic": {"deadline_ms": 3}},
+                            ("decode", "traffic")) == {"decode_steps": 7, "deadline_ms": 3}
+    assert rename_error("decode_steps = 0 is not supported") == "decode.steps = 0 is not supported"
