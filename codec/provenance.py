@@ -33,6 +33,12 @@ def command_line(module: str, argv: list[str] | None = None) -> str:
     return shlex.join(["python", "-m", module, *args])
 
 
+def python_call(func: str, **kwargs) -> str:
+    """``module.func(k=v, ...)``: how a run started from Python is recorded (the arguments as
+    given, ``repr``-ed)."""
+    return f"{func}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+
+
 def run_record(module: str, argv: list[str] | None = None, **fields) -> dict:
     """The head of a results record: ``command`` (:func:`command_line`), ``commit``, then
     ``fields``."""

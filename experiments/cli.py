@@ -252,7 +252,9 @@ def cmd_subset_table(a):
 def cmd_demo(a):
     from experiments.demo import run_demo
 
-    run_demo(a.out, n=a.n)
+    import shlex
+
+    run_demo(a.out, n=a.n, command=shlex.join(["sdgic", *a.argv]))
 
 
 def build_parser() -> argparse.ArgumentParser:

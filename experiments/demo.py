@@ -24,6 +24,7 @@ from PIL import Image
 from benchmark import seeds
 from benchmark.evaluate import evaluate_folders
 from benchmark.scene_dataset import read_scene_folder, write_scene_folder
+from codec.provenance import git_commit, python_call
 
 DEMO_SEED = seeds.DEMO
 
@@ -54,7 +55,8 @@ VARIANTS = {
 }
 
 
-def run_demo(out: str | Path, n: int = 64, size: int = 128) -> pd.DataFrame:
+def run_demo(out: str | Path, n: int = 64, size: int = 128,
+             command: str | None = None) -> pd.DataFrame:
     """Write scenes, degraded versions, per-variant metrics, a table, a plot and a grid."""
     out = Path(out)
     ref = write_scene_folder(out / "scenes", n, seed=DEMO_SEED, size=size, progress=False)
@@ -82,7 +84,9 @@ def run_demo(out: str | Path, n: int = 64, size: int = 128) -> pd.DataFrame:
     _plot(table, out / "consistency_by_attribute.png")
     _grid(paths[:6], out, out / "grid.png")
     (out / "command.json").write_text(json.dumps(
-        {"command": f"sdgic demo --out {out} --n {n}", "scene_seed": DEMO_SEED, "size": size}) + "\n")
+        {"command": command or python_call("experiments.demo.run_demo", out=str(out), n=n,
+                                           size=size),
+         "commit": git_commit(), "scene_seed": DEMO_SEED, "size": size}) + "\n")
     print(f"wrote {out / 'summary.csv'}, {out / 'consistency_by_attribute.png'}, {out / 'grid.png'}")
     return table
 

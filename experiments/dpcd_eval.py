@@ -51,6 +51,7 @@ from benchmark.evaluate import score_images
 from benchmark.stats import ci95
 from codec.classical import classical_batch
 from codec.preset import format_guidance_interval
+from codec.provenance import command_line, git_commit, python_call
 from codec.sdgic import SDGIC
 from experiments.cli import interval_arg
 
@@ -62,9 +63,16 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
         true_captions: bool = False, inception: bool = True,
         guidance_scale: float | None = None, precision: str | None = None,
         subsets: bool = True, guidance_interval: tuple[float, float] | None = None,
-        photos: str | Path | None = None, tokens: int | None = None) -> pd.DataFrame:
+        photos: str | Path | None = None, tokens: int | None = None,
+        command: str | None = None) -> pd.DataFrame:
     """Measure ``preset`` (see the module docstring); ``tokens``: RSRT tokens to send (None:
-    the preset's). Returns the summary frame."""
+    the preset's); ``command``: the command line recorded in ``command.json`` (default: this
+    call). Returns the summary frame."""
+    command = command or python_call(
+        "experiments.dpcd_eval.run", preset=preset, n=n, out=str(out), steps=steps,
+        batch=batch, rates=rates, subset_rate=subset_rate, true_captions=true_captions,
+        inception=inception, guidance_scale=guidance_scale, precision=precision,
+        subsets=subsets, guidance_interval=guidance_interval, photos=photos, tokens=tokens)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     codec = SDGIC.from_pretrained(preset)
@@ -162,16 +170,10 @@ def run(preset: str, n: int, out: Path, steps: int = 20, batch: int = 16,
     _plot(summary, out / f"{metrics[0]}_vs_bpp.png", metrics[0])
     _grid(images[:8], grid, out / "grid.png")
     (out / "command.json").write_text(json.dumps({
-        "command": f"python -m experiments.dpcd_eval --preset {preset} --n {n} --steps {steps} "
-                   f"--rates {','.join(rates)} --subset-rate {subset_rate} --out {out}"
-                   + (f" --tokens {sent}" if codec.max_tokens else "")
-                   + ("" if subsets else " --no-subsets")
-                   + (" --true-captions" if true_captions else "")
-                   + (f" --photos {photos}" if photos is not None else "")
-                   + ("" if inception else " --no-inception")
-                   + f" --guidance-scale {codec.guidance_scale:g}"
-                   + f" --guidance-interval {format_guidance_interval(codec.guidance_interval)}"
-                   + f" --precision {codec.precision}",
+        "command": command, "commit": git_commit(),
+        "decoder": {"steps": steps, "guidance_scale": codec.guidance_scale,
+                    "guidance_interval": format_guidance_interval(codec.guidance_interval),
+                    "precision": codec.precision},
         "preset_status": codec.card.get("status"),
         "stages": {k: v.get("steps") for k, v in codec.card.get("stages", {}).items()},
         "data": data_desc, "eval_seed": EVAL_SEED, "seconds": round(time.time() - t0, 1)},
@@ -262,7 +264,8 @@ def main(argv=None):
     s = run(a.preset, a.n, Path(a.out), a.steps, a.batch,
             a.rates.split(",") if a.rates else None, a.subset_rate, a.true_captions,
             not a.no_inception, a.guidance_scale, a.precision, not a.no_subsets,
-            a.guidance_interval, a.photos, a.tokens)
+            a.guidance_interval, a.photos, a.tokens,
+            command=command_line("experiments.dpcd_eval", argv))
     cols = ["variant", "rate", "bits", "bpp", "consistency" if a.photos is None else "psnr",
             "inception_similarity"]
     print(s[[c for c in cols if c in s.columns]].to_string())

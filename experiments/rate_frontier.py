@@ -47,6 +47,7 @@ from benchmark.codec_eval import (EVAL_SEED, PHOTO_METRICS, decode_in_batches, h
 from benchmark.evaluate import score_images
 from benchmark.stats import ci95
 from codec.preset import format_guidance_interval
+from codec.provenance import command_line, git_commit, python_call
 from codec.sdgic import SDGIC
 
 SCENE_METRICS = ("consistency", "psnr")
@@ -113,8 +114,13 @@ def equal_bits_pairs(per_image: pd.DataFrame, metric: str) -> pd.DataFrame:
 def run(preset: str, n: int, out: Path, tokens: list[int] | None = None,
         rates: list[str] | None = None, photos: str | Path | None = None,
         true_captions: bool = False, steps: int | None = None, batch: int = 16,
-        inception: bool = True) -> dict:
-    """Measure every operating point; write the outputs listed in the module docstring."""
+        inception: bool = True, command: str | None = None) -> dict:
+    """Measure every operating point; write the outputs listed in the module docstring.
+    ``command``: the command line recorded in ``command.json`` (default: this call)."""
+    command = command or python_call(
+        "experiments.rate_frontier.run", preset=preset, n=n, out=str(out), tokens=tokens,
+        rates=rates, photos=photos, true_captions=true_captions, steps=steps, batch=batch,
+        inception=inception)
     t0 = time.time()
     codec = SDGIC.from_pretrained(preset)
     if codec.rsrt_encoder is None:
@@ -159,13 +165,7 @@ def run(preset: str, n: int, out: Path, tokens: list[int] | None = None,
             rows.append(df)
     per_image = pd.concat(rows, ignore_index=True)
     per_image.to_csv(out / "per_image.csv", index=False)
-    command = (f"python -m experiments.rate_frontier --preset {preset} --n {len(images)} "
-               f"--tokens {','.join(map(str, tokens))} --rates {','.join(rates)} --out {out}"
-               + (f" --photos {photos}" if photos is not None else "")
-               + (" --true-captions" if true_captions else "")
-               + (f" --steps {steps}" if steps != codec.steps else "")
-               + ("" if inception else " --no-inception"))
-    record = {"command": command, "preset": codec.preset,
+    record = {"command": command, "commit": git_commit(), "preset": codec.preset,
               "preset_status": codec.card.get("status"),
               "stages": {k: v.get("steps") for k, v in codec.card.get("stages", {}).items()},
               "data": data_desc, "eval_seed": EVAL_SEED, "tokens": tokens, "rates": rates,
@@ -287,7 +287,8 @@ def main(argv=None):
     try:
         res = run(a.preset, a.n, Path(a.out), tokens,
                   a.rates.split(",") if a.rates else None, a.photos, a.true_captions,
-                  a.steps, a.batch, not a.no_inception)
+                  a.steps, a.batch, not a.no_inception,
+                  command=command_line("experiments.rate_frontier", argv))
     except ValueError as e:
         p.error(str(e))
     print((Path(a.out) / "summary.md").read_text())

@@ -24,6 +24,7 @@ from benchmark.captioner import SceneCaptioner
 from benchmark.judge import SceneJudge
 from benchmark.scene_dataset import render_scenes
 from benchmark.stats import ci95
+from codec.provenance import command_line, git_commit, python_call
 from codec.streams.caption_coder import CaptionCoder
 from codec.text_encoder import default_text_encoder
 from training.dpcd import HCI_POINTS, load_hci_codecs
@@ -33,7 +34,8 @@ EVAL_SEED = seeds.DPCD_EVAL
 
 
 @torch.no_grad()
-def run(model_dir: str, n: int, out: Path, hci_root: str, batch: int = 50) -> pd.DataFrame:
+def run(model_dir: str, n: int, out: Path, hci_root: str, batch: int = 50,
+        command: str | None = None) -> pd.DataFrame:
     model = RegressionDecoder.load(model_dir)
     text = default_text_encoder()
     judge = SceneJudge()
@@ -78,7 +80,10 @@ def run(model_dir: str, n: int, out: Path, hci_root: str, batch: int = 50) -> pd
     _plot(df, out / "consistency_vs_bits.png")
     src = [s["consistency"] for s in judge.consistency(images, scenes)]
     (out / "command.json").write_text(json.dumps({
-        "command": f"python -m experiments.regression_eval --model {model_dir} --n {n}",
+        "command": command or python_call("experiments.regression_eval.run",
+                                          model_dir=model_dir, n=n, out=str(out),
+                                          hci_root=hci_root, batch=batch),
+        "commit": git_commit(),
         "eval_seed": EVAL_SEED, "judge_on_sources": float(np.mean(src)),
         "model_card": json.loads((Path(model_dir) / "model_card.json").read_text())
         if (Path(model_dir) / "model_card.json").is_file() else None}, indent=2) + "\n")
@@ -114,7 +119,8 @@ def main(argv=None):
     p.add_argument("--out", default="results/regression")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    print(run(a.model, a.n, Path(a.out), a.hci).to_string())
+    print(run(a.model, a.n, Path(a.out), a.hci,
+              command=command_line("experiments.regression_eval", argv)).to_string())
 
 
 if __name__ == "__main__":

@@ -32,9 +32,9 @@ def test_dpcd_eval_variants_subsets_and_outputs(tmp_path, tiny_preset, capsys):
     assert "What each stream adds" in (tmp_path / "all" / "summary.md").read_text()
     for f in ("summary.csv", "summary.md", "consistency_vs_bpp.png", "grid.png"):
         assert (tmp_path / "all" / f).stat().st_size > 0
-    cmd = json.loads((tmp_path / "all" / "command.json").read_text())["command"]
-    assert "--no-subsets" not in cmd and "--precision fp32" in cmd
-    assert "--guidance-interval 0:1" in cmd
+    rec = json.loads((tmp_path / "all" / "command.json").read_text())
+    assert rec["command"].startswith("experiments.dpcd_eval.run(") and "subsets=True" in rec["command"]
+    assert rec["decoder"]["precision"] == "fp32" and rec["decoder"]["guidance_interval"] == "0:1"
 
     s = run(str(tiny_preset), n=2, out=tmp_path / "few", steps=2, batch=2, rates=["mid"],
             inception=False, guidance_scale=2.0, subsets=False, precision="bf16",
@@ -42,9 +42,10 @@ def test_dpcd_eval_variants_subsets_and_outputs(tmp_path, tiny_preset, capsys):
     subsets = {v for v in s["variant"] if v.startswith("subset:")}
     assert subsets == {"subset:caption+hci+rsrt", "subset:caption+hci", "subset:hci+rsrt",
                        "subset:caption+rsrt"}                # the free ones: variants' decodes
-    cmd = json.loads((tmp_path / "few" / "command.json").read_text())["command"]
-    assert "--no-subsets" in cmd and "--precision bf16" in cmd
-    assert "--guidance-scale 2 --guidance-interval 0.2:1" in cmd
+    rec = json.loads((tmp_path / "few" / "command.json").read_text())
+    assert "subsets=False" in rec["command"] and "precision='bf16'" in rec["command"]
+    assert rec["decoder"] == {"steps": 2, "guidance_scale": 2.0, "guidance_interval": "0.2:1",
+                              "precision": "bf16"}
     assert "guidance scale 2 at t/T in [0.2, 1]" in (tmp_path / "few" / "summary.md").read_text()
     with pytest.raises(SystemExit):
         main(["--preset", str(tiny_preset), "--guidance-interval", "1:0", "--out",
@@ -96,12 +97,12 @@ def test_dpcd_eval_on_photos_sends_no_caption_and_scores_without_a_judge(tmp_pat
     md = (out / "summary.md").read_text()
     assert "3 of 4 val tiles" in md and "captions: none (photos)" in md
     assert (out / "psnr_vs_bpp.png").stat().st_size > 0 and (out / "grid.png").is_file()
-    assert f"--photos {photos}" in json.loads((out / "command.json").read_text())["command"]
+    assert str(photos) in json.loads((out / "command.json").read_text())["command"]
     s = run(str(tiny_preset), n=2, out=tmp_path / "two", steps=1, batch=2, rates=["mid"],
             inception=False, subsets=False, photos=photos, tokens=2)
     by = s.set_index("variant")
     assert by.loc["sdgic", "bits"] == by.loc["no_rsrt", "bits"] + 2 * 10
-    assert "--tokens 2" in json.loads((tmp_path / "two" / "command.json").read_text())["command"]
+    assert "tokens=2" in json.loads((tmp_path / "two" / "command.json").read_text())["command"]
     assert "RSRT tokens sent: 2 of 4 (20 bits)" in (tmp_path / "two" / "summary.md").read_text()
 
 

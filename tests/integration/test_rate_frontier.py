@@ -69,8 +69,7 @@ def test_rate_frontier_measures_every_operating_point(tmp_path, tiny_preset, tin
               "psnr_frontier.png"):
         assert (tmp_path / "sc" / f).stat().st_size > 0
     record = json.loads((tmp_path / "sc" / "command.json").read_text())
-    assert "--tokens 0,2,4 --rates low,mid" in record["command"]
-    assert "--steps 1" in record["command"]
+    assert "rates=['low', 'mid']" in record["command"] and "steps=1" in record["command"]
     assert record["decoder"]["steps"] == 1 and record["metrics"] == ["consistency", "psnr"]
     # the tables can be redone from the saved per-image rows and the record
     again, _ = write_tables(pd.read_csv(tmp_path / "sc" / "per_image.csv"), record,
@@ -102,3 +101,12 @@ def test_rate_frontier_measures_every_operating_point(tmp_path, tiny_preset, tin
             main(["--preset", str(tiny_preset), "--n", "2", "--out", str(tmp_path / "bad"),
                   *args])
         assert message in capsys.readouterr().err
+
+
+def test_the_command_line_recorded_is_the_one_run(tmp_path, tiny_preset):
+    argv = ["--preset", str(tiny_preset), "--n", "2", "--tokens", "0,4", "--rates", "mid",
+            "--steps", "1", "--batch", "2", "--out", str(tmp_path / "cli")]
+    main(argv)
+    record = json.loads((tmp_path / "cli" / "command.json").read_text())
+    assert record["command"] == "python -m experiments.rate_frontier " + " ".join(argv)
+    assert len(record["commit"]) in (40, 7) or record["commit"] == "unknown"
