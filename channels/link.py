@@ -368,6 +368,42 @@ class Link:
                                      [f.cb_size for f in fmts], [f.num_cb for f in fmts],
                                      10.0 ** (sinr_db / 10.0))
 
+    def effective_sinr_db(self, snr_db: float, mcs_indices, num_re: int | None = None,
+                          num_draws: int = 64, slots=(0,), seed: int = 0) -> np.ndarray:
+        """Effective SINRs [dB] of a packet over the first ``num_re`` data REs of a slot
+        (default: all), as the abstraction computes them (equalizer SINR with the
+        channel-estimation error as noise, then EESM), on ``num_draws`` independent channel
+        realizations at ``snr_db``, each seen at the given ``slots`` (so that copies sent a
+        HARQ round trip apart fade as the scenario's Doppler has them): the scenario's
+        fading statistics, not any run's channel. Returns float
+        [num_draws, len(slots), len(mcs_indices)] (uncalibrated; on AWGN all the same)."""
+        from sionna.sys import EESM
+
+        from .fading import derive_seed
+
+        mcs = torch.as_tensor(np.atleast_1d(np.asarray(mcs_indices, int)), dtype=torch.int32)
+        num_re = self.num_data_re if num_re is None else int(num_re)
+        if not 1 <= num_re <= self.num_data_re:
+            raise ValueError(f"num_re = {num_re} is not supported; allowed: 1..{self.num_data_re}")
+        if "eesm" not in self._blocks:
+            with seeded_build("eesm", device=self._device):
+                self._blocks["eesm"] = EESM(precision=self._precision, device=self._device)
+        no = 10.0 ** (-float(snr_db) / 10.0)
+        slots = [int(t) for t in slots]
+        out = np.empty((int(num_draws), len(slots), len(mcs)))
+        for d in range(int(num_draws)):
+            state = self.new_state(derive_seed("effective-sinr", seed, d))
+            for k, t in enumerate(slots):
+                with use_generator(state.generator, self._device):
+                    h = self.channel(state, t)
+                sinr_re = self._re_sinr(h, no, state)[:num_re]
+                sinr = sinr_re.reshape(1, num_re, 1, 1).expand(1, num_re, len(mcs), 1)
+                eff = self._blocks["eesm"](sinr, mcs_index=mcs,
+                                           mcs_table_index=self.scenario.mcs_table,
+                                           mcs_category=_MCS_CATEGORY_PDSCH, per_stream=False)
+                out[d, k] = 10 * np.log10(np.maximum(eff.reshape(-1).double().numpy(), 1e-30))
+        return out
+
     def max_payload_bits(self, mcs_index: int) -> int:
         """Largest single packet [bits] that fits in one slot at ``mcs_index``."""
         lo, hi = 1, 1_000_000

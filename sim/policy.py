@@ -88,7 +88,7 @@ class ProtectionPolicy:
         Outer-loop step [dB] after a NACK (link adaptation only).
     semantic : dict or None
         Settings of the semantic planner (``max_retx``, ``mcs_min``, ``mcs_max``,
-        ``step_db``); ``None``: the per-stream protection above is used as it is.
+        ``step_db``, ``fading_draws``); ``None``: the per-stream protection above is used as it is.
     """
 
     name: str
@@ -202,8 +202,9 @@ def _adaptive(robust_bler: float = 0.01, hci_bler: float = 0.1, max_retx: int = 
 
 
 def _semantic(max_retx: int = 3, mcs_min: int | None = None, mcs_max: int | None = None,
-              step_db: float = 0.5, name: str | None = None):
+              step_db: float = 0.5, fading_draws: int = 128, name: str | None = None):
     _int_in("max_retx", max_retx, 0, 16)
+    _int_in("fading_draws", fading_draws, 0, 4096)
     for k, v in (("mcs_min", mcs_min), ("mcs_max", mcs_max)):
         if v is not None:
             _int_in(k, v, 0, _MAX_MCS)
@@ -212,7 +213,8 @@ def _semantic(max_retx: int = 3, mcs_min: int | None = None, mcs_max: int | None
         _fail("step_db", step_db, "a number in [0, 10]")
     p = StreamProtection(priority=1, mcs=5, max_retx=0)
     return ProtectionPolicy(name or "semantic", caption=p, hci=p, rsrt=p, semantic=dict(
-        max_retx=max_retx, mcs_min=mcs_min, mcs_max=mcs_max, step_db=float(step_db)))
+        max_retx=max_retx, mcs_min=mcs_min, mcs_max=mcs_max, step_db=float(step_db),
+        fading_draws=fading_draws))
 
 
 _PRESET_FUNCS = {"eep": _eep, "uep": _uep, "adaptive": _adaptive, "semantic": _semantic}
@@ -224,7 +226,8 @@ def make_policy(preset: str | ProtectionPolicy, **kwargs) -> ProtectionPolicy:
     ``make_policy("eep", mcs=5, max_retx=1, priority=1)``;
     ``make_policy("uep", robust_mcs=3, hci_mcs=9, max_retx=1, hci_max_retx=None)``;
     ``make_policy("adaptive", robust_bler=0.01, hci_bler=0.1, max_retx=1, delta_up=1.0)``;
-    ``make_policy("semantic", max_retx=3, mcs_min=None, mcs_max=None, step_db=0.5)``.
+    ``make_policy("semantic", max_retx=3, mcs_min=None, mcs_max=None, step_db=0.5,
+    fading_draws=128)``.
     A :class:`ProtectionPolicy` passes through unchanged.
     """
     if isinstance(preset, ProtectionPolicy):

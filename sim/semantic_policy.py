@@ -10,10 +10,16 @@ its MCS, its retransmission limit and the order of the streams, to maximise
 
 with P(A) = Π_{s∈A} p_s · Π_{s∉A} (1 - p_s). Streams are taken as independent (exact where
 slots fail independently, as on AWGN; an approximation under slow fading). ``p_s`` is the
-product over the stream's packets of ``1 - Π_{k=1..T} BLER_k``: ``BLER_k`` at the SNR of k
-Chase-combined copies (+10·log10 k dB), ``T`` the transmissions the packet can get before the
-deadline (its retransmission limit + 1, fewer when its first transmission is late: one HARQ
-round trip, ``harq_rtt_slots``, per retransmission).
+product over the stream's packets of ``1 - E_h[Π_{k=1..T} BLER_k(h)]``: ``BLER_k(h)`` at the
+effective SINR of k Chase-combined copies (+10·log10 k dB) in the fade ``h``, ``T`` the
+transmissions the packet can get before the deadline (its retransmission limit + 1, fewer when
+its first transmission is late: one HARQ round trip, ``harq_rtt_slots``, per retransmission).
+The fades are ``fading_draws`` channel realizations of the scenario at the reported SNR
+(:meth:`channels.Link.effective_sinr_db`: fading, channel-estimation loss and EESM, as the
+abstraction has them), each followed over the HARQ round trips so that a packet's copies
+fade together as the scenario's Doppler has them. With ``fading_draws = 0`` the report is every packet's effective SINR,
+which on fading links predicts near-certain delivery at high SNR and sends the highest MCS
+without retransmissions.
 
 Schedule model (slots counted from the image's first slot, as :mod:`sim.scheduler` serves
 them): streams in priority order, consecutive streams at one MCS share slots, packets placed
@@ -36,7 +42,6 @@ MCS and SNR (0.1 dB), each new batch in one call of the link's model.
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,11 +129,14 @@ class SemanticPlanner:
         Outer-loop step [dB] per unit of prediction error.
     rsrt_tokens_per_packet : int
         As :class:`~sim.packetizer.Packetizer`.
+    fading_draws : int
+        Channel realizations the link model averages over (0: none, the report is the
+        effective SINR).
     """
 
     def __init__(self, link, values, budget_re: int, snr_db: float, harq_rtt_slots: int = 1,
                  calibration=None, mcs=None, max_retx: int = 3, step_db: float = 0.5,
-                 rsrt_tokens_per_packet: int = 0):
+                 rsrt_tokens_per_packet: int = 0, fading_draws: int = 128):
         from channels.link_adaptation import abstraction_mcs_range
 
         self.link, self.budget_re = link, int(budget_re)
@@ -146,7 +154,19 @@ class SemanticPlanner:
         self.offset_db = 0.0
         self.rsrt_tokens_per_packet = rsrt_tokens_per_packet
         self._packetizers: dict = {}
-        self._bler: dict = {}
+        self.fading_draws = int(fading_draws)
+        if self.fading_draws > 0:   # the link's fading and estimation loss at the report
+            eff = link.effective_sinr_db(
+                self.snr_db, self.mcs, num_re=min(self.budget_re, link.num_data_re),
+                num_draws=self.fading_draws,
+                slots=[k * self.rtt for k in range(self.max_retx + 1)])   # [D, K, M]
+            # effective SINR of k Chase-combined copies (linear sum), relative to the report
+            comb = 10 * np.log10(np.cumsum(10 ** (eff / 10), axis=1)) - self.snr_db
+            self._fade = {m: comb[:, :, i] for i, m in enumerate(self.mcs)}
+        else:                       # the report taken as every packet's effective SINR
+            copies = 10 * np.log10(np.arange(1, self.max_retx + 2))
+            self._fade = {m: copies[None, :] for m in self.mcs}
+        self._fail: dict = {}
         self._re: dict = {}
         self._decisions: dict = {}
         self._layouts: dict = {}
@@ -158,21 +178,43 @@ class SemanticPlanner:
     def model_snr_db(self) -> float:
         return self.snr_db - self.offset_db
 
-    def bler(self, bits: int, mcs: int, snr_db: float) -> float:
-        """Predicted error probability of a ``bits`` packet at ``mcs`` and ``snr_db`` (dB,
-        rounded to 0.1 dB)."""
+    def fail(self, bits: int, mcs: int, snr_db: float) -> np.ndarray:
+        """Predicted probability that a ``bits`` packet at ``mcs`` is still lost after
+        T = 1..max_retx+1 Chase-combined copies, at model SNR ``snr_db`` (dB, rounded to
+        0.1 dB): float [max_retx+1], averaged over the fading draws."""
         key = (int(bits), int(mcs), round(float(snr_db), 1))
-        if key not in self._bler:
+        if key not in self._fail:
             self._fill([key])
-        return self._bler[key]
+        return self._fail[key]
+
+    def error_probability(self, bits: int, mcs: int, attempt: int) -> float:
+        """Predicted error probability of the ``attempt``-th copy of a packet (1: the first),
+        given that the earlier copies failed, at the current model SNR."""
+        f = self.fail(bits, mcs, self.model_snr_db())
+        k = min(max(1, int(attempt)), len(f))
+        if k == 1:
+            return float(f[0])
+        return float(f[k - 1] / f[k - 2]) if f[k - 2] > 0 else 0.0
 
     def _fill(self, keys) -> None:
-        """Compute the missing (bits, mcs, snr) BLERs of ``keys`` in one call."""
-        new = sorted({k for k in keys if k not in self._bler})
-        if new:
-            b, m, snr = (np.array(v) for v in zip(*new))
-            for k, v in zip(new, self.link.packet_error_rate(b, m, snr, self.calibration)):
-                self._bler[k] = float(v)
+        """Compute the missing (bits, mcs, snr) entries of ``keys`` in one call of the link's
+        model: every fading draw and number of copies of each."""
+        new = sorted({k for k in keys if k not in self._fail})
+        if not new:
+            return
+        b, m, x = [], [], []
+        for bits, mcs, snr in new:
+            sinr = snr + self._fade[mcs]                                  # [D, K] dB
+            b.append(np.full(sinr.size, bits))
+            m.append(np.full(sinr.size, mcs))
+            x.append(sinr.ravel())
+        bler = self.link.packet_error_rate(np.concatenate(b), np.concatenate(m),
+                                           np.concatenate(x), self.calibration)
+        at = 0
+        for key in new:
+            per = bler[at:at + self._fade[key[1]].size].reshape(self._fade[key[1]].shape)
+            at += per.size
+            self._fail[key] = np.cumprod(per, axis=1).mean(axis=0)
 
     def num_re(self, bits: int, mcs: int) -> int:
         key = (int(bits), int(mcs))
@@ -185,8 +227,7 @@ class SemanticPlanner:
         Chase-combined copy): moves the outer-loop offset."""
         if self.step_db == 0:
             return
-        snr = self.model_snr_db() + 10 * math.log10(max(1, int(attempt)))
-        p = self.bler(bits, mcs, snr)
+        p = self.error_probability(bits, mcs, attempt)
         self.offset_db += self.step_db * ((0.0 if ok else 1.0) - p)
 
     # -- packets -----------------------------------------------------------------------------
@@ -248,12 +289,11 @@ class SemanticPlanner:
         (they would not change the outcome); at an SNR where every MCS fails more often, the
         lowest MCS."""
         out = []
-        snrs = [round(snr + 10 * math.log10(k), 1) for k in range(1, self.max_retx + 2)]
-        self._fill([(b, m, x) for m, per in sizes.items() for b in per[stream] for x in snrs])
-        first = {m: max((self._bler[(b, m, snrs[0])] for b in per[stream]), default=None)
-                 for m, per in sizes.items()}
-        if not sizes or first[next(iter(sizes))] is None:
+        self._fill([(b, m, snr) for m, per in sizes.items() for b in per[stream]])
+        if not sizes or not sizes[next(iter(sizes))][stream]:
             return []
+        first = {m: max(self._fail[(b, m, snr)][0] for b in per[stream])
+                 for m, per in sizes.items()}
         safe = [m for m in sizes if first[m] < _SAFE]
         keep = [m for m in sizes if _SAFE <= first[m] <= 0.9]
         if not keep and not safe:
@@ -261,9 +301,7 @@ class SemanticPlanner:
         for m in keep + safe:
             bits = sizes[m][stream]
             res = [self.num_re(b, m) for b in bits]
-            # fail[j][T-1]: packet j still lost after T Chase-combined copies
-            fail = [list(itertools.accumulate((self._bler[(b, m, x)] for x in snrs),
-                                              lambda a, c: a * c)) for b in bits]
+            fail = [self._fail[(b, m, snr)] for b in bits]     # fail[j][T-1]
             for r in range(self.max_retx + 1 if first[m] >= _SAFE else 1):
                 out.append((m, r, res, fail))
         return out

@@ -255,7 +255,8 @@ def semantic_planner(config: SimConfig, codec, link):
     return SemanticPlanner(link, values, config.budget_re, config.snr_db,
                            harq_rtt_slots=int(config.harq_rtt_slots), calibration=cal,
                            mcs=mcs, max_retx=s["max_retx"], step_db=s["step_db"],
-                           rsrt_tokens_per_packet=config.rsrt_tokens_per_packet)
+                           rsrt_tokens_per_packet=config.rsrt_tokens_per_packet,
+                           fading_draws=s.get("fading_draws", 0))
 
 
 def slots_left(now: float, deadline: float, scheduler, budget_re: int) -> int:

@@ -198,3 +198,20 @@ def test_lmmse_works_on_cdl_with_sampled_covariances():
     assert ok["lmmse"] >= ok["ls"] and ok["lmmse"] > 0, ok
     ab = Link(lmmse.scenario, "abstraction")           # the abstraction builds it too
     assert np.isfinite(ab.transmit([256], 9, 6.0, 0, ab.new_state(0)).sinr_eff_db).all()
+
+
+def test_effective_sinr_samples_match_the_abstraction(awgn_abs):
+    # AWGN with perfect CSI: every draw, slot and MCS sees exactly the SNR
+    eff = awgn_abs.effective_sinr_db(3.0, [3, 9], num_draws=4, slots=(0, 4))
+    assert eff.shape == (4, 2, 2) and np.allclose(eff, 3.0, atol=1e-4)
+    # a fading link: the draws spread, the mean over them is the abstraction's own error rate
+    link = Link(Scenario.from_dict({"channel": {"model": "TDL-A", "ue_speed_kmh": 30}}),
+                mode="abstraction")
+    eff = link.effective_sinr_db(6.0, [MCS], num_draws=200, slots=(0,))[:, 0, 0]
+    assert eff.std() > 1.0
+    predicted = link.packet_error_rate(np.full(eff.size, 512), MCS, eff).mean()
+    errors = [1.0 - link.transmit([512], MCS, 6.0, 0, link.new_state(s)).success[0]
+              for s in range(200)]
+    assert abs(predicted - np.mean(errors)) < 3 * np.sqrt(predicted * (1 - predicted) / 200) + 0.03
+    with pytest.raises(ValueError, match="num_re"):
+        link.effective_sinr_db(6.0, [MCS], num_re=0)
