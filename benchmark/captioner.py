@@ -21,8 +21,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from benchmark.judge import to_float_tensor
-from benchmark.scenes import (BACKGROUNDS, COLOUR_NAMES, SHAPES, SIZES, TEXTURES, Scene,
-                              SceneObject, _photo_bank, check_caption_detail)
+from benchmark.scenes import (COLOUR_NAMES, SHAPES, SIZES, TEXTURES, Scene, SceneObject,
+                              _photo_bank, check_caption_detail)
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "captioner"
 _CELL_HEADS = {"shape": SHAPES, "colour": COLOUR_NAMES, "size": SIZES, "texture": TEXTURES}

@@ -306,7 +306,7 @@ class Link:
         self._build_receiver()
 
     def _build_receiver(self):
-        sc, rx, of, ch = self.scenario, self.scenario.receiver, self.scenario.ofdm, self.scenario.channel
+        rx, of, ch = self.scenario.receiver, self.scenario.ofdm, self.scenario.channel
         kw = dict(precision=self._precision, device=self._device)
         self._rg_mapper = ResourceGridMapper(self.rg, **kw)
         self._apply = ApplyOFDMChannel(**kw)

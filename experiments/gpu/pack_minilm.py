@@ -1,11 +1,9 @@
 """Usage: pack_minilm.py OUT_DIR. Pack the offline MiniLM for a GPU machine whose file budget cannot hold it whole: fp16, and
 only the word-embedding rows that scene captions can use (every other row is zero there)."""
-import json
 import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
