@@ -57,7 +57,7 @@ def equal_snr(df: pd.DataFrame, policy: str, baseline: str, metric: str = "consi
 def _markdown(t: pd.DataFrame, policy: str, baseline: str, metric: str) -> str:
     out = [f"# {metric} at equal SNR: {policy} against {baseline}", "",
            "Mean over seeds with 95 % t intervals; the difference is paired by seed (same "
-           f"images, same channel). REs: resource elements used per image.", "",
+           "images, same channel). REs: resource elements used per image.", "",
            f"| scenario | mode | SNR (dB) | {policy} | {baseline} | difference | "
            f"REs {policy} | REs {baseline} |", "|---|---|---|---|---|---|---|---|"]
     for r in t.itertuples():
