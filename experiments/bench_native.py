@@ -9,9 +9,14 @@ For each photo (at its own size): encode (timed), decode with the preset's tiled
 every stream counted, and the **seam ratio**: the mean absolute step between neighbouring
 pixels across the tile edges (:meth:`codec.dpcd.tiles.TileGrid.seams`, in image pixels)
 divided by the same away from them, for the decoded image and for the source (no seams: its
-ratio is the reference; a visible seam pushes the decoded ratio above it). Writes
-``bench_native.json`` (with the command, the CPU, torch threads and the precision used) and
-``grid.png`` (rows: source | HCI | SDGIC).
+ratio is the reference; a visible seam pushes the decoded ratio above it). Perceptual
+measures beside PSNR (``--no-inception`` skips them): the Inception similarity of each whole
+image to its source (cosine of Inception-v3 pool features, :mod:`benchmark.metrics`), and FID
+on non-overlapping ``--patch`` px patches of all photos against the source's patches (the
+peers' patch FID; N patches is reported with it: with fewer patches than 2048 FID is biased
+upwards, so compare values of equal N only). Writes ``bench_native.json`` (with the command,
+commit, CPU, torch threads and the precision used) and ``grid.png`` (rows: source | HCI |
+SDGIC).
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import argparse
 import json
 import platform
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -50,7 +54,35 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-12)))
 
 
+def patches(img: np.ndarray, size: int) -> np.ndarray:
+    """Non-overlapping ``size`` px patches of an (H, W, 3) image: (N, size, size, 3)."""
+    h, w = (img.shape[0] // size) * size, (img.shape[1] // size) * size
+    x = img[:h, :w].reshape(h // size, size, w // size, size, 3).swapaxes(1, 2)
+    return x.reshape(-1, size, size, 3)
+
+
+def perceptual(decoded: dict, sources: list, patch: int) -> dict:
+    """Inception similarity per image and patch FID per method: ``decoded`` maps a method
+    name to its images (in the order of ``sources``)."""
+    from benchmark.metrics import fid_from_features, inception_features
+
+    inc = inception_features()
+    ref = np.concatenate([patches(x, patch) for x in sources])
+    ref_feats = inc(ref) if len(ref) >= 2 else None
+    out = {"patch_px": patch, "patches": int(len(ref))}
+    for name, imgs in decoded.items():
+        sims = [float(inc.similarity(x[None], y[None])[0]) for x, y in zip(sources, imgs)]
+        fid = None             # (photos smaller than two patches in all)
+        if len(ref) >= 2:
+            fid = fid_from_features(ref_feats, inc(np.concatenate([patches(y, patch)
+                                                                   for y in imgs])))
+        out[name] = {"inception_similarity": sims,
+                     "inception_similarity_mean": float(np.mean(sims)), "patch_fid": fid}
+    return out
+
+
 def main(argv=None):
+    from codec.provenance import command_line, git_commit
     from codec.sdgic import SDGIC
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -62,6 +94,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None)
     p.add_argument("--out", default="results/dpcd/native")
+    p.add_argument("--patch", type=int, default=64, help="patch side [px] of the patch FID")
+    p.add_argument("--no-inception", action="store_true",
+                   help="skip Inception similarity and patch FID")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     codec = SDGIC.from_pretrained(a.preset, rate=a.rate)
@@ -73,7 +108,7 @@ def main(argv=None):
     if not files:
         raise SystemExit(f"no images in {a.images}")
     f = codec.space.factor
-    rows, tiles = [], []
+    rows, tiles, sources, hcis, outs = [], [], [], [], []
     for path in files:
         img = np.array(Image.open(path).convert("RGB"))
         t0 = time.perf_counter()
@@ -95,14 +130,14 @@ def main(argv=None):
                          seam_ratio_hci=seam_ratio(hci, sr, sc)))
         print(json.dumps(rows[-1]), flush=True)
         tiles.append(np.concatenate([img, hci, out], 1))
+        sources.append(img), hcis.append(hci), outs.append(out)
     out_dir = Path(a.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     w = max(t.shape[1] for t in tiles)
     Image.fromarray(np.concatenate([np.pad(t, ((0, 4), (0, w - t.shape[1]), (0, 0)))
                                     for t in tiles])).save(out_dir / "grid.png")
     summary = dict(
-        command="python -m experiments.bench_native " + " ".join(sys.argv[1:] if argv is None
-                                                                else argv),
+        command=command_line("experiments.bench_native", argv), commit=git_commit(),
         preset=a.preset, rate=codec.rate, steps=a.steps or codec.steps,
         precision=a.precision or codec.precision, tile=codec.resolution,
         tile_overlap=codec.tile_overlap, threads=a.threads, cpu=platform.processor() or
@@ -111,6 +146,12 @@ def main(argv=None):
         mean={k: float(np.mean([r[k] for r in rows])) for k in
               ("bpp", "encode_s", "decode_s", "psnr_hci_db", "psnr_sdgic_db",
                "seam_ratio_sdgic", "seam_ratio_source")})
+    if not a.no_inception:
+        summary["perceptual"] = perceptual({"hci": hcis, "sdgic": outs}, sources, a.patch)
+        for k in ("hci", "sdgic"):
+            summary["mean"][f"inception_similarity_{k}"] = \
+                summary["perceptual"][k]["inception_similarity_mean"]
+            summary["mean"][f"patch_fid_{k}"] = summary["perceptual"][k]["patch_fid"]
     (out_dir / "bench_native.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary["mean"]))
 
