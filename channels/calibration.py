@@ -314,10 +314,10 @@ class Calibration:
         m = np.asarray(self.mcs, float)
         lb = np.log(np.asarray(self.packet_bits, float))
         x = np.log(np.maximum(np.atleast_1d(np.asarray(packet_bits, float)), 1.0))
-        per_bits = np.array([np.interp(x, lb, row) for row in table])   # [n_mcs, n]
-        out = np.array([np.interp(float(mcs_index), m, per_bits[:, j])
-                        for j in range(per_bits.shape[1])])
-        return out
+        # bilinear (clamped) in MCS and log size: the MCS axis first, then every packet at once
+        at_mcs = np.array([np.interp(float(mcs_index), m, table[:, k])
+                           for k in range(table.shape[1])])              # [n_bits]
+        return np.interp(x, lb, at_mcs)
 
     def offset_db_at(self, mcs_index: int, packet_bits: int) -> float:
         return float(self.offsets_db(mcs_index, [packet_bits])[0])

@@ -167,7 +167,11 @@ def transport_block_error(mcs_table: int, mcs_index, cb_size, num_cb, sinr_eff) 
     cbs = torch.as_tensor(np.broadcast_to(np.asarray(cb_size, np.int32), (n,)).copy())
     ncb = torch.as_tensor(np.broadcast_to(np.asarray(num_cb, np.float32), (n,)).copy())
     tops = _table_top_db(mcs_table)
-    top = torch.as_tensor(np.array([tops.get(int(m), np.inf) for m in mcs_np], np.float32))
+    lut = np.full(max(tops) + 1, np.inf, np.float32)
+    lut[list(tops)] = list(tops.values())
+    top = torch.as_tensor(np.where((mcs_np >= 0) & (mcs_np < len(lut)),
+                                   lut[np.clip(mcs_np, 0, len(lut) - 1)], np.inf)
+                          .astype(np.float32))
     s_db = 10.0 * torch.log10(sinr_eff.clamp_min(1e-30))
     bler = _code_block_error(mcs_table, mcs, cbs, sinr_eff)
     above = torch.nonzero(s_db > top).reshape(-1)
@@ -363,9 +367,11 @@ class Link:
             for m in np.unique(mcs):
                 at = mcs == m
                 sinr_db[at] += cal.offsets_db(int(m), bits[at])
-        fmts = [self.transport_format(int(b), int(m)) for b, m in zip(bits, mcs)]
-        return transport_block_error(self.scenario.mcs_table, mcs,
-                                     [f.cb_size for f in fmts], [f.num_cb for f in fmts],
+        keys, inverse = np.unique(bits.astype(np.int64) * 1024 + mcs, return_inverse=True)
+        fmts = [self.transport_format(int(k // 1024), int(k % 1024)) for k in keys]
+        cb_size = np.array([f.cb_size for f in fmts])[inverse.reshape(-1)]
+        num_cb = np.array([f.num_cb for f in fmts])[inverse.reshape(-1)]
+        return transport_block_error(self.scenario.mcs_table, mcs, cb_size, num_cb,
                                      10.0 ** (sinr_db / 10.0))
 
     def effective_sinr_db(self, snr_db: float, mcs_indices, num_re: int | None = None,
@@ -385,11 +391,15 @@ class Link:
         num_re = self.num_data_re if num_re is None else int(num_re)
         if not 1 <= num_re <= self.num_data_re:
             raise ValueError(f"num_re = {num_re} is not supported; allowed: 1..{self.num_data_re}")
+        slots = [int(t) for t in slots]
+        key = (float(snr_db), tuple(mcs.tolist()), num_re, int(num_draws), tuple(slots), seed)
+        cache = self._blocks.setdefault("effective_sinr", {})
+        if key in cache:              # (the points of a sweep share their link)
+            return cache[key].copy()
         if "eesm" not in self._blocks:
             with seeded_build("eesm", device=self._device):
                 self._blocks["eesm"] = EESM(precision=self._precision, device=self._device)
         no = 10.0 ** (-float(snr_db) / 10.0)
-        slots = [int(t) for t in slots]
         out = np.empty((int(num_draws), len(slots), len(mcs)))
         for d in range(int(num_draws)):
             state = self.new_state(derive_seed("effective-sinr", seed, d))
@@ -402,7 +412,10 @@ class Link:
                                            mcs_table_index=self.scenario.mcs_table,
                                            mcs_category=_MCS_CATEGORY_PDSCH, per_stream=False)
                 out[d, k] = 10 * np.log10(np.maximum(eff.reshape(-1).double().numpy(), 1e-30))
-        return out
+        if len(cache) > 64:
+            cache.clear()
+        cache[key] = out
+        return out.copy()
 
     def max_payload_bits(self, mcs_index: int) -> int:
         """Largest single packet [bits] that fits in one slot at ``mcs_index``."""
