@@ -114,7 +114,8 @@ def plot_results(df: pd.DataFrame, out_dir: str | Path, metric: str | None = Non
 
     ``metric``: column to plot (default ``default_metric(df)``: ``consistency``, else
     ``psnr``, else ``complete``; without decoding use e.g. ``ok_caption``). ``snr_db``: SNR
-    of the budget and latency plots (default: the middle of the grid). ``budget_prbs``: budget of the delivery and latency plots (default: largest).
+    of the latency plot (default: the middle of the grid) and of the budget plot (default:
+    a row for each SNR of a grid of up to four, else the middle one). ``budget_prbs``: budget of the delivery and latency plots (default: largest).
     """
     import matplotlib
 
@@ -155,19 +156,25 @@ def plot_results(df: pd.DataFrame, out_dir: str | Path, metric: str | None = Non
         ax.legend(fontsize=7)
     files += _save(fig, out, f"{metric}_vs_snr")
 
-    # 2. metric vs budget
+    # 2. metric vs budget: a row per SNR (every SNR of a grid of up to four, else --snr's)
     if many_b:
-        fig, axes = plt.subplots(1, len(panels), figsize=(w, 3.4), squeeze=False)
-        for ax, (scn, mode) in zip(axes[0], panels):
-            sub = df[(df.scenario == scn) & (df["mode"] == mode) & (df.snr_db == snr_sel)]
-            s = summarize(sub, ["policy", "budget_prbs"], metric)
-            for pol, g in s.groupby("policy"):
-                ax.errorbar(g.budget_prbs, g["mean"], yerr=_yerr(g), marker="o", ms=3,
-                            capsize=2, label=str(pol))
-            ax.set(title=f"{scn} ({mode}), {snr_sel:g} dB", xlabel="budget [PRBs per slot]",
-                   ylabel=metric)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+        rows_snr = [snr_sel] if snr_db is not None or len(snrs) > 4 else snrs
+        fig, axes = plt.subplots(len(rows_snr), len(panels),
+                                 figsize=(w, 3.4 * len(rows_snr)), squeeze=False)
+        for r, snr in enumerate(rows_snr):
+            for ax, (scn, mode) in zip(axes[r], panels):
+                sub = df[(df.scenario == scn) & (df["mode"] == mode) & (df.snr_db == snr)]
+                s = summarize(sub, ["policy", "budget_prbs"], metric)
+                for pol, g in s.groupby("policy"):
+                    ax.errorbar(g.budget_prbs, g["mean"], yerr=_yerr(g), marker="o", ms=3,
+                                capsize=2, label=str(pol))
+                ax.set(title=f"{scn} ({mode}), {snr:g} dB", xlabel="budget [PRBs per slot]",
+                       ylabel=metric)
+                if metric in _UNIT_METRICS or metric.startswith(("ok_", "judge_")):
+                    ax.set_ylim(-0.03, 1.03)
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize=7)
+        fig.tight_layout()
         files += _save(fig, out, f"{metric}_vs_budget")
 
     # 3. delivery rate per stream, with the finite-blocklength reference for the caption
