@@ -48,7 +48,6 @@ _POSITION_PHRASES = (
     "on the left", "in the centre", "on the right",
     "at the bottom left", "at the bottom", "at the bottom right",
 )
-# How much a scene caption states: every attribute, or colour and position only.
 SUPERSAMPLE = 4
 # Object radius as a fraction of the cell side, by size class.
 _RADIUS = {"small": 0.19, "large": 0.42}
@@ -76,6 +75,8 @@ class SceneObject:
         where = _POSITION_PHRASES[self.cell]
         if detail == "layout":
             return f"{_article(self.colour)} {self.colour} object {where}"
+        if detail == "concise":
+            return f"{_article(self.colour)} {self.colour} {self.shape}"
         texture = "" if self.texture == "solid" else f" {self.texture}"
         return f"a {self.size} {self.colour}{texture} {self.shape} {where}"
 
@@ -96,7 +97,8 @@ class Scene:
     def describe(self, detail: str = "full") -> str:
         """The caption at ``detail``: ``"full"`` states every attribute; ``"layout"`` only each
         object's colour and position and the background, leaving shape, size and texture to
-        the other streams (a vaguer caption, as a generic image captioner writes)."""
+        the other streams; ``"concise"`` each object's colour and shape and the background, as
+        an image captioner writes, leaving size, texture and position to the other streams."""
         parts = [o.phrase(detail) for o in self.objects]
         body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
         return f"{body} on {_article(self.background_word)} {self.background_word} background"

@@ -43,8 +43,9 @@ PRESET_FILE = "preset.json"
 SIZES = ("square", "native")
 # What the captions a decoder was trained on state (``benchmark.scenes.Scene.describe``):
 # "full" names every object's size, colour, texture, shape and position; "layout" only colour
-# and position.
-CAPTION_DETAILS = ("full", "layout")
+# and position; "concise" colour and shape, as an image captioner writes ("a red star and a
+# blue ring on a grassy background"), leaving size, texture and position to the other streams.
+CAPTION_DETAILS = ("full", "layout", "concise")
 PRECISIONS = ("fp32", "bf16")
 
 

@@ -75,6 +75,10 @@ def test_scene_captioner_on_fresh_scenes():
     layout = SceneCaptioner(detail="layout")
     assert layout(images) == [s.describe("layout") for s in captioner.scenes(images)]
     assert captioner(images[:3], detail="layout") == layout(images[:3])
+    concise = captioner(images, detail="concise")
+    assert concise == [s.describe("concise") for s in captioner.scenes(images)]
+    exact = np.mean([c == s.describe("concise") for c, s in zip(concise, scenes)])
+    assert exact >= 0.9, f"exact concise-caption rate {exact:.2f} on 50 fresh scenes"
     with pytest.raises(ValueError, match="caption detail"):
         SceneCaptioner(detail="short")
 

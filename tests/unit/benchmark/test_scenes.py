@@ -72,6 +72,20 @@ def test_layout_captions_state_colour_and_position_only():
         sc.describe("terse")
 
 
+def test_concise_captions_never_name_position_size_or_texture():
+    pattern = re.compile(r"an? (\w+) (\w+)")
+    for i in range(300):
+        _, sc = generate(i, seed=12)
+        text = sc.describe("concise")
+        assert text.endswith(f" on {'an' if sc.background_word[0] in 'aeiou' else 'a'} "
+                             f"{sc.background_word} background"), text
+        body = text[:text.rindex(" on ")]
+        assert pattern.findall(body) == [(o.colour, o.shape) for o in sc.objects], text
+        words = set(re.findall(r"\w+", body))
+        said = words & set(SIZES + TEXTURES + ("top", "bottom", "left", "right", "centre"))
+        assert not said, (text, said)
+
+
 def test_attribute_coverage_and_distinct_cells():
     seen = {k: set() for k in ("shape", "colour", "size", "texture", "cell", "bg", "n")}
     for i in range(600):
