@@ -383,8 +383,6 @@ class Link:
         HARQ round trip apart fade as the scenario's Doppler has them): the scenario's
         fading statistics, not any run's channel. Returns float
         [num_draws, len(slots), len(mcs_indices)] (uncalibrated; on AWGN all the same)."""
-        from sionna.sys import EESM
-
         from .fading import derive_seed
 
         mcs = torch.as_tensor(np.atleast_1d(np.asarray(mcs_indices, int)), dtype=torch.int32)
@@ -396,9 +394,7 @@ class Link:
         cache = self._blocks.setdefault("effective_sinr", {})
         if key in cache:              # (the points of a sweep share their link)
             return cache[key].copy()
-        if "eesm" not in self._blocks:
-            with seeded_build("eesm", device=self._device):
-                self._blocks["eesm"] = EESM(precision=self._precision, device=self._device)
+        eesm = self._eesm()
         no = 10.0 ** (-float(snr_db) / 10.0)
         out = np.empty((int(num_draws), len(slots), len(mcs)))
         for d in range(int(num_draws)):
@@ -408,9 +404,8 @@ class Link:
                     h = self.channel(state, t)
                 sinr_re = self._re_sinr(h, no, state)[:num_re]
                 sinr = sinr_re.reshape(1, num_re, 1, 1).expand(1, num_re, len(mcs), 1)
-                eff = self._blocks["eesm"](sinr, mcs_index=mcs,
-                                           mcs_table_index=self.scenario.mcs_table,
-                                           mcs_category=_MCS_CATEGORY_PDSCH, per_stream=False)
+                eff = eesm(sinr, mcs_index=mcs, mcs_table_index=self.scenario.mcs_table,
+                           mcs_category=_MCS_CATEGORY_PDSCH, per_stream=False)
                 out[d, k] = 10 * np.log10(np.maximum(eff.reshape(-1).double().numpy(), 1e-30))
         if len(cache) > 64:
             cache.clear()
@@ -595,12 +590,16 @@ class Link:
         _, no_eff = self._equalizer(y0, h7, err_var, no_t)    # [1,1,1,num_data_re]
         return (1.0 / no_eff.reshape(-1).float().clamp_min(1e-12)).clamp_min(1e-12)
 
-    def _abstraction(self, fmts, offsets, h, no, state, harq):
+    def _eesm(self):
+        """Sionna's EESM block (built once per link)."""
         from sionna.sys import EESM
         if "eesm" not in self._blocks:
             with seeded_build("eesm", device=self._device):
                 self._blocks["eesm"] = EESM(precision=self._precision, device=self._device)
-        eesm = self._blocks["eesm"]
+        return self._blocks["eesm"]
+
+    def _abstraction(self, fmts, offsets, h, no, state, harq):
+        eesm = self._eesm()
         n = len(fmts)
         sinr_re = self._re_sinr(h, no, state)                               # [num_data_re]
         sinr = torch.zeros(1, self.num_data_re, n, 1)

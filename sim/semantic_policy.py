@@ -17,9 +17,9 @@ its first transmission is late: one HARQ round trip, ``harq_rtt_slots``, per ret
 The fades are ``fading_draws`` channel realizations of the scenario at the reported SNR
 (:meth:`channels.Link.effective_sinr_db`: fading, channel-estimation loss and EESM, as the
 abstraction has them), each followed over the HARQ round trips so that a packet's copies
-fade together as the scenario's Doppler has them. With ``fading_draws = 0`` the report is every packet's effective SINR,
-which on fading links predicts near-certain delivery at high SNR and sends the highest MCS
-without retransmissions.
+fade together as the scenario's Doppler has them. With ``fading_draws = 0`` the report is every
+packet's effective SINR, which on fading links predicts near-certain delivery at high SNR and
+sends the highest MCS without retransmissions.
 
 Schedule model (slots counted from the image's first slot, as :mod:`sim.scheduler` serves
 them): streams in priority order, consecutive streams at one MCS share slots, packets placed
