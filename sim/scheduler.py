@@ -23,6 +23,7 @@ received by the packet's deadline even if sent at that first chance (``t + harq_
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -98,11 +99,33 @@ class SlotScheduler:
     def __len__(self) -> int:
         return len(self.queue)
 
-    def queued_re(self) -> int:
-        """Resource elements of the queued packets not yet sent once (at their MCS; packets
-        whose MCS link adaptation picks later are not counted)."""
-        return int(sum(self._num_re(p, p.mcs) for p in self.queue
-                       if p.attempts == 0 and p.mcs is not None))
+    def occupancy(self, first_slot: int, horizon: int, max_priority: Optional[int] = None
+                  ) -> tuple:
+        """What the queued packets will take of slots ``first_slot .. first_slot + horizon -
+        1`` ahead of a new packet of priority ``max_priority`` (the queued packets of that
+        priority or a more important one; ``None``: all): per slot ``(mcs, resource
+        elements)``, ``(None, 0)`` when free. A NACKed packet takes its REs from the slot its
+        retransmission becomes ready; packets not yet sent fill the slots from ``first_slot``
+        on in service order, first fit, one MCS per slot, as :meth:`schedule` would serve them.
+        Packets whose MCS link adaptation picks later are left out. Trailing free slots are
+        cut off."""
+        mcs = [None] * horizon
+        used = [0] * horizon
+        queued = sorted((p for p in self.queue if p.mcs is not None and
+                         (max_priority is None or p.priority <= max_priority)),
+                        key=Packet.service_key)
+        # retransmissions first: they are pinned to their ready slot, new packets fill around
+        for p in sorted(queued, key=lambda p: not p.attempts):
+            n = self._num_re(p, p.mcs)
+            t = max(0, math.ceil(max(p.created, p.ready_at)) - first_slot)
+            while t < horizon and not (mcs[t] in (None, p.mcs) and used[t] + n <= self.budget_re):
+                t += 1
+            if t < horizon:
+                mcs[t] = p.mcs
+                used[t] += n
+        while horizon and mcs[horizon - 1] is None:
+            horizon -= 1
+        return tuple(zip(mcs[:horizon], used[:horizon]))
 
     def _num_re(self, p: Packet, mcs: int) -> int:
         return self.link.transport_format(int(p.size_bits), int(mcs)).num_re

@@ -23,9 +23,14 @@ sends the highest MCS without retransmissions.
 
 Schedule model (slots counted from the image's first slot, as :mod:`sim.scheduler` serves
 them): streams in priority order, consecutive streams at one MCS share slots, packets placed
-first fit within the resource-element budget. Retransmissions are taken not to delay later
-streams (rare at the chosen MCS). A stream whose first transmissions cannot be received by the
-deadline is not sent.
+first fit within the resource-element budget, around what other images' queued packets take
+ahead of each stream (:meth:`~sim.scheduler.SlotScheduler.occupancy` per priority: NACKed
+packets in the slot their retransmission is ready, packets not yet sent from the front; a slot
+another MCS holds is closed). Images that arrive later are not foreseen: their more important
+packets go first, so on a link that is busy past the next arrival the last-ranked stream
+arrives less often than predicted. This image's retransmissions are taken not to delay its
+later streams (rare at the chosen MCS). A stream whose first transmissions cannot be received
+by the deadline is not sent.
 
 Outer loop: the model's SNR is the report minus an offset learned from HARQ feedback; after
 each transmission ``offset += step · (error - predicted error probability)`` [dB], which drifts
@@ -270,17 +275,28 @@ class SemanticPlanner:
 
     # -- deciding ----------------------------------------------------------------------------
 
-    def decide(self, encoded, slots: int) -> Decision:
+    def decide(self, encoded, slots: int, busy: tuple = ()) -> Decision:
         """The decision for ``encoded`` with ``slots`` slots left before its deadline (the
-        last one must still be received in time)."""
+        last one must still be received in time). ``busy[k]``: the slots other images' queued
+        packets take ahead of a packet of priority ``k`` (one per stream rank, as
+        :meth:`~sim.scheduler.SlotScheduler.occupancy` gives them: per slot from the first,
+        ``(mcs, resource elements)``); ``()``: an empty link."""
         self.decisions += 1
         sizes = self._sizes(encoded)
         snr = round(self.model_snr_db(), 1)
+        busy = tuple(tuple(b[:int(slots)]) for b in busy)
         key = (tuple((m, tuple(tuple(v) for v in per.values())) for m, per in sizes.items()),
-               snr, int(slots))
+               snr, int(slots), busy)
         if key not in self._decisions:
-            self._decisions[key] = self._search(sizes, snr, int(slots))
+            self._decisions[key] = self._search(sizes, snr, int(slots), busy)
         return self._decisions[key]
+
+    def _room(self, busy: tuple, slot: int, mcs: int) -> int:
+        """Resource elements free for ``mcs`` in ``slot`` (a slot carries one MCS)."""
+        if slot >= len(busy):
+            return self.budget_re
+        m, used = busy[slot]
+        return self.budget_re - used if m is None or m == mcs else 0
 
     def _options(self, sizes: dict, stream: str, snr: float) -> list:
         """(mcs, retx, packet REs, fail[j][T-1]) options of one stream; [] when the stream is
@@ -306,24 +322,26 @@ class SemanticPlanner:
                 out.append((m, r, res, fail))
         return out
 
-    def _evaluate(self, order, picks, slots: int):
+    def _evaluate(self, order, picks, slots: int, busy: tuple = ()):
         """E[metric], arrival probabilities and REs of one decision: ``order`` the streams by
-        priority, ``picks[s]`` an option of ``_options`` or None (not sent)."""
-        slot, room, cur_mcs = -1, 0, None
+        priority, ``picks[s]`` an option of ``_options`` or None (not sent); ``busy`` as in
+        :meth:`decide`."""
+        slot, own, cur_mcs = -1, 0, None      # own: this image's REs in the current slot
         p = dict.fromkeys(STREAMS, 0.0)
         total_re = 0
-        for s in order:
+        for rank, s in enumerate(order):
             opt = picks[s]
             if opt is None:
                 continue
             m, r, res, fail = opt
+            ahead = busy[rank] if busy else ()
             if m != cur_mcs:                  # a new MCS starts a new slot
-                slot, room, cur_mcs = slot + 1, self.budget_re, m
+                slot, own, cur_mcs = slot + 1, 0, m
             ok = 1.0
             for j, re in enumerate(res):
-                if re > room:
-                    slot, room = slot + 1, self.budget_re
-                room -= re
+                while re > self._room(ahead, slot, m) - own and slot < slots:
+                    slot, own = slot + 1, 0
+                own += re
                 total_re += re
                 if slot > slots - 1:          # cannot be received by the deadline
                     ok = 0.0
@@ -339,19 +357,19 @@ class SemanticPlanner:
              + pc * ph * ((1 - pr) * v[3] + pr * v[7]))
         return e, p, total_re, slot + 1
 
-    def _search(self, sizes: dict, snr: float, slots: int) -> Decision:
+    def _search(self, sizes: dict, snr: float, slots: int, busy: tuple = ()) -> Decision:
         options = {s: self._options(sizes, s, snr) for s in STREAMS}
         best = None
         for order in itertools.permutations(STREAMS):
             picks = dict.fromkeys(STREAMS)
-            score = self._score(order, picks, slots)
+            score = self._score(order, picks, slots, busy)
             improved = True
             while improved:
                 improved = False
                 for s in order:
                     for opt in [None] + options[s]:
                         trial = {**picks, s: opt}
-                        sc = self._score(order, trial, slots)
+                        sc = self._score(order, trial, slots, busy)
                         if sc[0] > score[0] + 1e-12:
                             picks, score, improved = trial, sc, True
             if best is None or score[0] > best[0][0] + 1e-12:
@@ -363,6 +381,6 @@ class SemanticPlanner:
                    for s in STREAMS}
         return Decision(choices, expected, p, re, snr)
 
-    def _score(self, order, picks, slots):
-        e, p, re, used = self._evaluate(order, picks, slots)
+    def _score(self, order, picks, slots, busy=()):
+        e, p, re, used = self._evaluate(order, picks, slots, busy)
         return e - _TIE_SLOT * used - _TIE_RE * re, e, p, re

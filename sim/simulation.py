@@ -194,8 +194,10 @@ def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,
                 img.packets = packetizer.packetize(img.encoded, img.image_id, env.now,
                                                    img.deadline)
             else:   # the semantic policy decides this image's protection now
-                d = planner.decide(img.encoded, slots_left(env.now, img.deadline, scheduler,
-                                                           config.budget_re))
+                first, slots = image_slots(env.now, img.deadline)
+                d = planner.decide(img.encoded, slots,
+                                   [scheduler.occupancy(first, slots, k)
+                                    for k in range(len(STREAMS))])
                 img.meta["semantic"] = d.record()
                 img.packets = planner.packets(img.encoded, d, img.image_id, env.now,
                                               img.deadline)
@@ -259,12 +261,11 @@ def semantic_planner(config: SimConfig, codec, link):
                            fading_draws=s.get("fading_draws", 0))
 
 
-def slots_left(now: float, deadline: float, scheduler, budget_re: int) -> int:
-    """Slots an image arriving at ``now`` can still use: from its first slot to the last whose
-    packets are received by ``deadline``, less the slots the queued packets of earlier images
-    take (their first transmissions)."""
+def image_slots(now: float, deadline: float) -> tuple[int, int]:
+    """``(first slot, slots)`` an image arriving at ``now`` can use: from its first slot to the
+    last whose packets are received by ``deadline``."""
     first, last = math.ceil(now), math.floor(deadline - 1)
-    return max(0, last - first + 1 - math.ceil(scheduler.queued_re() / budget_re))
+    return first, max(0, last - first + 1)
 
 
 def takes_bit_budget(codec) -> bool:

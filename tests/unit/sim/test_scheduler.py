@@ -166,3 +166,26 @@ def test_bad_harq_rtt_names_the_argument(awgn_link):
 def test_bad_budget_names_the_argument(awgn_link):
     with pytest.raises(ValueError, match="budget_re = 0 .*allowed"):
         SlotScheduler(awgn_link, 0)
+
+
+def test_occupancy_pins_retransmissions_and_fills_new_packets_from_the_front(awgn_link):
+    re = {m: awgn_link.transport_format(40, m).num_re for m in (3, 5)}
+    budget = 2 * re[5] + 1                 # two MCS-5 packets fit a slot, not three
+    assert re[3] <= budget < re[3] + re[5]
+    s = SlotScheduler(awgn_link, budget, harq_rtt_slots=4)
+    nacked = pkt("caption", image=0, prio=0, mcs=3)
+    nacked.attempts, nacked.ready_at = 1, 6.0        # NACKed in slot 2, ready from slot 6
+    fresh = [pkt("hci", image=1, seq=i, prio=1, mcs=5) for i in range(3)]
+    late = pkt("rsrt", image=1, prio=2, mcs=3)
+    for p in (nacked, *fresh, late):
+        s.put(p)
+    occ = s.occupancy(3, 8)
+    # from slot 3: two MCS-5 packets fill a slot, the third the next, the MCS-3 packet the
+    # slot after (one MCS per slot); the retransmission sits in its ready slot 6 (index 3)
+    assert occ == ((5, 2 * re[5]), (5, re[5]), (3, re[3]), (3, re[3]))
+    # ahead of a priority-0 packet only the caption's retransmission counts
+    assert s.occupancy(3, 8, max_priority=0) == ((None, 0),) * 3 + ((3, re[3]),)
+    assert s.occupancy(3, 8, max_priority=1) == ((5, 2 * re[5]), (5, re[5]), (None, 0),
+                                                 (3, re[3]))
+    assert s.occupancy(3, 2) == ((5, 2 * re[5]), (5, re[5]))     # cut at the horizon
+    assert SlotScheduler(awgn_link, budget).occupancy(0, 5) == ()

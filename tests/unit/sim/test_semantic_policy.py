@@ -88,6 +88,42 @@ def test_on_a_fading_link_the_model_follows_the_fades(codec):
     assert real > real0 + 0.05
 
 
+def test_the_plan_goes_around_other_images_queued_packets(codec):
+    from sim.simulation import get_link, semantic_planner
+
+    codec.subset_table = table({"caption": 0.5, "hci": 0.3, "rsrt": 0.2})
+    cfg = SimConfig(scenario=AWGN, snr_db=-3.0, budget_prbs=3, num_images=1, codec=BASELINE,
+                    decode=False, mode="abstraction", calibration="off",
+                    policy=make_policy("semantic", step_db=0.0, fading_draws=0))
+    planner = semantic_planner(cfg, codec, get_link(cfg.scenario_obj, "abstraction"))
+    enc = codec.encode(np.zeros((64, 64, 3), np.uint8))      # (a blank image: no caption)
+    slots, full = 6, (1, planner.budget_re)
+    free = planner.decide(enc, slots)
+    assert free.choices["hci"].sent and free.choices["rsrt"].sent
+    assert free.expected == pytest.approx(0.5, abs=0.01)
+    # slots taken ahead of the last stream only, then ahead of every stream: the plan moves
+    # its packets behind them, fewer retransmissions fit, less is expected
+    behind = planner.decide(enc, slots, [(), (), (full,) * 3])
+    late = planner.decide(enc, slots, [(full,) * 3] * 3)
+    assert free.expected >= behind.expected >= late.expected
+    assert late.expected < free.expected - 0.01
+    # a window taken whole sends nothing
+    none = planner.decide(enc, slots, [(full,) * slots] * 3)
+    assert not any(c.sent for c in none.choices.values()) and none.expected == 0.0
+
+
+def test_on_a_busy_link_the_first_stream_arrives_as_predicted(codec):
+    # images overlap (a new one every slot or two, deadline 3 ms): the queue ahead of an
+    # image, NACKed packets waiting for their round trip included, is in the plan
+    worth = {"caption": 0.5, "hci": 0.3, "rsrt": 0.2}
+    for kw in (dict(budget_prbs=1, interval_ms=2.0, harq_rtt_slots=4),
+               dict(budget_prbs=2, interval_ms=1.0, harq_rtt_slots=2)):
+        df = run(codec, worth, -4.0, n=120, seed=2, step_db=0.0, trace=False, **kw).records
+        first = df[[f"semantic_{s}_p" for s in worth]].idxmax(axis=1).str[9:-2].mode()[0]
+        p, ok = df[f"semantic_{first}_p"].mean(), df[f"ok_{first}"].mean()
+        assert abs(p - ok) < 3 * np.sqrt(p * (1 - p) / len(df)) + 0.02, (kw, first, p, ok)
+
+
 def test_budget_and_deadline_are_never_exceeded(codec):
     worth = {"caption": 0.5, "hci": 0.3, "rsrt": 0.2}
     out = run(codec, worth, -2.0, n=30, interval_ms=0.5)     # images overlap: a busy link
