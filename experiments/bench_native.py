@@ -17,6 +17,13 @@ peers' patch FID; N patches is reported with it: with fewer patches than 2048 FI
 upwards, so compare values of equal N only). Writes ``bench_native.json`` (with the command,
 commit, CPU, torch threads and the precision used) and ``grid.png`` (rows: source | HCI |
 SDGIC).
+
+**At equal bits** (``--no-equal-bits`` skips it), per photo, with every stream of SDGIC counted:
+the HCI alone at the highest rate (variable-rate models take any rate between their points;
+bisection) whose single stream does not exceed SDGIC's bits, and each classical codec (JPEG,
+WebP, AVIF at ``--qualities``, native and after a bicubic downscale by each of ``--factors``,
+upscaled back) at its highest-PSNR point within those bits, and the best of the three per
+photo. Their PSNR, Inception similarity and patch FID sit beside SDGIC's in ``equal_bits``.
 """
 
 from __future__ import annotations
@@ -81,6 +88,82 @@ def perceptual(decoded: dict, sources: list, patch: int) -> dict:
     return out
 
 
+CLASSICAL = ("jpeg", "webp", "avif")
+
+
+def classical_at_bits(img: np.ndarray, max_bits: int, qualities, factors) -> dict:
+    """Per classical codec, its highest-PSNR point with at most ``max_bits``: ``{codec:
+    {"setting", "bits", "psnr_db", "image"}}`` (codecs with no point that small left out)."""
+    from codec.classical import code_image
+
+    out = {}
+    for name in CLASSICAL:
+        for f in factors:
+            for q in sorted(qualities):           # bits grow with quality: stop past the cap
+                data, rec = code_image(img, name, q, f)
+                if 8 * len(data) > max_bits:
+                    break
+                db = psnr(img, rec)
+                if name not in out or db > out[name]["psnr_db"]:
+                    out[name] = dict(setting=f"{name} q{q} ↓{f:g}", bits=8 * len(data),
+                                     psnr_db=db,
+                                     image=rec)
+    return out
+
+
+def hci_at_bits(hci, img: np.ndarray, max_bits: int, lo: float, steps: int = 7):
+    """The HCI (``codec.streams.hci.HCICodec`` of a variable-rate model, used privately: its
+    rate is changed) at the highest rate in ``[lo, n_rates - 1]`` whose stream has at most
+    ``max_bits``, by bisection: ``(rate, bits, decoded)``, or None when even ``lo`` is over."""
+    best = None
+    a, b = float(lo), float(hci.model.n_rates - 1)
+    for r in [a, b] + [None] * steps:
+        if r is None:
+            if best is None or best[0] == b:
+                break
+            r = (a + b) / 2
+        hci.rate = hci.model.rate = r
+        data = hci.encode(img)
+        if 8 * len(data) <= max_bits:
+            if best is None or r > best[0]:
+                best = (r, 8 * len(data), hci.decode(data))
+            a = r
+        else:
+            b = r
+    return best
+
+
+def equal_bits(codec, files, sources, outs, bits, qualities, factors) -> dict:
+    """The HCI alone and the classical codecs at SDGIC's bits, per photo (see the module
+    docstring): their images per method and a per-photo table."""
+    import copy
+
+    from codec.streams.hci import HCICodec
+
+    base = codec.hci[codec.rate]
+    hci = HCICodec(copy.deepcopy(base.model), base.working_size, base.fit, base.check_bits,
+                   rate=base.rate)
+    images = {"sdgic": outs}
+    table = []
+    for path, img, out, nbits in zip(files, sources, outs, bits):
+        row = {"image": path.name, "sdgic_bits": nbits, "sdgic_psnr_db": psnr(img, out)}
+        h = hci_at_bits(hci, img, nbits, base.rate)
+        cls = classical_at_bits(img, nbits, qualities, factors)
+        picks = {"hci": None if h is None else dict(setting=f"rate {h[0]:.3f}", bits=h[1],
+                                                    psnr_db=psnr(img, h[2]), image=h[2])}
+        picks.update({name: cls.get(name) for name in CLASSICAL})
+        if cls:
+            picks["best_classical"] = max(cls.values(), key=lambda c: c["psnr_db"])
+        for name, c in picks.items():
+            images.setdefault(name, []).append(None if c is None else c["image"])
+            row.update({f"{name}_{k}": (None if c is None else c[k])
+                        for k in ("setting", "bits", "psnr_db")})
+        table.append(row)
+        print(json.dumps({k: v for k, v in row.items() if not k.endswith("setting")}),
+              flush=True)
+    return images, table
+
+
 def main(argv=None):
     from codec.provenance import command_line, git_commit
     from codec.sdgic import SDGIC
@@ -97,6 +180,12 @@ def main(argv=None):
     p.add_argument("--patch", type=int, default=64, help="patch side [px] of the patch FID")
     p.add_argument("--no-inception", action="store_true",
                    help="skip Inception similarity and patch FID")
+    p.add_argument("--no-equal-bits", action="store_true",
+                   help="skip the HCI alone and the classical codecs at SDGIC's bits")
+    p.add_argument("--qualities", type=int, nargs="+", default=[0, 2, 5, 10, 15, 25, 35, 50],
+                   help="classical qualities tried at equal bits")
+    p.add_argument("--factors", type=float, nargs="+", default=[1, 2, 3, 4, 6, 8],
+                   help="classical downscale factors tried at equal bits")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     codec = SDGIC.from_pretrained(a.preset, rate=a.rate)
@@ -122,7 +211,7 @@ def main(argv=None):
         sr, sc = grid.seams()
         sr, sc = [r * f for r in sr], [c * f for c in sc]
         rows.append(dict(image=path.name, height=img.shape[0], width=img.shape[1],
-                         tiles=len(grid), bpp=enc.bpp(),
+                         tiles=len(grid), bpp=enc.bpp(), bits_total=enc.total_bits(),
                          bits={s: enc.stream_bits(s) for s in ("caption", "hci", "rsrt")},
                          encode_s=t_enc, decode_s=t_dec, psnr_hci_db=psnr(img, hci),
                          psnr_sdgic_db=psnr(img, out), seam_ratio_sdgic=seam_ratio(out, sr, sc),
@@ -146,9 +235,21 @@ def main(argv=None):
         mean={k: float(np.mean([r[k] for r in rows])) for k in
               ("bpp", "encode_s", "decode_s", "psnr_hci_db", "psnr_sdgic_db",
                "seam_ratio_sdgic", "seam_ratio_source")})
+    decoded = {"hci": hcis, "sdgic": outs}
+    if not a.no_equal_bits:
+        images, table = equal_bits(codec, files, sources, outs, [r["bits_total"] for r in rows],
+                                   a.qualities, a.factors)
+        summary["equal_bits"] = {"qualities": a.qualities, "factors": a.factors,
+                                 "photos": table, "mean_psnr_db": {}}
+        for name, imgs in images.items():
+            if name == "sdgic" or any(x is None for x in imgs):
+                continue        # (a method with no point within some photo's bits: no mean)
+            decoded[f"{name}_at_equal_bits"] = imgs
+            summary["equal_bits"]["mean_psnr_db"][name] = float(np.mean(
+                [r[f"{name}_psnr_db"] for r in table]))
     if not a.no_inception:
-        summary["perceptual"] = perceptual({"hci": hcis, "sdgic": outs}, sources, a.patch)
-        for k in ("hci", "sdgic"):
+        summary["perceptual"] = perceptual(decoded, sources, a.patch)
+        for k in decoded:
             summary["mean"][f"inception_similarity_{k}"] = \
                 summary["perceptual"][k]["inception_similarity_mean"]
             summary["mean"][f"patch_fid_{k}"] = summary["perceptual"][k]["patch_fid"]
