@@ -129,6 +129,11 @@ def conditioned_batch(step: int, batch_size: int, size: int, text: TextEncoder,
                 pooled=pooled)
 
 
+def rsrt_scene(mods) -> bool:
+    """Whether the run's token encoder has the captioner's feature stack."""
+    return "rsrt_encoder" in mods and mods["rsrt_encoder"].config.backbone == "scene"
+
+
 def _load(name: str, folder: Path):
     cls = MODULE_CLASSES[name]
     return cls.from_pretrained(folder, torch_dtype=torch.float32)
@@ -136,8 +141,14 @@ def _load(name: str, folder: Path):
 
 def build_modules(stage: str, init: str | Path | None, text_dim: int, config: str = "scenes-64",
                   num_tokens: int = 8, levels=(8, 5, 5, 5),
-                  attribute_head_words: int | None = None) -> tuple[nn.ModuleDict, str]:
+                  attribute_head_words: int | None = None, rsrt_backbone: str = "conv",
+                  token_cells: int = 0, fresh_rsrt: bool = False,
+                  scene_features: nn.Module | None = None) -> tuple[nn.ModuleDict, str]:
     """The stage's modules from a preset folder ``init`` (missing ones made fresh).
+
+    Fresh RSRT modules (none in ``init``, or ``fresh_rsrt``) take ``num_tokens``, ``levels``,
+    ``rsrt_backbone`` and ``token_cells``; a fresh ``"scene"`` encoder gets the weights of
+    ``scene_features`` (a trained ``CaptionerNet.features``).
 
     ``attribute_head_words``: also build the training-only ``TokenAttributeHead`` for a
     captioner with that many background words (loaded from ``init`` whenever it holds one).
@@ -160,13 +171,20 @@ def build_modules(stage: str, init: str | Path | None, text_dim: int, config: st
         mods["controlnet"] = ControlNetModel.from_unet(mods["unet"], **controlnet_kwargs())
         src.append("controlnet from_unet")
     if stage == "rsrt":
-        for name, kw in (("rsrt_encoder", dict(text_dim=text_dim)), ("rsrt_embedding", dict(dim=text_dim))):
-            if init is not None and (init / name / "config.json").is_file():
+        encoder_kw = dict(text_dim=text_dim, backbone=rsrt_backbone, cells=token_cells)
+        for name, kw in (("rsrt_encoder", encoder_kw), ("rsrt_embedding", dict(dim=text_dim))):
+            if init is not None and (init / name / "config.json").is_file() and not fresh_rsrt:
                 mods[name] = _load(name, init / name)
                 src.append(f"{name} from preset")
             else:
                 mods[name] = MODULE_CLASSES[name](num_tokens=num_tokens, levels=tuple(levels), **kw)
                 src.append(f"fresh {name}")
+                if name == "rsrt_encoder" and rsrt_backbone == "scene":
+                    if scene_features is None:
+                        raise ValueError("a fresh scene-backbone token encoder needs the "
+                                         "captioner's features (scene_features)")
+                    mods[name].load_scene_weights(scene_features)
+                    src[-1] += " (scene backbone from the captioner)"
         head = "rsrt_attribute_head"
         if init is not None and (init / head / "config.json").is_file():
             mods[head] = _load(head, init / head)
@@ -226,8 +244,13 @@ def run_dpcd(cfg: DPCDConfig) -> Path:
         captioner = SceneCaptioner(cfg.captioner, detail=cfg.caption_detail)
         captioner.model.to(dev)
     head_words = captioner.model.config.num_words if cfg.token_attribute_loss else None
-    build = lambda folder: build_modules(stage, folder, text.dim, cfg.config, cfg.num_tokens,
-                                         cfg.levels, head_words)
+    scene_features = None
+    if cfg.rsrt_backbone == "scene":
+        scene_features = (captioner.model if captioner is not None
+                          else SceneCaptioner().model).features
+    build = lambda folder, fresh=False: build_modules(
+        stage, folder, text.dim, cfg.config, cfg.num_tokens, cfg.levels, head_words,
+        cfg.rsrt_backbone, cfg.token_cells, fresh, scene_features)
     if (ckpt / "state.json").is_file():
         state = json.loads((ckpt / "state.json").read_text())
         _check_resumable(ckpt, state, cfg)
@@ -237,7 +260,7 @@ def run_dpcd(cfg: DPCDConfig) -> Path:
         src = f"resumed from {ckpt} at step {start}"
     else:
         torch.manual_seed(TRAIN_SEED)   # fresh modules start the same in every run
-        mods, src = build(cfg.init)
+        mods, src = build(cfg.init, cfg.fresh_rsrt)
         card = Path(cfg.init) / "model_card.json" if cfg.init is not None else None
         start = json.loads(card.read_text()).get("stages", {}).get(stage, {}).get("steps", 0) \
             if card is not None and card.is_file() else 0
@@ -247,6 +270,8 @@ def run_dpcd(cfg: DPCDConfig) -> Path:
     mods.to(dev)
     if cfg.freeze_unet:
         mods["unet"].requires_grad_(False)
+    if cfg.freeze_scene_backbone and rsrt_scene(mods):
+        mods["rsrt_encoder"].scene.requires_grad_(False)
     trainable = [p for p in mods.parameters() if p.requires_grad]
     groups = param_groups(mods, cfg.lr, cfg.rsrt_lr_scale)
     ema = EMAModel(trainable, decay=cfg.ema_decay, use_ema_warmup=True,
@@ -256,6 +281,11 @@ def run_dpcd(cfg: DPCDConfig) -> Path:
     if not fresh_optimizer:
         base_lrs = [grp["lr"] for grp in opt.param_groups]
         saved = torch.load(ckpt / "optimizer.pt", weights_only=True, map_location=dev)
+        n_saved = sum(len(grp["params"]) for grp in saved["param_groups"])
+        if n_saved != len(trainable):
+            raise ValueError(f"{ckpt} trained {n_saved} parameter tensors, this run would train "
+                             f"{len(trainable)}: resume with the flags it started with "
+                             "(--freeze-unet, --freeze-scene-backbone)")
         opt.load_state_dict(regroup_optimizer_state(saved, [len(g["params"]) for g in groups]))
         for grp, base in zip(opt.param_groups, base_lrs):
             grp["lr"] = base       # this run's learning rates, not the checkpoint's
@@ -400,7 +430,8 @@ def _rsrt_log_line(mods):
     def line(done: int, window: list[dict], sec_per_step: float) -> str:
         h = code_health(torch.cat([r["codes"] for r in window[-10:]]), fsq.codebook_size)
         out = (f"{loss_line(done, window, sec_per_step)} | tokens distinct "
-               f"{np.mean(h['distinct']):.1f} entropy {np.mean(h['entropy_bits']):.2f}b "
+               f"{np.mean(h['distinct']):.1f} within image {h['within_image']:.2f} "
+               f"entropy {np.mean(h['entropy_bits']):.2f}b "
                f"pre-q std {np.mean([float(r['spread']) for r in window]):.2f}")
         if "attributes" in window[0]:
             a = torch.stack([r["attributes"] for r in window]).float()

@@ -109,6 +109,18 @@ class DPCDConfig(StageConfig):
         0.0, "weight of an auxiliary loss pulling the tokens toward what the captioner reads "
              "from the source and the caption leaves out (stage rsrt, needs --captioner; 0: off)",
         metavar="W")
+    rsrt_backbone: str = option(
+        "conv", "token encoder of fresh RSRT modules: conv (small convolutions learned from "
+                "scratch) or scene (plus the scene captioner's feature stack, loaded from "
+                "--captioner or the shipped captioner, so the tokens see shape, size and "
+                "texture from the first step)", choices=("conv", "scene"))
+    token_cells: int = option(
+        0, "fresh RSRT modules: tie token k to cell k of a C x C grid (--num-tokens = C*C; "
+           "0: every token sees the whole image)", metavar="C")
+    fresh_rsrt: bool = option(False, "start the RSRT encoder and embedding fresh even when "
+                                     "--init has them (a new token design on a trained decoder)")
+    freeze_scene_backbone: bool = option(False, "keep the captioner's feature stack in the "
+                                                "token encoder fixed (default: fine-tune it)")
     photos: Optional[str] = option(
         None, "train on natural photos (a `sdgic data photos` folder, e.g. data/photos), with no "
               "captions, instead of scenes", metavar="FOLDER")

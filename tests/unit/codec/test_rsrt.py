@@ -92,3 +92,62 @@ def test_attribute_head_teaches_the_tokens_what_the_caption_leaves_out():
         shape = head(enc.quantize(enc(x, x * 0.5, caption))[0], caption)["shape"].argmax(-1)
     seen = targets["shape"] >= 0
     assert (shape == targets["shape"])[seen].float().mean() > 0.6     # chance is 1/8
+
+
+def test_scene_backbone_takes_the_captioners_weights():
+    from benchmark.captioner import CaptionerNet
+
+    torch.manual_seed(0)
+    cap = CaptionerNet(width=8)
+    enc = RSRTEncoder(num_tokens=4, width=16, text_dim=8, backbone="scene", scene_width=8)
+    assert enc.scene.state_dict().keys() == cap.features.state_dict().keys()
+    enc.load_scene_weights(cap.features)
+    for k, v in cap.features.state_dict().items():
+        torch.testing.assert_close(enc.scene.state_dict()[k], v)
+    x, h = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    z = enc(x, h, torch.zeros(2, 8))
+    assert z.shape == (2, 4, 4)
+    # the source's scene features reach the tokens: changing them changes the tokens
+    with torch.no_grad():
+        enc.scene[0][0].weight.mul_(2)
+    assert not torch.allclose(enc(x, h, torch.zeros(2, 8)), z)
+    with pytest.raises(ValueError, match="backbone='scene'"):
+        RSRTEncoder(num_tokens=4, width=16).load_scene_weights(cap.features)
+    with pytest.raises(ValueError, match="backbone='vit'"):
+        RSRTEncoder(backbone="vit")
+
+
+def test_cell_tied_tokens_read_their_own_cell_only():
+    torch.manual_seed(0)
+    enc = RSRTEncoder(num_tokens=4, width=16, text_dim=8, cells=2).eval()
+    x, h, c = torch.rand(1, 3, 128, 128), torch.rand(1, 3, 128, 128), torch.zeros(1, 8)
+    y = x.clone()
+    y[..., :16, :16] = 1 - y[..., :16, :16]      # change the top-left corner of cell 0
+    with torch.no_grad():
+        a, b = enc(x, h, c), enc(y, h, c)
+    changed = (a - b).abs().amax(-1)[0] > 1e-6
+    assert changed.tolist() == [True, False, False, False]
+    with pytest.raises(ValueError, match="num_tokens=8"):
+        RSRTEncoder(num_tokens=8, cells=2)
+
+
+def test_code_health_sees_copies_within_an_image():
+    same = torch.tensor([[3, 3, 3, 3], [7, 7, 7, 7]])
+    assert code_health(same, 16)["within_image"] == 1.0
+    assert code_health(same, 16)["distinct"] == [2, 2, 2, 2]     # blind to it slot by slot
+    assert code_health(torch.tensor([[0, 1, 2, 2]]), 16)["within_image"] == 3.0
+
+
+def test_presets_saved_before_the_backbone_option_load_as_conv(tmp_path):
+    import json
+
+    enc = RSRTEncoder(num_tokens=2, width=16, text_dim=8)
+    enc.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    for k in ("backbone", "scene_width", "cells"):
+        cfg.pop(k)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    old = RSRTEncoder.from_pretrained(tmp_path)
+    assert old.config.backbone == "conv" and old.config.cells == 0
+    x = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(old(x, x, torch.zeros(1, 8)), enc(x, x, torch.zeros(1, 8)))

@@ -265,3 +265,35 @@ def test_photo_training_sends_no_captions_and_does_not_mix_with_scenes(tmp_path,
     assert (b["pooled"][0] == 0).all() and (b["pooled"][1] != 0).any()
     null, _ = text.tokens([""])
     assert torch.allclose(b["cond"][0, :null.shape[1]], null[0], atol=1e-4)
+
+
+def test_a_fresh_scene_backbone_token_encoder_on_a_trained_decoder(tmp_path, tiny_preset):
+    from benchmark.captioner import CaptionerNet
+    from codec.dpcd.rsrt import RSRTEncoder
+    from training.captioner import train_captioner
+
+    train_captioner(tmp_path / "cap", steps=1, train_scenes=8, eval_scenes=4, threads=1)
+    preset, run = tmp_path / "preset", tmp_path / "r"
+    kw = dict(stage="rsrt", init=tiny_preset, batch_size=2, threads=1, sample_every=0,
+              save_every=1, unquantized_steps=0, export=preset, captioner=tmp_path / "cap",
+              fresh_rsrt=True, rsrt_backbone="scene", token_cells=2, num_tokens=4,
+              levels=(4, 4))
+    train_dpcd(run, steps=1, **kw)
+    log = log_text(run)
+    assert "fresh rsrt_encoder (scene backbone from the captioner)" in log
+    assert "fresh rsrt_embedding" in log and "within image" in log
+    codec = SDGIC.from_pretrained(preset)
+    assert codec.rsrt_encoder.config.backbone == "scene" and codec.rsrt_encoder.config.cells == 2
+    assert codec.rsrt_encoder.fsq.bits == 4                 # 4 tokens x 4 bits
+    cap = CaptionerNet.from_pretrained(tmp_path / "cap")
+    # the checkpoint's encoder started from the captioner's features (one step of lr 1e-4 at
+    # warm-up moves them by far less than their size)
+    ckpt = RSRTEncoder.from_pretrained(run / "checkpoint" / "rsrt_encoder")
+    w0, w1 = cap.features[0][0].weight, ckpt.scene[0][0].weight
+    assert (w1 - w0).abs().max() < 1e-2 * w0.abs().max()
+    enc = codec.encode(generate(0, seed=1, size=16)[0], caption="a red star")
+    assert len(enc.rsrt_tokens) == 4
+    train_dpcd(run, steps=2, **kw)                          # resumes: --init is ignored
+    assert "resumed from" in log_text(run)
+    with pytest.raises(ValueError, match="resume with the flags it started with"):
+        train_dpcd(run, steps=3, **{**kw, "freeze_scene_backbone": True})
