@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ def main(argv=None):
                 decode=False, interval_ms=1.0, deadline_ms=3.0, mode="abstraction")
     res = {**run_record("experiments.bench_semantic_policy", argv),
            "cpu": platform.processor() or platform.machine(), "threads": 1,
+           "load_average_at_start": os.getloadavg()[0],
            "setup": {k: v for k, v in base.items() if k != "codec"}, "runs": {}}
     for policy in ("uep", "semantic"):
         simulate(SimConfig(**{**base, "policy": policy, "num_images": 2}), codec=codec)  # warm
@@ -52,6 +54,9 @@ def main(argv=None):
         dt = time.perf_counter() - t
         res["runs"][policy] = {"seconds": round(dt, 3), "slots": int(out.stats["slots"]),
                                "ms_per_slot": round(1e3 * dt / out.stats["slots"], 3)}
+        if policy == "semantic":   # searches: decisions not found in the planner's cache
+            res["runs"][policy].update(decisions=out.stats["planner_decisions"],
+                                       searches=out.stats["planner_searches"])
     # decisions alone: a fresh planner, the run's images
     cfg = SimConfig(**{**base, "policy": "semantic"})
     from sim.simulation import get_link

@@ -180,6 +180,11 @@ class SemanticPlanner:
 
     # -- the link model ----------------------------------------------------------------------
 
+    @property
+    def searches(self) -> int:
+        """Decisions searched so far (the rest came from the cache)."""
+        return len(self._decisions)
+
     def model_snr_db(self) -> float:
         return self.snr_db - self.offset_db
 

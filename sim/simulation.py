@@ -227,6 +227,8 @@ def simulate(config: SimConfig, codec: Any = None, metrics: Any = None,
                  slots=end, slots_used=chan.slots_used, re_used=chan.re_used,
                  max_re_in_slot=chan.max_re_in_slot, budget_re=config.budget_re,
                  late_packets=len(receiver.late), encoded_now=cache.encoded,
+                 planner_decisions=None if planner is None else planner.decisions,
+                 planner_searches=None if planner is None else planner.searches,
                  decoded_now=dcache.misses - misses0 if config.decode_cache else None)
     return SimOutput(df, tr, images, recs, stats)
 
