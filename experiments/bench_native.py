@@ -29,6 +29,7 @@ photo. Their PSNR, Inception similarity and patch FID sit beside SDGIC's in ``eq
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import resource
@@ -105,8 +106,7 @@ def classical_at_bits(img: np.ndarray, max_bits: int, qualities, factors) -> dic
                     break
                 db = psnr(img, rec)
                 if name not in out or db > out[name]["psnr_db"]:
-                    out[name] = dict(setting=f"{name} q{q} ↓{f:g}", bits=8 * len(data),
-                                     psnr_db=db,
+                    out[name] = dict(setting=f"{name} q{q} ↓{f:g}", bits=8 * len(data), psnr_db=db,
                                      image=rec)
     return out
 
@@ -176,6 +176,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None)
+    p.add_argument("--tile-overlap", type=int, default=None,
+                   help="override the preset's tile overlap [px] (encode and decode)")
     p.add_argument("--out", default="results/dpcd/native")
     p.add_argument("--patch", type=int, default=64, help="patch side [px] of the patch FID")
     p.add_argument("--no-inception", action="store_true",
@@ -189,6 +191,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     codec = SDGIC.from_pretrained(a.preset, rate=a.rate)
+    if a.tile_overlap is not None:
+        codec = dataclasses.replace(codec, tile_overlap=a.tile_overlap)
     if codec.size != "native":
         raise SystemExit(f"preset {a.preset!r} is not a native-size preset (size = "
                          f"{codec.size!r})")
