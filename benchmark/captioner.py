@@ -23,6 +23,7 @@ from torch import nn
 from benchmark.judge import to_float_tensor
 from benchmark.scenes import (COLOUR_NAMES, SHAPES, SIZES, TEXTURES, Scene, SceneObject,
                               _photo_bank, check_caption_detail)
+from codec.dpcd.rsrt import scene_feature_stack
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "captioner"
 _CELL_HEADS = {"shape": SHAPES, "colour": COLOUR_NAMES, "size": SIZES, "texture": TEXTURES}
@@ -61,16 +62,8 @@ class CaptionerNet(ModelMixin, ConfigMixin):
     def __init__(self, width: int = 40, input_size: int = 64, num_words: int = 9):
         super().__init__()
         w = width
-
-        def block(cin, cout, stride):
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(8, cout),
-                                 nn.SiLU())
-
-        self.features = nn.Sequential(
-            block(3, w, 1), block(w, w, 2),                 # 32×32
-            block(w, 2 * w, 1), block(2 * w, 2 * w, 2),     # 16×16
-            block(2 * w, 3 * w, 1), block(3 * w, 3 * w, 1),
-        )
+        # (64² input → 3w × 16 × 16; the token encoder's scene backbone is this same stack)
+        self.features = scene_feature_stack(w)
         self.cell_head = nn.Sequential(nn.Linear(9 * w, 4 * w), nn.SiLU(),
                                        nn.Linear(4 * w, CELL_OUTPUTS))
         self.word_head = nn.Linear(6 * w, num_words)
