@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -539,7 +540,8 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
 
     UNet and ControlNet are stored fp16 (halves the files; cast back to fp32 on load), the
     small RSRT modules fp32. A folder without ``preset.json`` gets one (named after the
-    folder, HCI rate points from ``hci_root``), so the export loads with
+    folder, HCI rate points from ``hci_root`` as a path relative to it; the decode settings
+    and size of the run's ``--init`` preset when it has one), so the export loads with
     ``SDGIC.from_pretrained``. ``hparams["caption_detail"]`` (what the training captions
     stated) becomes the preset's ``caption_detail``, so senders caption as it was trained; a
     preset without its own ``caption_model`` gets one fitted to that detail. A run on photos
@@ -555,12 +557,18 @@ def export_dpcd(run: str | Path, out: str | Path, stage: str, complete: bool = F
         m.save_pretrained(out / d.name)
     from codec.preset import PRESET_FILE, Preset
 
+    hci_rel = os.path.relpath(Path(hci_root or "codec/weights/hci-64").resolve(), out.resolve())
+    init = Path(state["init"]) if state.get("init") else None
     if (out / PRESET_FILE).is_file():
         cfg = Preset.load(out)
+    elif init is not None and (init / PRESET_FILE).is_file() and init.resolve() != out.resolve():
+        # a new preset from a trained one: its decode settings, this run's HCI and modules
+        cfg = Preset.load(init).replace(name=out.name, hci_root=hci_rel, modules=".",
+                                        num_tokens=None, caption_model=None,
+                                        caption_detail="full", folder=out)
     else:
         unet_cfg = json.loads((ema_dir / "unet" / "config.json").read_text())
-        cfg = Preset(out.name, unet_cfg["sample_size"] * 2,
-                     str(Path(hci_root or "codec/weights/hci-64").resolve()), tuple(HCI_POINTS),
+        cfg = Preset(out.name, unet_cfg["sample_size"] * 2, hci_rel, tuple(HCI_POINTS),
                      "mid", folder=out)
     new = cfg
     detail = (hparams or {}).get("caption_detail")

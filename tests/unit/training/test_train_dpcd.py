@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -282,6 +283,12 @@ def test_a_fresh_scene_backbone_token_encoder_on_a_trained_decoder(tmp_path, tin
     log = log_text(run)
     assert "fresh rsrt_encoder (scene backbone from the captioner)" in log
     assert "fresh rsrt_embedding" in log and "within image" in log
+    from codec.preset import Preset
+
+    made, parent = Preset.load(preset), Preset.load(tiny_preset)
+    assert made.decode == parent.decode and made.resolution == parent.resolution
+    assert not Path(made.hci_root).is_absolute()        # the folder can move (and be committed)
+    assert (preset / made.hci_root).resolve() == (tiny_preset / parent.hci_root).resolve()
     codec = SDGIC.from_pretrained(preset)
     assert codec.rsrt_encoder.config.backbone == "scene" and codec.rsrt_encoder.config.cells == 2
     assert codec.rsrt_encoder.fsq.bits == 4                 # 4 tokens x 4 bits
