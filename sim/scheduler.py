@@ -111,11 +111,12 @@ class SlotScheduler:
         cut off."""
         mcs = [None] * horizon
         used = [0] * horizon
+        # retransmissions first (pinned to their ready slot), then new packets fill around
+        # them, each group in service order
         queued = sorted((p for p in self.queue if p.mcs is not None and
                          (max_priority is None or p.priority <= max_priority)),
-                        key=Packet.service_key)
-        # retransmissions first: they are pinned to their ready slot, new packets fill around
-        for p in sorted(queued, key=lambda p: not p.attempts):
+                        key=lambda p: (not p.attempts, p.service_key()))
+        for p in queued:
             n = self._num_re(p, p.mcs)
             t = max(0, math.ceil(max(p.created, p.ready_at)) - first_slot)
             while t < horizon and not (mcs[t] in (None, p.mcs) and used[t] + n <= self.budget_re):
