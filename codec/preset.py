@@ -4,7 +4,8 @@ the decode settings it carries.
     preset.json       {"preset", "resolution", "hci": {"root", "rate_points", "default"},
                        "caption_model" (optional JSON path), "guidance_scale",
                        "guidance_interval" ([lo, hi]: guide only at timesteps t/T in it;
-                       default [0, 1]), "steps",
+                       default [0, 1]), "steps", "strength" (in (0, 1]: start from the
+                       noised HCI that far into the schedule; default 1, pure noise),
                        "precision" ("fp32" or "bf16": UNet + ControlNet under bfloat16
                        autocast where the machine runs bf16 natively, else fp32),
                        "caption_detail" ("full" or "layout": what the captions it was
@@ -95,12 +96,15 @@ class DecodeSettings:
     ``steps``: sampler steps (≥ 1). ``guidance_scale``: classifier-free guidance (1: none, half
     the work). ``guidance_interval``: ``(lo, hi)``, guide only at timesteps t/T within it.
     ``precision``: ``"fp32"`` or ``"bf16"`` (UNet and ControlNet under bfloat16 autocast).
+    ``strength``: in (0, 1]; below 1 the sampler starts from the HCI noised to that fraction
+    of the schedule (images or tiles without their HCI are drawn at 1).
     """
 
     steps: int = 20
     guidance_scale: float = 1.0
     guidance_interval: tuple[float, float] = (0.0, 1.0)
     precision: str = "fp32"
+    strength: float = 1.0
 
     def __post_init__(self):
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
@@ -113,6 +117,10 @@ class DecodeSettings:
                            check_guidance_interval(self.guidance_interval))
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}; expected one of {PRECISIONS}")
+        s = self.strength
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 < s <= 1:
+            raise ValueError(f"strength={s!r}; expected a number in (0, 1]")
+        object.__setattr__(self, "strength", float(s))
 
     def updated(self, **changes) -> "DecodeSettings":
         """These settings with ``changes`` applied; ``None`` values keep the current one."""
@@ -124,11 +132,12 @@ class DecodeSettings:
     def key(self) -> str:
         """A stable text form (cache keys, record columns)."""
         lo, hi = self.guidance_interval
-        return f"steps={self.steps}|cfg={self.guidance_scale:g}|interval={lo:g}:{hi:g}|" \
-               f"{self.precision}"
+        key = f"steps={self.steps}|cfg={self.guidance_scale:g}|interval={lo:g}:{hi:g}|" \
+              f"{self.precision}"
+        return key if self.strength == 1 else f"{key}|strength={self.strength:g}"
 
 
-_DECODE_KEYS = ("steps", "guidance_scale", "guidance_interval", "precision")
+_DECODE_KEYS = ("steps", "guidance_scale", "guidance_interval", "precision", "strength")
 _KEYS = {"preset", "resolution", "hci", "caption_model", "caption_detail", "caption_stream",
          "num_tokens", "size", "tile_overlap", "modules", "hci_slice_rows", *_DECODE_KEYS}
 _HCI_KEYS = {"root", "rate_points", "default"}
@@ -269,6 +278,8 @@ class Preset:
         if d.guidance_interval != (0.0, 1.0):
             cfg["guidance_interval"] = list(d.guidance_interval)
         cfg["precision"] = d.precision
+        if d.strength != 1:
+            cfg["strength"] = d.strength
         for key, default in (("caption_model", None), ("caption_detail", "full"),
                              ("caption_stream", True), ("num_tokens", None)):
             if getattr(self, key) != default:

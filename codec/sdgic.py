@@ -181,7 +181,7 @@ class SDGIC:
         card_path = folder / "model_card.json"
         decode = cfg.decode
         changes = {k: overrides.pop(k) for k in ("steps", "guidance_scale", "guidance_interval",
-                                                  "precision") if k in overrides}
+                                                  "precision", "strength") if k in overrides}
         if "precision" not in changes:
             decode = decode.updated(precision=_machine_precision(decode.precision, folder))
         kw = dict(preset=cfg.name, resolution=cfg.resolution, unet=unet,
@@ -387,8 +387,9 @@ class SDGIC:
         and tokens it carries. ``seeds[i]`` fixes image i's starting noise, so a result does
         not depend on the batch it was decoded in. ``settings`` (default: the codec's
         ``decode_settings``) with ``changes`` (``steps=``, ``guidance_scale=``,
-        ``guidance_interval=``, ``precision=``; None keeps the setting). Returns uint8
-        (H_i, W_i, 3) arrays."""
+        ``guidance_interval=``, ``precision=``, ``strength=``; None keeps the setting; an
+        image or tile without its HCI is drawn at strength 1). Returns uint8 (H_i, W_i, 3)
+        arrays."""
         settings = (settings or self.decode_settings).updated(**changes)
         if not encoded:
             return []
@@ -420,11 +421,23 @@ class SDGIC:
         noise = torch.stack([torch.randn(self.unet.config.in_channels, side, side,
                                          generator=torch.Generator().manual_seed(int(s)))
                              for s in seeds])
-        out = self.sampler.sample([p["caption"] for p in parts], size=r,
-                                  hci=hci if use_hci else None,
-                                  hci_present=hci_present if use_hci else None,
-                                  rsrt_codes=codes, rsrt_present=present, noise=noise,
-                                  **dataclasses.asdict(settings))
+        # below strength 1 an image starts from its noised HCI: those without one are drawn
+        # apart, at strength 1 (each image's noise is its own, so the split changes nothing else)
+        out = torch.zeros(b, 3, r, r)
+        lacking = ~hci_present if use_hci else torch.ones(b, dtype=torch.bool)
+        groups = [(torch.arange(b), settings)] if settings.strength == 1 else [
+            (torch.nonzero(~lacking).flatten(), settings),
+            (torch.nonzero(lacking).flatten(), settings.updated(strength=1.0))]
+        for idx, st in groups:
+            if len(idx) == 0:
+                continue
+            sub = lambda x: None if x is None else x[idx]  # noqa: E731
+            out[idx] = self.sampler.sample(
+                [parts[i]["caption"] for i in idx.tolist()], size=r,
+                hci=sub(hci) if use_hci else None,
+                hci_present=sub(hci_present) if use_hci else None,
+                rsrt_codes=sub(codes), rsrt_present=sub(present), noise=noise[idx],
+                **dataclasses.asdict(st))
         images = []
         for i, e in enumerate(encoded):
             x = out[i:i + 1]
@@ -460,6 +473,8 @@ class SDGIC:
         ph, pw = grid.padded_size
         noise = torch.randn(1, self.unet.config.in_channels, ph, pw,
                             generator=torch.Generator().manual_seed(int(seed)))
+        if hci is None or not bool(torch.as_tensor(hci_present).all()):
+            settings = settings.updated(strength=1.0)   # no noised HCI to start from
         out = self.sampler.sample_tiled(
             p["caption"], ph * f, pw * f, overlap=self.tile_overlap, hci=hci,
             hci_present=hci_present, rsrt_codes=codes,

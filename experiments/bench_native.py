@@ -174,6 +174,9 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=2, help="photos (sorted by name)")
     p.add_argument("--rate", default=None, help="HCI rate point (default: the preset's)")
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--strength", type=float, default=None,
+                   help="start from the HCI noised this far into the schedule (default: the "
+                        "preset's; 1: pure noise)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None)
     p.add_argument("--tile-overlap", type=int, default=None,
@@ -209,7 +212,7 @@ def main(argv=None):
         t_enc = time.perf_counter() - t0
         hci = codec.streams_of(enc)["hci"]
         t0 = time.perf_counter()
-        out = codec.decode(enc, steps=a.steps, precision=a.precision)
+        out = codec.decode(enc, steps=a.steps, precision=a.precision, strength=a.strength)
         t_dec = time.perf_counter() - t0
         grid = codec.tile_grid(*img.shape[:2])
         sr, sc = grid.seams()
@@ -232,6 +235,7 @@ def main(argv=None):
     summary = dict(
         command=command_line("experiments.bench_native", argv), commit=git_commit(),
         preset=a.preset, rate=codec.rate, steps=a.steps or codec.steps,
+        strength=a.strength or codec.decode_settings.strength,
         precision=a.precision or codec.precision, tile=codec.resolution,
         tile_overlap=codec.tile_overlap, threads=a.threads, cpu=platform.processor() or
         platform.machine(), peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -181,7 +181,8 @@ def cmd_decode(a):
             None if i in gone else v for i, v in enumerate(enc.hci_slices)))
     codec = SDGIC.from_pretrained(a.preset or enc.preset.partition(":")[0])
     img = codec.decode(enc, seed=a.seed, steps=a.steps, guidance_scale=a.guidance,
-                       precision=a.precision, guidance_interval=a.guidance_interval)
+                       precision=a.precision, guidance_interval=a.guidance_interval,
+                       strength=a.strength)
     out = Path(a.output or Path(a.file).with_suffix(".png"))
     Image.fromarray(img).save(out)
     used = [s for s in ("caption", "hci", "rsrt") if enc.has(s)]
@@ -321,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="guide only at timesteps t/T in [LO, HI] (default: the preset's)")
     s.add_argument("--precision", choices=("fp32", "bf16"),
                    help="decoder arithmetic (default: the preset's)")
+    s.add_argument("--strength", type=float,
+                   help="in (0, 1]: start from the HCI noised this far into the schedule "
+                        "(default: the preset's; 1: pure noise)")
     s.add_argument("--drop", help="streams to drop before decoding, e.g. caption,rsrt")
     s.add_argument("--lose-tokens", help="RSRT token indices to mark lost, e.g. 0,3")
     s.add_argument("--lose-slices", help="HCI slice indices to mark lost, e.g. 1 (a sliced "

@@ -39,7 +39,7 @@ def _label(v):
 
 
 SETTINGS = {"guidance_scale": float, "guidance_interval": parse_guidance_interval, "steps": int,
-            "precision": str}
+            "precision": str, "strength": float}
 STREAM_SETS = {"sdgic": "caption + HCI + RSRT", "caption": "caption only"}
 
 
@@ -60,7 +60,8 @@ def run(preset: str, n: int, vary: str, values: list, out: Path,
         raise ValueError(f"unknown settings {unknown}; expected some of {sorted(SETTINGS)}")
     codec = SDGIC.from_pretrained(preset)
     base = {"guidance_scale": codec.guidance_scale, "guidance_interval": codec.guidance_interval,
-            "steps": codec.steps, "precision": codec.precision}
+            "steps": codec.steps, "precision": codec.precision,
+            "strength": codec.decode_settings.strength}
     base.update({k: v for k, v in fixed.items() if v is not None})
     images, scenes, captions, captioner, _ = held_out(codec, n)
     enc = [codec.encode(im, caption=c) for im, c in zip(images, captions)]

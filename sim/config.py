@@ -141,6 +141,9 @@ class SimConfig:
     decode_guidance_interval : (float, float) or None
         Guide only at timesteps t/T within ``(lo, hi)`` (``None``: the codec's default, e.g.
         ``guidance_interval`` in an SDGIC preset's ``preset.json``).
+    decode_strength : float or None
+        In (0, 1]: start the decoder from the HCI noised that far into the schedule (``None``:
+        the codec's default, ``strength`` in a preset's ``preset.json``; 1: pure noise).
     decode_precision : str or None
         Decoder arithmetic, ``"fp32"`` or ``"bf16"`` (``None``: the codec's default, e.g.
         ``precision`` in an SDGIC preset's ``preset.json``, which falls back to fp32 on a CPU
@@ -187,6 +190,7 @@ class SimConfig:
     decode_precision: Optional[str] = _key("decode.precision", None)
     decode_guidance_interval: Optional[tuple[float, float]] = _key("decode.guidance_interval",
                                                                    None)
+    decode_strength: Optional[float] = _key("decode.strength", None)
     decode_batch_size: int = _key("decode.batch_size", 16)
     decode_cache: bool = _key("decode.cache", True)
     trace: bool = _key("trace", False)
@@ -245,6 +249,8 @@ class SimConfig:
             except ValueError:
                 _fail("decode_guidance_interval", self.decode_guidance_interval,
                       "[lo, hi] with 0 <= lo <= hi <= 1")
+        if self.decode_strength is not None:
+            _num("decode_strength", self.decode_strength, 0, 1, open_lo=True)
         _num("decode_batch_size", self.decode_batch_size, 1, 4096, integer=True)
         if not isinstance(self.decode_cache, bool):
             _fail("decode_cache", self.decode_cache, "true or false")
@@ -282,12 +288,13 @@ class SimConfig:
 
     def decode_settings(self) -> dict:
         """The decode settings this config sets (``steps``, ``guidance_scale``,
-        ``guidance_interval``, ``precision``; unset ones are left to the codec), as
+        ``guidance_interval``, ``precision``, ``strength``; unset ones are left to the codec), as
         :meth:`codec.sdgic.SDGIC.decode_batch` takes them."""
         return {k: v for k, v in (("steps", self.decode_steps),
                                   ("guidance_scale", self.decode_guidance),
                                   ("guidance_interval", self.decode_guidance_interval),
-                                  ("precision", self.decode_precision)) if v is not None}
+                                  ("precision", self.decode_precision),
+                                  ("strength", self.decode_strength)) if v is not None}
 
     def codec_spec(self) -> str:
         """The codec as written to the records: the spec string, or ``object:<preset>``."""
@@ -337,7 +344,7 @@ class SimConfig:
             d[k] = None if d[k] is None else int(d[k])
         if d["decode_guidance"] is not None:
             d["decode_guidance"] = float(d["decode_guidance"])
-        for k in ("decode_precision", "decode_guidance_interval"):
+        for k in ("decode_precision", "decode_guidance_interval", "decode_strength"):
             if d[k] is None:   # unset: ids of runs made before it existed hold
                 del d[k]
         if "decode_guidance_interval" in d:

@@ -51,6 +51,7 @@ TOML layout (relative paths are relative to the TOML file; every key is optional
     guidance_scale = 5.0            # classifier-free guidance (default: the codec's; 1: none)
     precision = "bf16"              # "fp32" or "bf16" (default: the codec's)
     guidance_interval = [0.3, 1.0]  # guide only at t/T in [lo, hi] (default: the codec's)
+    strength = 1.0                  # < 1: start from the noised HCI (default: the codec's)
     batch_size = 16                 # used when cache = false
     cache = true                    # decode each distinct (image, streams, seed) once
 

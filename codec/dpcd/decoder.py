@@ -182,7 +182,8 @@ class DPCDSampler:
                hci: torch.Tensor | None = None, hci_present: torch.Tensor | None = None,
                rsrt_codes: torch.Tensor | None = None, rsrt_present: torch.Tensor | None = None,
                noise: torch.Tensor | None = None, precision: str = "fp32",
-               guidance_interval: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+               guidance_interval: tuple[float, float] = (0.0, 1.0),
+               strength: float = 1.0) -> torch.Tensor:
         """Images float (B, 3, size, size) in [0, 1].
 
         ``hci`` float (B, 3, size, size) in [0, 1] (decoded HCI at the decoder's resolution),
@@ -197,8 +198,11 @@ class DPCDSampler:
         each image independent of its batch.
         ``precision``: ``"fp32"``, or ``"bf16"`` to run the UNet and ControlNet under bfloat16
         autocast (the scheduler, guidance and output stay fp32).
+        ``strength`` in (0, 1]: 1 draws from pure noise; below 1 the run starts from the HCI
+        noised to the timestep a fraction ``strength`` into the schedule and takes ``steps``
+        steps from there (SDEdit, Meng et al. 2022); every image then needs its HCI.
         """
-        lo, hi = _check_run(steps, precision, guidance_interval)
+        lo, hi = _check_run(steps, precision, guidance_interval, strength)
         b = len(captions)
         f = self.space.factor
         side = (size or self.unet.config.sample_size * f) // f
@@ -219,13 +223,28 @@ class DPCDSampler:
                 hci_present = None if hci_present is None else torch.cat([hci_present] * 2)
         shape = (b, self.unet.config.in_channels, side, side)
         z = _start(shape, noise, generator)
-        self.scheduler.set_timesteps(steps)
-        for t in self.scheduler.timesteps:
+        if strength < 1:
+            if hci_z is None or (hci_present is not None and not bool(hci_present.all())):
+                raise ValueError(f"strength={strength} < 1 starts from the noised HCI; every "
+                                 f"image needs its HCI (use strength 1 for the others)")
+        timesteps = self._timesteps(steps, strength)
+        if strength < 1:
+            z = self.scheduler.add_noise(hci_z[:b], z, timesteps[:1])
+        for t in timesteps:
             guided = self._guided(t, guidance_scale, lo, hi)
             out = self._predict(z, t, guided, guidance_scale, precision, cond, mask, hci_z,
                                 hci_present)
             z = self.scheduler.step(out, t, z).prev_sample
         return self.space.decode(z)
+
+    def _timesteps(self, steps: int, strength: float) -> torch.Tensor:
+        """The last ``steps`` timesteps of a schedule of ``round(steps / strength)`` (all of
+        ``steps`` at strength 1), with the scheduler set to start at the first of them."""
+        total = max(steps, round(steps / strength))
+        self.scheduler.set_timesteps(total)
+        start = (total - steps) * self.scheduler.order
+        self.scheduler.set_begin_index(start)
+        return self.scheduler.timesteps[start:]
 
     def _guided(self, t, guidance_scale: float, lo: float, hi: float) -> bool:
         num_train = self.scheduler.config.num_train_timesteps
@@ -256,7 +275,7 @@ class DPCDSampler:
                      hci_present: bool = True, rsrt_codes: torch.Tensor | None = None,
                      rsrt_present: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                      precision: str = "fp32", guidance_interval: tuple[float, float] = (0.0, 1.0),
-                     tile_batch: int = 16) -> torch.Tensor:
+                     strength: float = 1.0, tile_batch: int = 16) -> torch.Tensor:
         """One image float (1, 3, height, width) in [0, 1], of any size, drawn in overlapping
         tiles of the UNet's ``sample_size`` whose predictions are blended at every step
         (MultiDiffusion; :class:`~codec.dpcd.tiles.TileGrid`).
@@ -268,12 +287,13 @@ class DPCDSampler:
         (n_tiles, K) or (1, K) (the same tokens for every tile) with ``rsrt_present`` bool of
         the same shape: each tile's tokens. ``noise`` (1, C, H/f, W/f): the starting sample
         in model space (f: the space's factor; sides below a tile are padded to a tile).
-        Other arguments as in :meth:`sample`; ``tile_batch``: tiles per network call.
+        Other arguments as in :meth:`sample` (``strength`` < 1 needs the HCI on every tile);
+        ``tile_batch``: tiles per network call.
         A canvas smaller than a tile is drawn on a reflect-padded canvas and cropped.
         """
         from codec.dpcd.tiles import TileGrid
 
-        lo, hi = _check_run(steps, precision, guidance_interval)
+        lo, hi = _check_run(steps, precision, guidance_interval, strength)
         f = self.space.factor
         if height % f or width % f or overlap % f:
             raise ValueError(f"height={height}, width={width} and overlap={overlap} must be "
@@ -310,14 +330,19 @@ class DPCDSampler:
                              f"got {present.numel()}")
         present = present.expand(n)
         hci_tiles = None if hci_z is None else grid.crop(hci_z)
+        if strength < 1 and (hci_z is None or not bool(present.all())):
+            raise ValueError(f"strength={strength} < 1 starts from the noised HCI; every tile "
+                             f"needs it (use strength 1 when a slice is lost)")
+        timesteps = self._timesteps(steps, strength)
+        if strength < 1:
+            z = self.scheduler.add_noise(hci_z, z, timesteps[:1])
 
         def rows(x, idx):       # the conditional rows of tiles idx (and their null rows)
             if x is None:
                 return None
             return torch.cat([x[idx], x[idx + n]]) if x.shape[0] == 2 * n else x[idx]
 
-        self.scheduler.set_timesteps(steps)
-        for t in self.scheduler.timesteps:
+        for t in timesteps:
             guided = self._guided(t, guidance_scale, lo, hi)
             z_tiles, outs = grid.crop(z), []
             for s in range(0, n, tile_batch):
@@ -333,10 +358,13 @@ class DPCDSampler:
         return self.space.decode(z)[..., :height, :width]
 
 
-def _check_run(steps: int, precision: str, guidance_interval) -> tuple[float, float]:
+def _check_run(steps: int, precision: str, guidance_interval,
+               strength: float = 1.0) -> tuple[float, float]:
     """Validate a sampling run's settings; returns the guidance interval (lo, hi)."""
     if steps < 1:
         raise ValueError(f"steps={steps} must be >= 1")
+    if not 0 < strength <= 1:
+        raise ValueError(f"strength={strength} must be in (0, 1]")
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
     return check_guidance_interval(guidance_interval)

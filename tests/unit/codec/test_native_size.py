@@ -101,3 +101,30 @@ def test_sliced_hci_a_lost_slice_leaves_its_tiles_without_hci(native, monkeypatc
     assert seen[-1] is True
     with pytest.raises(PresetMismatchError, match="sliced HCI"):
         native.decode(enc)
+
+
+def test_strength_starts_from_the_hci_and_falls_back_where_it_is_missing(native, monkeypatch):
+    img = photo(48, 80, seed=6)
+    enc = native.encode(img)
+    hci = native.streams_of(enc)["hci"].astype(float)
+    full = native.decode(enc, seed=1, steps=2).astype(float)
+    weak = native.decode(enc, seed=1, steps=2, strength=0.2).astype(float)
+    # started close to the end of the schedule, the image stays near its HCI
+    assert np.abs(weak - hci).mean() < np.abs(full - hci).mean()
+    np.testing.assert_array_equal(native.decode(enc, seed=1, steps=2, strength=1.0), full)
+    seen = []
+    real = native.sampler.sample_tiled
+
+    def spy(*a, **kw):
+        seen.append(kw["strength"])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(native.sampler, "sample_tiled", spy)
+    no_hci = dataclasses.replace(enc, hci=None)
+    np.testing.assert_array_equal(native.decode(no_hci, seed=1, steps=2, strength=0.2),
+                                  native.decode(no_hci, seed=1, steps=2))
+    assert seen == [1.0, 1.0]
+    with pytest.raises(ValueError, match="every tile"):
+        real("", 48, 80, overlap=native.tile_overlap, steps=2, strength=0.5)
+    with pytest.raises(ValueError, match="strength"):
+        native.decode(enc, strength=0)

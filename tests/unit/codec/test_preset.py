@@ -50,6 +50,11 @@ def test_decode_settings_update_and_key():
         s.updated(guidance=2)
     with pytest.raises(ValueError, match="precision"):
         DecodeSettings(precision="fp16")
+    assert s.updated(strength=0.4).key() != s.key()
+    assert "strength" not in s.key()                 # keys made before strength existed hold
+    for bad in (0, 1.5, -0.2, True):
+        with pytest.raises(ValueError, match="strength"):
+            DecodeSettings(strength=bad)
 
 
 def test_save_pretrained_round_trips_bit_for_bit(tiny_preset, tmp_path):

@@ -64,6 +64,20 @@ def test_seeded_and_independent_of_batch(codec, scene):
     assert not (codec.decode(enc, seed=8, steps=3) == a).all()
 
 
+def test_strength_below_1_draws_images_without_hci_apart(codec, scene):
+    img, caption = scene
+    enc = codec.encode(img, caption=caption)
+    other = codec.encode(generate(5, seed=11, size=64)[0], caption="a large blue star")
+    alone = [codec.decode(e, seed=s, steps=3, strength=0.5)
+             for e, s in ((other.without("hci"), 1), (enc, 7))]
+    both = codec.decode_batch([other.without("hci"), enc], seeds=[1, 7], steps=3, strength=0.5)
+    for x, y in zip(alone, both):
+        assert np.abs(x.astype(int) - y.astype(int)).max() <= 1
+    # without its HCI an image is drawn from pure noise, as at strength 1
+    np.testing.assert_array_equal(alone[0], codec.decode(other.without("hci"), seed=1, steps=3))
+    assert not (alone[1] == codec.decode(enc, seed=7, steps=3)).all()
+
+
 def test_any_size_and_mode(codec):
     rng = np.random.default_rng(0)
     grey = rng.integers(0, 255, (30, 47), dtype=np.uint8)

@@ -65,6 +65,14 @@ def test_grid_from_toml(tmp_path):
     with pytest.raises(ValueError, match=r"decode\.guidance_interval"):
         load_experiment(write(tmp_path, GOOD.replace(
             "enabled = false", "enabled = false\n    guidance_interval = [1, 0]")))
+    assert "decode_strength" not in pts[0].to_dict()
+    weak = load_experiment(write(tmp_path, GOOD.replace(
+        "enabled = false", "enabled = false\n    strength = 0.4"))).points()
+    assert {p.decode_settings()["strength"] for p in weak} == {0.4}
+    assert weak[0].point_id() != pts[0].point_id()
+    with pytest.raises(ValueError, match=r"decode\.strength"):
+        load_experiment(write(tmp_path, GOOD.replace(
+            "enabled = false", "enabled = false\n    strength = 0")))
     assert len({p.point_id() for p in pts}) == len(pts)      # ids are distinct and stable
     assert [p.point_id() for p in load_experiment(write(tmp_path, GOOD)).points()] == \
         [p.point_id() for p in pts]
