@@ -2,11 +2,18 @@
 
 The abstraction (:class:`~channels.link.Link` in ``mode="abstraction"``) maps each packet's
 effective SINR to a BLER through Sionna's tables, which were made for AWGN with ideal
-receivers. On a given scenario the bit-level chain can need more (or less) SNR: channel
-estimation on few pilots, short packets, Doppler. A :class:`Calibration` stores, for one
-scenario, an SNR offset per MCS and packet size that is added to the effective SINR before
-the table lookup (bilinear in MCS and log packet size, clamped at the grid's edges), fitted
-by maximum likelihood to bit-level outcomes on the *same* channel realizations::
+receivers. On a given scenario the bit-level chain can need more (or less) SNR, and its
+curve can be steeper or shallower: channel estimation on few pilots (a per-slot estimation
+error spreads the curve), short packets, Doppler. A :class:`Calibration` stores, for one
+scenario, per MCS and packet size an SNR offset and a slope that correct the effective SINR
+before the table lookup::
+
+    sinr' = sinr + offset + (slope - 1) * (sinr - pivot)
+
+``pivot`` being the SINR where the table's BLER is 10 % for that packet (so ``offset`` is the
+shift at 10 % BLER and ``slope`` stretches the curve about it), bilinear in MCS and log
+packet size and clamped at the grid's edges, fitted by maximum likelihood to bit-level
+outcomes on the *same* channel realizations::
 
     cal = calibrate(scenario)                 # bit level over an MCS x size x SNR grid
     cal.save(user_dir() / cal.file_name)
@@ -19,7 +26,9 @@ The fit is paired. For every grid point the same seeded channels go through both
 the bit level gives a success per packet, the abstraction the packet's effective SINR.
 The offset maximises the Bernoulli likelihood of the bit-level outcomes under
 ``TBLER(sinr_eff + offset)`` (:func:`fit_offset`), so the channel-to-channel spread, which
-dominates a fading BLER curve, is common to both and does not blur the fit. The gap at 10 %
+dominates a fading BLER curve, is common to both and does not blur the fit; a slope other
+than 1 is kept only where it raises that likelihood significantly (a likelihood-ratio test
+at 5 %, :func:`fit_correction`), so noise does not buy a second parameter. The gap at 10 %
 (and 1 %) BLER before and after comes with a 95 % bootstrap interval over channel
 realizations; the offsets fitted on each half of the slots show how well it carries to fresh
 channels, and :func:`validate` judges a stored calibration on new channels.
@@ -35,6 +44,7 @@ Work is resumable: each grid point is written to the work directory as it finish
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -49,7 +59,7 @@ import numpy as np
 from .scenario import Scenario
 
 __all__ = ["CalibrationGrid", "GRIDS", "Calibration", "calibrate", "find_calibration",
-           "fit_offset", "scenario_key", "snr_at_bler", "user_dir", "calibration_dirs",
+           "fit_offset", "fit_correction", "pivot_db", "stretched", "scenario_key", "snr_at_bler", "user_dir", "calibration_dirs",
            "SHIPPED_DIR", "validate"]
 
 #: Calibrations shipped with the package (the shipped scenarios').
@@ -58,6 +68,8 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "calibrations"
 OFFSET_RANGE_DB = (-12.0, 6.0)
 _OFFSET_STEP_DB = 0.02
 _P_FLOOR = 1e-4          # a model probability is never taken as exactly 0 or 1 in the fit
+SLOPES = np.round(np.arange(0.4, 2.51, 0.05), 2)    # the slopes fit_correction tries
+_LR_CRITICAL = 3.841     # chi-square(1) at 95 %: the likelihood-ratio test for a slope != 1
 
 
 # ------------------------------------------------------------------------------------- keys
@@ -196,6 +208,18 @@ def _tbler(scenario: Scenario, mcs: int, cb_size: int, num_cb: int, sinr_eff_db)
                                  10.0 ** (s.reshape(-1) / 10.0)).reshape(s.shape)
 
 
+@functools.lru_cache(maxsize=4096)
+def pivot_db(mcs_table: int, mcs: int, cb_size: int, num_cb: int) -> float:
+    """The effective SINR [dB] where the abstraction's (uncorrected) transport-block error
+    probability falls through 10 % for this transport format (0.01 dB resolution)."""
+    from .link import transport_block_error
+
+    grid = np.arange(-30.0, 60.0, 0.01)
+    p = transport_block_error(mcs_table, mcs, cb_size, num_cb, 10.0 ** (grid / 10.0))
+    below = np.flatnonzero(p < 0.1)
+    return float(round(grid[below[0]], 2)) if len(below) else float(grid[-1])
+
+
 def fit_offset(failed, sinr_eff_db, tbler_fn: Callable[[np.ndarray], np.ndarray]) -> dict:
     """Maximum-likelihood SNR offset of a BLER model against observed outcomes.
 
@@ -246,6 +270,48 @@ def fit_offset(failed, sinr_eff_db, tbler_fn: Callable[[np.ndarray], np.ndarray]
                 informative=bool(0 < failed.sum() < failed.size))
 
 
+def _loglik(failed, p) -> float:
+    p = np.clip(p, _P_FLOOR, 1 - _P_FLOOR)
+    return float(np.where(failed, np.log(p), np.log1p(-p)).sum())
+
+
+def stretched(sinr_db, offset_db, slope, pivot):
+    """``sinr + offset + (slope - 1) * (sinr - pivot)`` [dB] (the calibration's correction)."""
+    s = np.asarray(sinr_db, float)
+    return s + offset_db + (np.asarray(slope, float) - 1.0) * (s - pivot)
+
+
+def fit_correction(failed, sinr_eff_db, tbler_fn: Callable[[np.ndarray], np.ndarray],
+                   pivot: float) -> dict:
+    """Maximum-likelihood offset and slope (see the module docstring) of a BLER model against
+    observed outcomes; the slope stays 1 unless it raises the log likelihood by more than
+    half the 95 % chi-square(1) quantile (a likelihood-ratio test).
+
+    Parameters as in :func:`fit_offset`; ``pivot`` [dB]: where the table's BLER is 10 %.
+
+    Output
+    ------
+    dict
+        :func:`fit_offset`'s keys for the chosen slope, plus ``slope``, ``slope_lr`` (twice
+        the log-likelihood gain of the best slope over slope 1) and ``slope_at_edge``.
+    """
+    failed = np.asarray(failed, bool)
+    s = np.asarray(sinr_eff_db, float)
+    base = fit_offset(failed, s, tbler_fn)
+    ll1 = _loglik(failed, tbler_fn(s + base["offset_db"]))
+    best = (ll1, 1.0, base)
+    if base["informative"]:
+        for a in SLOPES:
+            r = fit_offset(failed, stretched(s, 0.0, a, pivot), tbler_fn)
+            ll = _loglik(failed, tbler_fn(stretched(s, r["offset_db"], a, pivot)))
+            if ll > best[0]:
+                best = (ll, float(a), r)
+    lr = 2.0 * (best[0] - ll1)
+    ll, slope, r = best if lr > _LR_CRITICAL else (ll1, 1.0, base)
+    return dict(r, slope=slope, slope_lr=round(lr, 3),
+                slope_at_edge=bool(slope != 1.0 and slope in (SLOPES[0], SLOPES[-1])))
+
+
 def snr_at_bler(snr_db, bler, target: float = 0.1) -> Optional[float]:
     """SNR [dB] where a BLER curve first falls through ``target`` (linear in the probit of
     the BLER between grid points), or `None` when the curve does not cross it."""
@@ -263,12 +329,14 @@ def snr_at_bler(snr_db, bler, target: float = 0.1) -> Optional[float]:
 # ------------------------------------------------------------------------ the calibration
 @dataclass
 class Calibration:
-    """SNR offsets [dB] of the abstraction on one scenario, per MCS and packet size.
+    """SNR corrections of the abstraction on one scenario, per MCS and packet size.
 
-    ``offset_db[i][j]`` is added to the effective SINR of a packet of ``packet_bits[j]``
-    bits at MCS ``mcs[i]`` (negative: the abstraction was optimistic).
-    :meth:`offsets_db` interpolates linearly in MCS and in log packet size, clamped to the
-    grid. ``curves`` holds the per-curve diagnostics (fit, gaps at 10 % and
+    ``offset_db[i][j]`` [dB] is added to the effective SINR of a packet of ``packet_bits[j]``
+    bits at MCS ``mcs[i]`` (negative: the abstraction was optimistic) and ``slope[i][j]``
+    stretches the curve about the packet's 10 % point (see the module docstring; ``None``:
+    all 1, as calibrations made before slopes were fitted). :meth:`offsets_db` and
+    :meth:`slopes` interpolate linearly in MCS and in log packet size, clamped to the grid;
+    :meth:`corrected_db` applies both. ``curves`` holds the per-curve diagnostics (fit, gaps at 10 % and
     1 % BLER before and after with bootstrap intervals, packets); ``summary`` the worst gaps.
     """
 
@@ -277,6 +345,7 @@ class Calibration:
     mcs: list
     packet_bits: list
     offset_db: list
+    slope: Optional[list] = None
     grid: dict = field(default_factory=dict)
     curves: list = field(default_factory=list)
     summary: dict = field(default_factory=dict)
@@ -310,7 +379,23 @@ class Calibration:
 
     def offsets_db(self, mcs_index: int, packet_bits) -> np.ndarray:
         """Offsets [dB] for packets of ``packet_bits`` (int or [n]) at ``mcs_index``."""
-        table = np.asarray(self.offset_db, float)                       # [n_mcs, n_bits]
+        return self._interpolate(self.offset_db, mcs_index, packet_bits)
+
+    def slopes(self, mcs_index: int, packet_bits) -> np.ndarray:
+        """Slopes for packets of ``packet_bits`` (int or [n]) at ``mcs_index``."""
+        if self.slope is None:
+            return np.ones(np.atleast_1d(np.asarray(packet_bits)).shape)
+        return self._interpolate(self.slope, mcs_index, packet_bits)
+
+    def corrected_db(self, mcs_index: int, packet_bits, sinr_db, pivot) -> np.ndarray:
+        """Corrected effective SINRs [dB] of packets of ``packet_bits`` ([n]) at
+        ``mcs_index`` with effective SINRs ``sinr_db`` [n] and 10 % points ``pivot`` [n] dB
+        (:func:`pivot_db`)."""
+        return stretched(sinr_db, self.offsets_db(mcs_index, packet_bits),
+                         self.slopes(mcs_index, packet_bits), np.asarray(pivot, float))
+
+    def _interpolate(self, values, mcs_index: int, packet_bits) -> np.ndarray:
+        table = np.asarray(values, float)                               # [n_mcs, n_bits]
         m = np.asarray(self.mcs, float)
         lb = np.log(np.asarray(self.packet_bits, float))
         x = np.log(np.maximum(np.atleast_1d(np.asarray(packet_bits, float)), 1.0))
@@ -321,6 +406,9 @@ class Calibration:
 
     def offset_db_at(self, mcs_index: int, packet_bits: int) -> float:
         return float(self.offsets_db(mcs_index, [packet_bits])[0])
+
+    def slope_at(self, mcs_index: int, packet_bits: int) -> float:
+        return float(self.slopes(mcs_index, [packet_bits])[0])
 
     # -- files ---------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -340,10 +428,15 @@ class Calibration:
         try:
             d = json.loads(path.read_text())
             cal = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
-            t = np.asarray(cal.offset_db, float)
-            if t.shape != (len(cal.mcs), len(cal.packet_bits)) or not np.isfinite(t).all():
-                raise ValueError(f"offset_db has shape {t.shape}, expected "
-                                 f"({len(cal.mcs)}, {len(cal.packet_bits)}) finite values")
+            for name in ("offset_db", "slope"):
+                if getattr(cal, name) is None and name == "slope":
+                    continue
+                t = np.asarray(getattr(cal, name), float)
+                if t.shape != (len(cal.mcs), len(cal.packet_bits)) or not np.isfinite(t).all():
+                    raise ValueError(f"{name} has shape {t.shape}, expected "
+                                     f"({len(cal.mcs)}, {len(cal.packet_bits)}) finite values")
+                if name == "slope" and (t <= 0).any():
+                    raise ValueError("slope has values <= 0")
         except (OSError, ValueError, TypeError, KeyError) as e:
             raise ValueError(f"calibration file {str(path)!r} is not readable: {e}") from None
         return cal
@@ -464,18 +557,26 @@ def _gaps(snrs, failed, p_before, p_after) -> dict:
     return out
 
 
+def _curve_model(scenario, curve):
+    """The curve's table ``[n] SINR [dB] -> TBLER`` and its 10 % point [dB]."""
+    fn = lambda x: _tbler(scenario, curve["mcs"], curve["cb_size"], curve["num_cb"], x)  # noqa: E731
+    return fn, pivot_db(scenario.mcs_table, curve["mcs"], curve["cb_size"], curve["num_cb"])
+
+
 def _cross_fit(scenario, curve, pts, boot: int = 300) -> dict:
-    """Fit one offset on all the curve's packets; gaps at 10 % / 1 % BLER before and after,
-    each with a 95 % bootstrap interval over channel realizations (slots resampled, the same
-    for both modes: the comparison stays paired); and the offset fitted on each half of the
-    slots (their difference: how well the calibration carries to fresh channels)."""
+    """Fit one correction (offset and slope) on all the curve's packets; gaps at 10 % / 1 %
+    BLER before and after, each with a 95 % bootstrap interval over channel realizations
+    (slots resampled, the same for both modes: the comparison stays paired); and the offset
+    fitted on each half of the slots at the chosen slope (their difference: how well the
+    calibration carries to fresh channels)."""
     snrs = curve["snr_db"]
     failed = np.array([pts[s]["failed"] for s in snrs], bool)          # [snr, slots, k]
     sinr = np.array([pts[s]["sinr_eff_db"] for s in snrs], float)
-    fn = lambda x: _tbler(scenario, curve["mcs"], curve["cb_size"], curve["num_cb"], x)  # noqa: E731
-    full = fit_offset(failed, sinr, fn)
-    p0, p1 = fn(sinr), fn(sinr + full["offset_db"])
-    out = dict(curve, **full, packets=int(failed.size),
+    fn, pivot = _curve_model(scenario, curve)
+    full = fit_correction(failed, sinr, fn, pivot)
+    p0 = fn(sinr)
+    p1 = fn(stretched(sinr, full["offset_db"], full["slope"], pivot))
+    out = dict(curve, **full, pivot_db=pivot, packets=int(failed.size),
                bler_bit=failed.mean(axis=(1, 2)).round(5).tolist(),
                bler_before=p0.mean(axis=(1, 2)).round(5).tolist(),
                bler_after=p1.mean(axis=(1, 2)).round(5).tolist(),
@@ -493,14 +594,16 @@ def _cross_fit(scenario, curve, pts, boot: int = 300) -> dict:
         out[k.replace("_db", "_ci_db")] = ([float(np.percentile(v, 2.5)),
                                             float(np.percentile(v, 97.5))] if ok else None)
     halves = [np.arange(n) % 2 == i for i in (0, 1)]
-    out["offset_halves_db"] = [fit_offset(failed[:, h], sinr[:, h], fn)["offset_db"]
+    out["offset_halves_db"] = [fit_offset(failed[:, h], stretched(sinr[:, h], 0.0, full["slope"],
+                                                                  pivot), fn)["offset_db"]
                                for h in halves]
     return out
 
 
-def _fill_offsets(mcs: list, bits: list, fitted: dict) -> list:
-    """The offset table; a (MCS, size) with no usable fit takes the nearest fitted size at
-    that MCS, else the nearest fitted MCS (packets that do not fit a slot are never sent)."""
+def _fill_table(mcs: list, bits: list, fitted: dict) -> list:
+    """A [MCS][size] table of fitted values; a (MCS, size) with no usable fit takes the
+    nearest fitted size at that MCS, else the nearest fitted MCS (packets that do not fit a
+    slot are never sent)."""
     table = np.full((len(mcs), len(bits)), np.nan)
     for (m, b), off in fitted.items():
         table[mcs.index(m), bits.index(b)] = off
@@ -579,11 +682,13 @@ def calibrate(scenario: Scenario, grid: CalibrationGrid | str = "default",
         d["seconds"] = float(sum(p["seconds"] for p in pts.values()))
         diag.append(d)
         if d["informative"] and not d["at_edge"]:
-            fitted[(c["mcs"], c["packet_bits"])] = d["offset_db"]
+            fitted[(c["mcs"], c["packet_bits"])] = (d["offset_db"], d["slope"])
     mcs = sorted({c["mcs"] for c in curves})
     bits = sorted({c["packet_bits"] for c in curves})
     cal = Calibration(key=key, scenario=scenario.to_dict(), mcs=mcs, packet_bits=bits,
-                      offset_db=_fill_offsets(mcs, bits, fitted), grid=grid.to_dict(),
+                      offset_db=_fill_table(mcs, bits, {k: v[0] for k, v in fitted.items()}),
+                      slope=_fill_table(mcs, bits, {k: v[1] for k, v in fitted.items()}),
+                      grid=grid.to_dict(),
                       curves=diag, summary=summarize(diag), link_version=LINK_VERSION,
                       sionna_version=getattr(sionna, "__version__", "?"), command=command,
                       seconds=round(time.time() - t0, 1),
@@ -621,7 +726,7 @@ def validate(calibration: Calibration, scenario: Scenario, seed: int = 7, slots:
 
     Every curve of the calibration (or only the ``(mcs, packet_bits)`` in ``curves``) is
     measured again in both modes with another ``seed``, and the abstraction is corrected with
-    the calibration's stored table (:meth:`Calibration.offsets_db`), as the simulator does.
+    the calibration's stored tables (:meth:`Calibration.corrected_db`), as the simulator does.
 
     Output
     ------
@@ -653,12 +758,13 @@ def validate(calibration: Calibration, scenario: Scenario, seed: int = 7, slots:
         failed = np.array([p["failed"] for p in pts], bool)             # [snr, slots, k]
         sinr = np.array([p["sinr_eff_db"] for p in pts], float)
         off = calibration.offset_db_at(c["mcs"], c["packet_bits"])
-        fn = lambda x: _tbler(scenario, c["mcs"], c["cb_size"], c["num_cb"], x)  # noqa: E731
+        slope = calibration.slope_at(c["mcs"], c["packet_bits"])
+        fn, pivot = _curve_model(scenario, c)
         b_bit = failed.mean(axis=(1, 2))
         b_raw = fn(sinr).mean(axis=(1, 2))
-        b_cal = fn(sinr + off).mean(axis=(1, 2))
+        b_cal = fn(stretched(sinr, off, slope, pivot)).mean(axis=(1, 2))
         row = dict(mcs=c["mcs"], packet_bits=c["packet_bits"], snr_db=c["snr_db"],
-                   offset_db=off, packets=int(failed.size), bler_bit=b_bit.round(5).tolist(),
+                   offset_db=off, slope=slope, packets=int(failed.size), bler_bit=b_bit.round(5).tolist(),
                    bler_raw=b_raw.round(5).tolist(), bler_calibrated=b_cal.round(5).tolist())
         for t, name in ((0.1, "10"), (0.01, "1")):
             sb, s0, s1 = (snr_at_bler(c["snr_db"], b, t) for b in (b_bit, b_raw, b_cal))

@@ -356,21 +356,22 @@ class Link:
                           ) -> np.ndarray:
         """The abstraction's error probability of packets of ``packet_bits`` (int or [n]) at
         ``mcs_index`` (int or [n]) and effective SINR ``sinr_db`` (float or [n], dB): Sionna's
-        BLER tables at each packet's code-block size, after ``calibration``'s offset
+        BLER tables at each packet's code-block size, after ``calibration``'s correction
         (default: this link's own; a :class:`~channels.calibration.Calibration` to model a
         link as a transmitter would, whatever the mode). Returns float [n]."""
         bits, mcs, sinr_db = (a.copy() for a in np.broadcast_arrays(
             np.atleast_1d(np.asarray(packet_bits, int)), np.asarray(mcs_index, int),
             np.asarray(sinr_db, float)))
         cal = calibration if calibration is not None else self.calibration
-        if cal is not None:
-            for m in np.unique(mcs):
-                at = mcs == m
-                sinr_db[at] += cal.offsets_db(int(m), bits[at])
         keys, inverse = np.unique(bits.astype(np.int64) * 1024 + mcs, return_inverse=True)
         fmts = [self.transport_format(int(k // 1024), int(k % 1024)) for k in keys]
         cb_size = np.array([f.cb_size for f in fmts])[inverse.reshape(-1)]
         num_cb = np.array([f.num_cb for f in fmts])[inverse.reshape(-1)]
+        if cal is not None:
+            pivots = np.array([self._pivot_db(f) for f in fmts])[inverse.reshape(-1)]
+            for m in np.unique(mcs):
+                at = mcs == m
+                sinr_db[at] = cal.corrected_db(int(m), bits[at], sinr_db[at], pivots[at])
         return transport_block_error(self.scenario.mcs_table, mcs, cb_size, num_cb,
                                      10.0 ** (sinr_db / 10.0))
 
@@ -598,6 +599,11 @@ class Link:
                 self._blocks["eesm"] = EESM(precision=self._precision, device=self._device)
         return self._blocks["eesm"]
 
+    def _pivot_db(self, fmt: TransportFormat) -> float:
+        from .calibration import pivot_db
+
+        return pivot_db(self.scenario.mcs_table, fmt.mcs_index, fmt.cb_size, fmt.num_cb)
+
     def _abstraction(self, fmts, offsets, h, no, state, harq):
         eesm = self._eesm()
         n = len(fmts)
@@ -613,8 +619,10 @@ class Link:
                 sinr_eff[i] = sinr_eff[i] + float(harq[i])   # Chase combining (MRC of copies)
         harq_out = [float(s) for s in sinr_eff]               # combining uses uncorrected SINRs
         if self.calibration is not None:
-            off = self.calibration.offsets_db(fmts[0].mcs_index, [f.packet_bits for f in fmts])
-            sinr_eff = sinr_eff * torch.as_tensor(10.0 ** (off / 10.0), dtype=sinr_eff.dtype)
+            s_db = 10 * np.log10(np.maximum(sinr_eff.detach().numpy().astype(float), 1e-30))
+            s_db = self.calibration.corrected_db(fmts[0].mcs_index, [f.packet_bits for f in fmts],
+                                                 s_db, [self._pivot_db(f) for f in fmts])
+            sinr_eff = torch.as_tensor(10.0 ** (s_db / 10.0), dtype=sinr_eff.dtype)
         tbler = torch.as_tensor(transport_block_error(
             self.scenario.mcs_table, fmts[0].mcs_index, [f.cb_size for f in fmts],
             [f.num_cb for f in fmts], sinr_eff.detach()))

@@ -60,7 +60,7 @@ def cmd_calibrate(a):
 
 
 def summary_lines(cal) -> list[str]:
-    """A table of the fitted curves: MCS, packet size, offset, gaps at 10 % / 1 % BLER
+    """A table of the fitted curves: MCS, packet size, offset, slope, gaps at 10 % / 1 % BLER
     before and after (after: with its 95 % bootstrap interval)."""
     def f(v):
         return "   -  " if v is None else f"{v:+6.2f}"
@@ -68,10 +68,12 @@ def summary_lines(cal) -> list[str]:
     def ci(v):
         return "" if not v else f" [{v[0]:+.2f}, {v[1]:+.2f}]"
 
-    lines = [f"{'MCS':>3} {'bits':>5} {'offset dB':>9}   gap10 before → after [95 % CI]"
-             f"        gap1 before → after"]
+    lines = [f"{'MCS':>3} {'bits':>5} {'offset dB':>9} {'slope':>5}   gap10 before → after "
+             f"[95 % CI]        gap1 before → after"]
     for c in cal.curves:
-        off = f"{c['offset_db']:+9.2f}" if c["informative"] and not c["at_edge"] else "  no fit "
+        fitted = c["informative"] and not c["at_edge"]
+        off = f"{c['offset_db']:+9.2f} {c.get('slope', 1.0):5.2f}" if fitted else \
+            "  no fit       "
         lines.append(f"{c['mcs']:>3} {c['packet_bits']:>5} {off}   {f(c['gap10_before_db'])} → "
                      f"{f(c['gap10_after_db'])}{ci(c.get('gap10_after_ci_db')):<18}  "
                      f"{f(c['gap1_before_db'])} → {f(c['gap1_after_db'])}"

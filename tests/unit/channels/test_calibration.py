@@ -54,6 +54,59 @@ def test_fit_recovers_a_known_synthetic_offset():
         assert abs(fit["offset_db"] - true) < max(0.15, 4 * fit["stderr_db"]), (true, fit)
 
 
+def _table_24():
+    from channels.link import transport_block_error
+
+    def table(x):
+        x = np.asarray(x, float)
+        return transport_block_error(1, 5, 40, 1, 10 ** (x.reshape(-1) / 10)).reshape(x.shape)
+    return table, C.pivot_db(1, 5, 40, 1)
+
+
+def test_fit_recovers_a_known_synthetic_slope_and_keeps_1_without_one():
+    rng = np.random.default_rng(1)
+    table, pivot = _table_24()
+    assert table(np.array([pivot - 0.02]))[0] >= 0.1 > table(np.array([pivot + 0.02]))[0]
+    sinr = rng.uniform(pivot - 8, pivot + 6, 8000)
+    for slope, off in ((0.6, -1.5), (1.6, 0.7)):
+        failed = rng.random(sinr.size) < table(C.stretched(sinr, off, slope, pivot))
+        fit = C.fit_correction(failed, sinr, table, pivot)
+        assert abs(fit["slope"] - slope) <= 0.1 and abs(fit["offset_db"] - off) < 0.2, fit
+        assert fit["slope_lr"] > 20
+    failed = rng.random(sinr.size) < table(sinr - 1.0)
+    fit = C.fit_correction(failed, sinr, table, pivot)
+    assert fit["slope"] == 1.0 and abs(fit["offset_db"] + 1.0) < 0.15, fit
+
+
+def test_slopes_stretch_about_the_pivot_and_load_from_files(tmp_path):
+    cal = C.Calibration(key="k", scenario={}, mcs=[2, 10], packet_bits=[24, 2400],
+                        offset_db=[[-2.0, -1.0], [0.0, 1.0]], slope=[[0.5, 1.0], [1.0, 2.0]])
+    out = cal.corrected_db(2, [24, 24], np.array([3.0, 5.0]), np.array([3.0, 3.0]))
+    np.testing.assert_allclose(out, [1.0, 2.0])      # at the pivot: the offset alone
+    assert cal.slope_at(6, 24) == pytest.approx(0.75)
+    back = C.Calibration.load(cal.save(tmp_path / "c.json"))
+    assert back.slope == cal.slope
+    old = C.Calibration(**dict(cal.to_dict(), slope=None))    # files from before slopes
+    assert old.slope_at(6, 240) == 1.0
+    for bad in ([[0.0, 1.0], [1.0, 1.0]], [[1.0]]):
+        (tmp_path / "bad.json").write_text(json.dumps(dict(cal.to_dict(), slope=bad)))
+        with pytest.raises(ValueError, match="not readable"):
+            C.Calibration.load(tmp_path / "bad.json")
+
+
+def test_the_link_applies_the_slope_as_the_fit_does():
+    from channels import Link
+
+    table, pivot = _table_24()
+    link = Link(LS_AWGN, "abstraction")
+    assert link.transport_format(24, 5).cb_size == 40
+    cal = C.Calibration(key=C.scenario_key(LS_AWGN), scenario=LS_AWGN.to_dict(), mcs=[5],
+                        packet_bits=[24], offset_db=[[-1.0]], slope=[[0.6]])
+    s = np.array([pivot - 2, pivot, pivot + 3])
+    got = link.packet_error_rate(24, 5, s, calibration=cal)
+    np.testing.assert_allclose(got, table(C.stretched(s, -1.0, 0.6, pivot)), rtol=1e-5)
+
+
 def test_a_flat_likelihood_is_flagged():
     fit = C.fit_offset(np.zeros(50, bool), np.full(50, 30.0), lambda x: np.zeros_like(x))
     assert not fit["informative"]
