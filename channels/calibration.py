@@ -68,7 +68,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "calibrations"
 OFFSET_RANGE_DB = (-12.0, 6.0)
 _OFFSET_STEP_DB = 0.02
 _P_FLOOR = 1e-4          # a model probability is never taken as exactly 0 or 1 in the fit
-SLOPES = np.round(np.arange(0.4, 2.51, 0.05), 2)    # the slopes fit_correction tries
+SLOPES = np.round(np.arange(0.2, 3.01, 0.05), 2)    # the slopes fit_correction tries
 _LR_CRITICAL = 3.841     # chi-square(1) at 95 %: the likelihood-ratio test for a slope != 1
 
 
@@ -563,6 +563,25 @@ def _curve_model(scenario, curve):
     return fn, pivot_db(scenario.mcs_table, curve["mcs"], curve["cb_size"], curve["num_cb"])
 
 
+def _gap_intervals(snrs, failed, p_before, p_after, boot: int = 300) -> dict:
+    """95 % bootstrap intervals of :func:`_gaps`' values (``gap10_before_ci_db`` ...) over
+    channel realizations: slots resampled, the same for both modes (paired); `None` where the
+    curve does not cross in nearly every resample."""
+    rng = np.random.default_rng(0)
+    n = failed.shape[1]
+    samples: dict = {}
+    for _ in range(boot):
+        i = rng.integers(0, n, n)
+        for k, v in _gaps(snrs, failed[:, i], p_before[:, i], p_after[:, i]).items():
+            samples.setdefault(k, [])
+            if v is not None:
+                samples[k].append(v)
+    return {k.replace("_db", "_ci_db"): ([float(np.percentile(v, 2.5)),
+                                          float(np.percentile(v, 97.5))]
+                                         if len(v) >= 0.9 * boot else None)
+            for k, v in samples.items()}
+
+
 def _cross_fit(scenario, curve, pts, boot: int = 300) -> dict:
     """Fit one correction (offset and slope) on all the curve's packets; gaps at 10 % / 1 %
     BLER before and after, each with a 95 % bootstrap interval over channel realizations
@@ -580,19 +599,8 @@ def _cross_fit(scenario, curve, pts, boot: int = 300) -> dict:
                bler_bit=failed.mean(axis=(1, 2)).round(5).tolist(),
                bler_before=p0.mean(axis=(1, 2)).round(5).tolist(),
                bler_after=p1.mean(axis=(1, 2)).round(5).tolist(),
-               **_gaps(snrs, failed, p0, p1))
-    rng = np.random.default_rng(0)
+               **_gaps(snrs, failed, p0, p1), **_gap_intervals(snrs, failed, p0, p1, boot))
     n = failed.shape[1]
-    samples: dict = {k: [] for k in out if k.startswith("gap")}
-    for _ in range(boot):
-        i = rng.integers(0, n, n)
-        for k, v in _gaps(snrs, failed[:, i], p0[:, i], p1[:, i]).items():
-            if v is not None:
-                samples[k].append(v)
-    for k, v in samples.items():
-        ok = len(v) >= 0.9 * boot     # the curve crosses in nearly every resample
-        out[k.replace("_db", "_ci_db")] = ([float(np.percentile(v, 2.5)),
-                                            float(np.percentile(v, 97.5))] if ok else None)
     halves = [np.arange(n) % 2 == i for i in (0, 1)]
     out["offset_halves_db"] = [fit_offset(failed[:, h], stretched(sinr[:, h], 0.0, full["slope"],
                                                                   pivot), fn)["offset_db"]
@@ -733,7 +741,8 @@ def validate(calibration: Calibration, scenario: Scenario, seed: int = 7, slots:
     list of dict
         Per curve: ``mcs``, ``packet_bits``, ``snr_db``, ``bler_bit``, ``bler_raw``,
         ``bler_calibrated`` [snr], ``gap10_raw_db``, ``gap10_db``, ``gap1_raw_db``, ``gap1_db``
-        (abstraction minus bit level at 10 % / 1 % BLER; `None` where a curve does not cross).
+        (abstraction minus bit level at 10 % / 1 % BLER; `None` where a curve does not cross)
+        and ``gap10_ci_db``, ``gap1_ci_db`` (95 % bootstrap intervals over the realizations).
     """
     from dataclasses import replace
 
@@ -761,15 +770,18 @@ def validate(calibration: Calibration, scenario: Scenario, seed: int = 7, slots:
         slope = calibration.slope_at(c["mcs"], c["packet_bits"])
         fn, pivot = _curve_model(scenario, c)
         b_bit = failed.mean(axis=(1, 2))
-        b_raw = fn(sinr).mean(axis=(1, 2))
-        b_cal = fn(stretched(sinr, off, slope, pivot)).mean(axis=(1, 2))
+        p_raw, p_cal = fn(sinr), fn(stretched(sinr, off, slope, pivot))
+        b_raw = p_raw.mean(axis=(1, 2))
+        b_cal = p_cal.mean(axis=(1, 2))
         row = dict(mcs=c["mcs"], packet_bits=c["packet_bits"], snr_db=c["snr_db"],
-                   offset_db=off, slope=slope, packets=int(failed.size), bler_bit=b_bit.round(5).tolist(),
-                   bler_raw=b_raw.round(5).tolist(), bler_calibrated=b_cal.round(5).tolist())
+                   offset_db=off, slope=slope, packets=int(failed.size),
+                   bler_bit=b_bit.round(5).tolist(), bler_raw=b_raw.round(5).tolist(), bler_calibrated=b_cal.round(5).tolist())
         for t, name in ((0.1, "10"), (0.01, "1")):
             sb, s0, s1 = (snr_at_bler(c["snr_db"], b, t) for b in (b_bit, b_raw, b_cal))
             row[f"gap{name}_raw_db"] = None if sb is None or s0 is None else s0 - sb
             row[f"gap{name}_db"] = None if sb is None or s1 is None else s1 - sb
+        ci = _gap_intervals(c["snr_db"], failed, p_raw, p_cal)
+        row.update(gap10_ci_db=ci["gap10_after_ci_db"], gap1_ci_db=ci["gap1_after_ci_db"])
         out.append(row)
     bar.close()
     return out

@@ -33,6 +33,9 @@ def rows(folder: Path) -> list[dict]:
             slots=g.get("slots"),
             offsets_db_range=[min(min(r) for r in cal.offset_db),
                               max(max(r) for r in cal.offset_db)],
+            slopes_fitted=sum(c.get("slope", 1.0) != 1.0 for c in cal.curves),
+            slopes_range=[min(c.get("slope", 1.0) for c in cal.curves),
+                          max(c.get("slope", 1.0) for c in cal.curves)],
             **{k: s.get(k) for k in s if k.startswith("gap")}))
     return out
 
@@ -41,14 +44,16 @@ def markdown(table: list[dict]) -> str:
     def f(v):
         return "–" if v is None else f"{v:.2f}"
 
-    lines = ["| scenario | curves (fitted) | offsets [dB] | worst abs. gap at 10 % before → after "
+    lines = ["| scenario | curves (fitted) | offsets [dB] | slopes ≠ 1 (range) | worst abs. gap at 10 % before → after "
              "[dB] | mean abs. gap at 10 % before → after | curves within 0.5 dB at 10 % (or "
              "whose 95 % CI reaches it) | worst abs. gap at 1 % before → after "
-             "| core-minutes of grid points |", "|---|---|---|---|---|---|---|---|"]
+             "| core-minutes of grid points |", "|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         lo, hi = r["offsets_db_range"]
+        slo, shi = r["slopes_range"]
         lines.append(
             f"| {r['scenario']} | {r['curves']} ({r['curves_fitted']}) | {lo:+.1f} … {hi:+.1f} | "
+            f"{r['slopes_fitted']} ({slo:.2f} … {shi:.2f}) | "
             f"{f(r.get('gap10_before_max_abs_db'))} → **{f(r.get('gap10_after_max_abs_db'))}** | "
             f"{f(r.get('gap10_before_mean_abs_db'))} → {f(r.get('gap10_after_mean_abs_db'))} | "
             f"{r.get('gap10_after_within_tolerance')} ({r.get('gap10_after_within_tolerance_or_ci')})"

@@ -189,6 +189,8 @@ def test_a_wrong_correction_is_detected_against_bit_level(tiny_cal):
     wrong = C.validate(wrong_cal, LS_AWGN, seed=99)[0]
     assert right["gap10_db"] is not None and wrong["gap10_db"] is not None
     assert abs(right["gap10_db"]) < 0.6
+    lo, hi = right["gap10_ci_db"]               # a paired bootstrap interval on fresh channels
+    assert lo <= right["gap10_db"] <= hi and hi - lo > 0
     assert wrong["gap10_db"] < -2.0          # the +3 dB mistake shows as optimism of ~3 dB
 
 
