@@ -59,8 +59,8 @@ import numpy as np
 from .scenario import Scenario
 
 __all__ = ["CalibrationGrid", "GRIDS", "Calibration", "calibrate", "find_calibration",
-           "fit_offset", "fit_correction", "pivot_db", "stretched", "scenario_key", "snr_at_bler", "user_dir", "calibration_dirs",
-           "SHIPPED_DIR", "validate"]
+           "fit_offset", "fit_correction", "pivot_db", "stretched", "scenario_key", "snr_at_bler",
+           "user_dir", "calibration_dirs", "SHIPPED_DIR", "validate"]
 
 #: Calibrations shipped with the package (the shipped scenarios').
 SHIPPED_DIR = Path(__file__).resolve().parent / "calibrations"
@@ -307,7 +307,7 @@ def fit_correction(failed, sinr_eff_db, tbler_fn: Callable[[np.ndarray], np.ndar
             if ll > best[0]:
                 best = (ll, float(a), r)
     lr = 2.0 * (best[0] - ll1)
-    ll, slope, r = best if lr > _LR_CRITICAL else (ll1, 1.0, base)
+    _, slope, r = best if lr > _LR_CRITICAL else (ll1, 1.0, base)
     return dict(r, slope=slope, slope_lr=round(lr, 3),
                 slope_at_edge=bool(slope != 1.0 and slope in (SLOPES[0], SLOPES[-1])))
 
@@ -336,8 +336,9 @@ class Calibration:
     stretches the curve about the packet's 10 % point (see the module docstring; ``None``:
     all 1, as calibrations made before slopes were fitted). :meth:`offsets_db` and
     :meth:`slopes` interpolate linearly in MCS and in log packet size, clamped to the grid;
-    :meth:`corrected_db` applies both. ``curves`` holds the per-curve diagnostics (fit, gaps at 10 % and
-    1 % BLER before and after with bootstrap intervals, packets); ``summary`` the worst gaps.
+    :meth:`corrected_db` applies both. ``curves`` holds the per-curve diagnostics (fit, gaps
+    at 10 % and 1 % BLER before and after with bootstrap intervals, packets); ``summary`` the
+    worst gaps.
     """
 
     key: str
@@ -428,15 +429,16 @@ class Calibration:
         try:
             d = json.loads(path.read_text())
             cal = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
-            for name in ("offset_db", "slope"):
-                if getattr(cal, name) is None and name == "slope":
+            tables = {"offset_db": cal.offset_db, "slope": cal.slope}
+            for name, values in tables.items():
+                if values is None and name == "slope":      # made before slopes: all 1
                     continue
-                t = np.asarray(getattr(cal, name), float)
+                t = np.asarray(values, float)
                 if t.shape != (len(cal.mcs), len(cal.packet_bits)) or not np.isfinite(t).all():
                     raise ValueError(f"{name} has shape {t.shape}, expected "
                                      f"({len(cal.mcs)}, {len(cal.packet_bits)}) finite values")
-                if name == "slope" and (t <= 0).any():
-                    raise ValueError("slope has values <= 0")
+            if cal.slope is not None and (np.asarray(cal.slope, float) <= 0).any():
+                raise ValueError("slope has values <= 0")
         except (OSError, ValueError, TypeError, KeyError) as e:
             raise ValueError(f"calibration file {str(path)!r} is not readable: {e}") from None
         return cal
@@ -559,7 +561,7 @@ def _gaps(snrs, failed, p_before, p_after) -> dict:
 
 def _curve_model(scenario, curve):
     """The curve's table ``[n] SINR [dB] -> TBLER`` and its 10 % point [dB]."""
-    fn = lambda x: _tbler(scenario, curve["mcs"], curve["cb_size"], curve["num_cb"], x)  # noqa: E731
+    fn = functools.partial(_tbler, scenario, curve["mcs"], curve["cb_size"], curve["num_cb"])
     return fn, pivot_db(scenario.mcs_table, curve["mcs"], curve["cb_size"], curve["num_cb"])
 
 
@@ -775,7 +777,8 @@ def validate(calibration: Calibration, scenario: Scenario, seed: int = 7, slots:
         b_cal = p_cal.mean(axis=(1, 2))
         row = dict(mcs=c["mcs"], packet_bits=c["packet_bits"], snr_db=c["snr_db"],
                    offset_db=off, slope=slope, packets=int(failed.size),
-                   bler_bit=b_bit.round(5).tolist(), bler_raw=b_raw.round(5).tolist(), bler_calibrated=b_cal.round(5).tolist())
+                   bler_bit=b_bit.round(5).tolist(), bler_raw=b_raw.round(5).tolist(),
+                   bler_calibrated=b_cal.round(5).tolist())
         for t, name in ((0.1, "10"), (0.01, "1")):
             sb, s0, s1 = (snr_at_bler(c["snr_db"], b, t) for b in (b_bit, b_raw, b_cal))
             row[f"gap{name}_raw_db"] = None if sb is None or s0 is None else s0 - sb

@@ -44,8 +44,8 @@ def markdown(table: list[dict]) -> str:
     def f(v):
         return "–" if v is None else f"{v:.2f}"
 
-    lines = ["| scenario | curves (fitted) | offsets [dB] | slopes ≠ 1 (range) | worst abs. gap at 10 % before → after "
-             "[dB] | mean abs. gap at 10 % before → after | curves within 0.5 dB at 10 % (or "
+    lines = ["| scenario | curves (fitted) | offsets [dB] | slopes ≠ 1 (range) | worst abs. gap "
+             "at 10 % before → after [dB] | mean abs. gap at 10 % before → after | curves within 0.5 dB at 10 % (or "
              "whose 95 % CI reaches it) | worst abs. gap at 1 % before → after "
              "| core-minutes of grid points |", "|---|---|---|---|---|---|---|---|---|"]
     for r in table:

@@ -75,6 +75,18 @@ def _fields(codec):
     return {f.name: getattr(codec, f.name) for f in dataclasses.fields(codec)}
 
 
+def _spy_on_tiled_sampling(codec, monkeypatch, key: str) -> list:
+    """The values of the argument ``key`` of every ``sample_tiled`` call ``codec`` makes."""
+    seen, real = [], codec.sampler.sample_tiled
+
+    def spy(*a, **kw):
+        seen.append(kw[key])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(codec.sampler, "sample_tiled", spy)
+    return seen
+
+
 def test_sliced_hci_a_lost_slice_leaves_its_tiles_without_hci(native, monkeypatch):
     sliced = dataclasses.replace(native, hci_slice_rows=2)     # 2 latent rows: 64 pixel rows
     img = photo(200, 96, seed=4)
@@ -82,14 +94,7 @@ def test_sliced_hci_a_lost_slice_leaves_its_tiles_without_hci(native, monkeypatc
     assert enc.hci is None and len(enc.hci_slices) == 4 and enc.has("hci")
     back = EncodedImage.from_bytes(enc.to_bytes())
     np.testing.assert_array_equal(sliced.decode(back, seed=2), sliced.decode(enc, seed=2))
-    seen = []
-    real = sliced.sampler.sample_tiled
-
-    def spy(*a, **kw):
-        seen.append(kw["hci_present"])
-        return real(*a, **kw)
-
-    monkeypatch.setattr(sliced.sampler, "sample_tiled", spy)
+    seen = _spy_on_tiled_sampling(sliced, monkeypatch, "hci_present")
     lost = dataclasses.replace(enc, hci_slices=(None,) + enc.hci_slices[1:])
     rows = sliced.streams_of(lost)["hci_lost_rows"]
     assert rows[:64].all() and not rows[130:].any()           # the band and its margin only
@@ -112,14 +117,8 @@ def test_strength_starts_from_the_hci_and_falls_back_where_it_is_missing(native,
     # started close to the end of the schedule, the image stays near its HCI
     assert np.abs(weak - hci).mean() < np.abs(full - hci).mean()
     np.testing.assert_array_equal(native.decode(enc, seed=1, steps=2, strength=1.0), full)
-    seen = []
     real = native.sampler.sample_tiled
-
-    def spy(*a, **kw):
-        seen.append(kw["strength"])
-        return real(*a, **kw)
-
-    monkeypatch.setattr(native.sampler, "sample_tiled", spy)
+    seen = _spy_on_tiled_sampling(native, monkeypatch, "strength")
     no_hci = dataclasses.replace(enc, hci=None)
     np.testing.assert_array_equal(native.decode(no_hci, seed=1, steps=2, strength=0.2),
                                   native.decode(no_hci, seed=1, steps=2))
