@@ -519,11 +519,26 @@ def measure_point(scenario: Scenario, grid: CalibrationGrid, mcs: int, bits: int
         failed.append((~r.success).tolist())
         sinr.append(np.round(a.sinr_eff_db.astype(float), 4).tolist())
     return dict(mcs=mcs, packet_bits=bits, snr_db=float(snr_db), failed=failed,
-                sinr_eff_db=sinr, seconds=time.time() - t0)
+                sinr_eff_db=sinr, seconds=time.time() - t0, seed=grid.seed)
 
 
 def _point_file(workdir: Path, mcs: int, bits: int, snr: float) -> Path:
     return workdir / "points" / f"m{mcs}_b{bits}_s{snr:+.2f}.json"
+
+
+def _point_done(workdir: Path, grid: CalibrationGrid, curve: dict, snr: float) -> bool:
+    """Whether the point's file exists and was measured on this grid's channels (same seed,
+    slots and packets per slot): a rerun with another grid in the same workdir remeasures."""
+    f = _point_file(workdir, curve["mcs"], curve["packet_bits"], snr)
+    if not f.is_file():
+        return False
+    try:
+        d = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return False                                       # a torn write: measure again
+    failed = d.get("failed") or []
+    return (d.get("seed", GRIDS["default"].seed) == grid.seed and len(failed) == grid.slots
+            and all(len(row) == curve["packets_per_slot"] for row in failed))
 
 
 def _run_points(scenario, grid, todo, workdir, workers, address, bar):
@@ -676,8 +691,7 @@ def calibrate(scenario: Scenario, grid: CalibrationGrid | str = "default",
         curves = plan(scenario, grid)
         plan_file.write_text(json.dumps(dict(key=key, grid=grid.to_dict(), curves=curves)))
     points = [(c, s) for c in curves for s in c["snr_db"]]
-    todo = [(c, s) for c, s in points
-            if not _point_file(workdir, c["mcs"], c["packet_bits"], s).is_file()]
+    todo = [(c, s) for c, s in points if not _point_done(workdir, grid, c, s)]
     bar = tqdm(total=len(points), initial=len(points) - len(todo), disable=not progress,
                desc=f"calibrate {scenario.name}", unit="point")
     try:

@@ -4,6 +4,7 @@ One torch thread. The bit-level runs use one MCS and 24-bit packets on a tiny gr
 (about 20-40 s in all on a busy CPU).
 """
 
+import dataclasses
 import json
 
 import numpy as np
@@ -214,6 +215,30 @@ def test_a_killed_calibration_resumes_without_redoing_points(tmp_path, monkeypat
     calls.clear()
     C.calibrate(LS_AWGN, grid, workdir=tmp_path, progress=False)
     assert len(calls) == 2 and not set(calls) & set(done)
+    calls.clear()
+    C.calibrate(LS_AWGN, grid, workdir=tmp_path, progress=False)
+    assert not calls                         # everything reused
+
+
+def test_a_rerun_with_another_grid_in_the_same_workdir_remeasures(tmp_path, monkeypatch):
+    grid = C.CalibrationGrid(mcs=(5,), packet_bits=(24,), snr_points=3, slots=2,
+                             max_packets_per_slot=2, seed=3)
+    C.calibrate(LS_AWGN, grid, workdir=tmp_path, progress=False)
+    calls = []
+    real = C.measure_point
+
+    def counting(*a, **k):
+        calls.append(a[1])
+        return real(*a, **k)
+
+    monkeypatch.setattr(C, "measure_point", counting)
+    for other in (dataclasses.replace(grid, slots=3), dataclasses.replace(grid, seed=4)):
+        calls.clear()
+        cal = C.calibrate(LS_AWGN, other, workdir=tmp_path, progress=False)
+        # on AWGN the plan's SNR window does not depend on the channel seeds, so the old
+        # grid's point files have the same names: none of them may be reused
+        assert len(calls) == 3 and all(g == other for g in calls)
+        assert all(len(c["bler_bit"]) == 3 for c in cal.curves)
 
 
 def test_grid_refuses_absurd_values():
