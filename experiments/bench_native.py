@@ -2,6 +2,7 @@
 
     python -m experiments.bench_native [--preset photos] [--images data/photos/test/512]
                                        [--n 2] [--rate high] [--steps 20] [--threads 2]
+                                       [--without rsrt]
                                        [--out results/dpcd/native]
 
 For each photo (at its own size): encode (timed), decode with the preset's tiled sampler
@@ -16,7 +17,7 @@ on non-overlapping ``--patch`` px patches of all photos against the source's pat
 peers' patch FID; N patches is reported with it: with fewer patches than 2048 FID is biased
 upwards, so compare values of equal N only). Writes ``bench_native.json`` (with the command,
 commit, CPU, torch threads and the precision used) and ``grid.png`` (rows: source | HCI |
-SDGIC).
+SDGIC). ``--without rsrt`` drops the tokens after encoding (decoded and counted as never sent).
 
 **At equal bits** (``--no-equal-bits`` skips it), per photo, with every stream of SDGIC counted:
 the HCI alone at the highest rate (variable-rate models take any rate between their points;
@@ -113,24 +114,35 @@ def classical_at_bits(img: np.ndarray, max_bits: int, qualities, factors) -> dic
 
 def hci_at_bits(hci, img: np.ndarray, max_bits: int, lo: float, steps: int = 7):
     """The HCI (``codec.streams.hci.HCICodec`` of a variable-rate model, used privately: its
-    rate is changed) at the highest rate in ``[lo, n_rates - 1]`` whose stream has at most
-    ``max_bits``, by bisection: ``(rate, bits, decoded)``, or None when even ``lo`` is over."""
-    best = None
-    a, b = float(lo), float(hci.model.n_rates - 1)
-    for r in [a, b] + [None] * steps:
-        if r is None:
-            if best is None or best[0] == b:
-                break
-            r = (a + b) / 2
+    rate is changed) at the highest rate whose stream has at most ``max_bits``, by bisection
+    in ``[lo, n_rates - 1]``, or in ``[0, lo]`` when ``lo`` is already over (SDGIC's sliced
+    stream can be smaller than one stream at its rate): ``(rate, bits, decoded)``, or None
+    when even rate 0 is over."""
+    def trial(r):
         hci.rate = hci.model.rate = r
-        data = hci.encode(img)
-        if 8 * len(data) <= max_bits:
-            if best is None or r > best[0]:
-                best = (r, 8 * len(data), hci.decode(data))
-            a = r
-        else:
-            b = r
-    return best
+        n = 8 * len(hci.encode(img))
+        return (r, n) if n <= max_bits else None
+
+    top = float(hci.model.n_rates - 1)
+    best = trial(float(lo))
+    if best is not None:
+        a, b = float(lo), top
+        best = trial(top) or best
+    else:
+        a, b = 0.0, float(lo)
+        best = trial(a)
+        if best is None:
+            return None
+    if best[0] != b:
+        for _ in range(steps):
+            m = (a + b) / 2
+            t = trial(m)
+            if t is not None:
+                a, best = m, t
+            else:
+                b = m
+    hci.rate = hci.model.rate = best[0]
+    return best[0], best[1], hci.decode(hci.encode(img))
 
 
 def equal_bits(codec, files, sources, outs, bits, qualities, factors) -> dict:
@@ -177,6 +189,8 @@ def main(argv=None):
     p.add_argument("--strength", type=float, default=None,
                    help="start from the HCI noised this far into the schedule (default: the "
                         "preset's; 1: pure noise)")
+    p.add_argument("--without", nargs="+", default=[], choices=("caption", "rsrt"),
+                   help="streams not sent: dropped after encoding, not counted in the bits")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None)
     p.add_argument("--tile-overlap", type=int, default=None,
@@ -210,6 +224,8 @@ def main(argv=None):
         t0 = time.perf_counter()
         enc = codec.encode(img)
         t_enc = time.perf_counter() - t0
+        sent = [s for s in a.without if enc.stream_bits(s)]
+        enc = enc.without(*sent) if sent else enc
         hci = codec.streams_of(enc)["hci"]
         t0 = time.perf_counter()
         out = codec.decode(enc, steps=a.steps, precision=a.precision, strength=a.strength)
@@ -235,7 +251,7 @@ def main(argv=None):
     summary = dict(
         command=command_line("experiments.bench_native", argv), commit=git_commit(),
         preset=a.preset, rate=codec.rate, steps=a.steps or codec.steps,
-        strength=a.strength or codec.decode_settings.strength,
+        strength=a.strength or codec.decode_settings.strength, without=a.without,
         precision=a.precision or codec.precision, tile=codec.resolution,
         tile_overlap=codec.tile_overlap, threads=a.threads, cpu=platform.processor() or
         platform.machine(), peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -44,3 +44,59 @@ def test_seam_ratio_sees_a_seam():
     cut = img.copy()
     cut[:, 30:] = np.clip(cut[:, 30:].astype(int) + 60, 0, 255)    # a step at column 30
     assert seam_ratio(cut, [], [30]) > 3 * seam_ratio(img, [], [30])
+
+
+def test_runs_compare_paired_and_borrow_equal_bit_references(tmp_path, tiny_native_preset):
+    import numpy as np
+
+    from experiments.native_compare import compare, load, markdown
+
+    (tmp_path / "img").mkdir()
+    Image.fromarray(photo(38, 54, seed=1)).save(tmp_path / "img" / "a.png")
+    Image.fromarray(photo(50, 30, seed=2)).save(tmp_path / "img" / "b.png")
+    common = ["--preset", str(tiny_native_preset), "--images", str(tmp_path / "img"), "--n", "2",
+              "--threads", "1", "--no-inception", "--qualities", "0", "10", "--factors", "1", "2"]
+    main(common + ["--out", str(tmp_path / "ref")])
+    main(common + ["--steps", "1", "--no-equal-bits", "--out", str(tmp_path / "one")])
+    main(common + ["--without", "rsrt", "--no-equal-bits", "--out", str(tmp_path / "hci")])
+    runs = [load(tmp_path / d) for d in ("ref", "one", "hci")]
+    ref, one, hci = compare(runs)["runs"]
+    rows = runs[0]["images"]
+    m = np.mean([r["psnr_sdgic_db"] - r["psnr_hci_db"] for r in rows])
+    assert abs(ref["psnr_minus_hci_db"][0] - m) < 1e-9
+    assert ref["psnr_minus_hci_db"][1] <= m <= ref["psnr_minus_hci_db"][2]
+    # the 1-step run coded the same bits: the reference run's equal-bits rows serve it too
+    assert "psnr_minus_hci_equal_bits_db" in one
+    # without tokens the bits differ: no borrowed references, and fewer bits
+    assert "psnr_minus_hci_equal_bits_db" not in hci
+    assert all(r["bits"]["rsrt"] == 0 for r in runs[2]["images"])
+    assert hci["bpp"] < ref["bpp"] and "without rsrt" in hci["label"]
+    assert markdown(compare(runs)).count("\n| ") == 1 + 3      # the header, a row per run
+
+
+def test_hci_at_bits_searches_below_the_codec_rate_when_it_is_over():
+    import numpy as np
+
+    from experiments.bench_native import hci_at_bits
+
+    class Model:
+        n_rates = 4
+        rate = 0.0
+
+    class FakeHCI:             # 100 bytes at rate 0, 100 more per unit of rate
+        model = Model()
+        rate = 0.0
+
+        def encode(self, img):
+            return bytes(int(100 + 100 * self.rate))
+
+        def decode(self, data):
+            return np.full((2, 2, 3), len(data) % 256, np.uint8)
+
+    h = FakeHCI()
+    r, bits, _ = hci_at_bits(h, None, 8 * 250, lo=2.0)      # 2.0 is over: search [0, 2]
+    assert 1.45 <= r < 1.51 and bits <= 8 * 250
+    r, bits, _ = hci_at_bits(h, None, 8 * 350, lo=2.0)      # within [2, 3]
+    assert 2.45 <= r < 2.51
+    assert hci_at_bits(h, None, 8 * 1000, lo=2.0)[0] == 3.0   # the top fits
+    assert hci_at_bits(h, None, 8 * 50, lo=2.0) is None       # even rate 0 is over
