@@ -72,6 +72,15 @@ def test_runs_compare_paired_and_borrow_equal_bit_references(tmp_path, tiny_nati
     assert all(r["bits"]["rsrt"] == 0 for r in runs[2]["images"])
     assert hci["bpp"] < ref["bpp"] and "without rsrt" in hci["label"]
     assert markdown(compare(runs)).count("\n| ") == 1 + 3      # the header, a row per run
+    # blends read the decodes back from the grids: the ends are the two runs themselves
+    from experiments.native_blend import main as blend
+
+    blend([str(tmp_path / "ref"), str(tmp_path / "one"), "--alphas", "1", "0", "--patch", "16",
+           "--out", str(tmp_path / "blend.json")])
+    b = json.loads((tmp_path / "blend.json").read_text())["blends"]
+    for key, run in (("alpha=1", runs[0]), ("alpha=0", runs[1])):
+        want = np.mean([r["psnr_sdgic_db"] for r in run["images"]])
+        assert abs(b[key]["psnr_db"] - want) < 1e-6
 
 
 def test_hci_at_bits_searches_below_the_codec_rate_when_it_is_over():
