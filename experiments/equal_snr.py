@@ -5,7 +5,7 @@ elements each spends.
     python -m experiments.equal_snr results/semantic --policy semantic --baseline eep
 
 Writes ``equal_snr_<policy>_vs_<baseline>.md`` and ``.json`` beside the results: per scenario,
-mode and SNR, the mean metric of both policies (95 % t interval over seeds, cut to the
+mode, SNR and budget (PRBs; a column of its own when the sweep has several), the mean metric of both policies (95 % t interval over seeds, cut to the
 metric's bounds), the paired difference (per-seed means of the same images; 95 % t interval)
 and the mean resource elements used per image.
 """
@@ -27,23 +27,26 @@ BOUNDS = {"consistency": (0.0, 1.0), "inception_similarity": (-1.0, 1.0)}
 
 def equal_snr(df: pd.DataFrame, policy: str, baseline: str, metric: str = "consistency"
               ) -> pd.DataFrame:
-    """One row per (scenario, mode, snr_db): both policies' means with intervals, the paired
-    difference and the REs per image (columns named in the module docstring)."""
+    """One row per (scenario, mode, snr_db, budget_prbs): both policies' means with intervals,
+    the paired difference and the REs per image (columns named in the module docstring)."""
     for p in (policy, baseline):
         if p not in set(df["policy"]):
             raise ValueError(f"policy {p!r} not in the results; they hold "
                              f"{sorted(set(df['policy']))}")
     if metric not in df.columns:
         raise ValueError(f"metric {metric!r} not in the results")
+    df = df if "budget_prbs" in df.columns else df.assign(budget_prbs=math.nan)
+    keys = ["scenario", "mode", "snr_db", "budget_prbs"]   # (points of other budgets never pair)
     per_seed = (df[df["policy"].isin([policy, baseline])]
-                .groupby(["scenario", "mode", "snr_db", "policy", "seed"])
+                .groupby(keys + ["policy", "seed"], dropna=False)
                 .agg(value=(metric, "mean"), re=("re_used", "mean")).reset_index())
     rows = []
     bounds = BOUNDS.get(metric)
-    for (sc, mode, snr), g in per_seed.groupby(["scenario", "mode", "snr_db"]):
+    for (sc, mode, snr, prbs), g in per_seed.groupby(keys, dropna=False):
         wide = g.pivot(index="seed", columns="policy", values="value").dropna()
         re = g.groupby("policy")["re"].mean()
-        row = {"scenario": sc, "mode": mode, "snr_db": float(snr), "seeds": len(wide)}
+        row = {"scenario": sc, "mode": mode, "snr_db": float(snr),
+               "budget_prbs": float(prbs), "seeds": len(wide)}
         for p, tag in ((policy, "policy"), (baseline, "baseline")):
             m, lo, hi = mean_interval(wide[p], bounds)
             row.update({f"{tag}_mean": m, f"{tag}_low": lo, f"{tag}_high": hi,
@@ -55,13 +58,16 @@ def equal_snr(df: pd.DataFrame, policy: str, baseline: str, metric: str = "consi
 
 
 def _markdown(t: pd.DataFrame, policy: str, baseline: str, metric: str) -> str:
+    budgets = t["budget_prbs"].nunique() > 1
     out = [f"# {metric} at equal SNR: {policy} against {baseline}", "",
            "Mean over seeds with 95 % t intervals; the difference is paired by seed (same "
            "images, same channel). REs: resource elements used per image.", "",
-           f"| scenario | mode | SNR (dB) | {policy} | {baseline} | difference | "
-           f"REs {policy} | REs {baseline} |", "|---|---|---|---|---|---|---|---|"]
+           f"| scenario | mode | SNR (dB) | {'PRBs | ' if budgets else ''}{policy} | {baseline} "
+           f"| difference | REs {policy} | REs {baseline} |",
+           "|---|---|---|" + ("---|" if budgets else "") + "---|---|---|---|---|"]
     for r in t.itertuples():
-        out.append(f"| {r.scenario} | {r.mode} | {r.snr_db:g} | {r.policy_mean:.3f} "
+        prbs = f"{r.budget_prbs:g} | " if budgets else ""
+        out.append(f"| {r.scenario} | {r.mode} | {r.snr_db:g} | {prbs}{r.policy_mean:.3f} "
                    f"[{r.policy_low:.3f}, {r.policy_high:.3f}] | {r.baseline_mean:.3f} "
                    f"[{r.baseline_low:.3f}, {r.baseline_high:.3f}] | {r.difference:+.3f} "
                    f"[{r.difference_low:+.3f}, {r.difference_high:+.3f}] | "

@@ -31,3 +31,19 @@ def test_paired_difference_and_bounds():
 def test_unknown_policy_is_named():
     with pytest.raises(ValueError, match="'uep' not in the results"):
         equal_snr(_frame(), "semantic", "uep")
+
+
+def test_budgets_are_compared_separately():
+    # at 1 PRB semantic is 0.2 better, at 8 PRBs equal: pooled, the budgets would mix
+    rows = []
+    for seed in range(3):
+        for prbs, gain in ((1, 0.2), (8, 0.0)):
+            for pol, val in (("semantic", 0.5 + gain + 0.05 * seed), ("eep", 0.5 + 0.05 * seed)):
+                rows.append({"scenario": "s", "mode": "abstraction", "snr_db": 0.0,
+                             "budget_prbs": prbs, "policy": pol, "seed": seed,
+                             "consistency": val, "re_used": 100 * prbs})
+    t = equal_snr(pd.DataFrame(rows), "semantic", "eep").set_index("budget_prbs")
+    assert len(t) == 2
+    assert t.loc[1.0, "difference"] == pytest.approx(0.2)
+    assert t.loc[8.0, "difference"] == pytest.approx(0.0)
+    assert t.loc[8.0, "policy_re_per_image"] == 800
