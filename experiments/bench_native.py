@@ -164,8 +164,8 @@ def equal_bits(codec, files, sources, outs, bits, qualities, factors) -> dict:
         picks = {"hci": None if h is None else dict(setting=f"rate {h[0]:.3f}", bits=h[1],
                                                     psnr_db=psnr(img, h[2]), image=h[2])}
         picks.update({name: cls.get(name) for name in CLASSICAL})
-        if cls:
-            picks["best_classical"] = max(cls.values(), key=lambda c: c["psnr_db"])
+        # (None when no classical point fits the bits: every method keeps one entry per photo)
+        picks["best_classical"] = max(cls.values(), key=lambda c: c["psnr_db"]) if cls else None
         for name, c in picks.items():
             images.setdefault(name, []).append(None if c is None else c["image"])
             row.update({f"{name}_{k}": (None if c is None else c[k])

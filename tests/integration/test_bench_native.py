@@ -109,3 +109,16 @@ def test_hci_at_bits_searches_below_the_codec_rate_when_it_is_over():
     assert 2.45 <= r < 2.51
     assert hci_at_bits(h, None, 8 * 1000, lo=2.0)[0] == 3.0   # the top fits
     assert hci_at_bits(h, None, 8 * 50, lo=2.0) is None       # even rate 0 is over
+
+
+def test_no_classical_point_within_the_bits_is_reported_not_fatal(tmp_path, tiny_native_preset):
+    (tmp_path / "img").mkdir()
+    Image.fromarray(photo(38, 54, seed=1)).save(tmp_path / "img" / "a.png")
+    # JPEG/WebP/AVIF at quality 95 without downscaling never fit the tiny preset's bits
+    main(["--preset", str(tiny_native_preset), "--images", str(tmp_path / "img"), "--n", "1",
+          "--threads", "1", "--no-inception", "--qualities", "95", "--factors", "1",
+          "--out", str(tmp_path / "out")])
+    d = json.loads((tmp_path / "out" / "bench_native.json").read_text())
+    row = d["equal_bits"]["photos"][0]
+    assert row["best_classical_bits"] is None and row["best_classical_psnr_db"] is None
+    assert "best_classical" not in d["equal_bits"]["mean_psnr_db"]
