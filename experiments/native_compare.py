@@ -121,8 +121,9 @@ def compare(records: list[dict]) -> dict:
                 pairs = [(a, b) for a, b in pairs if b is not None]   # (no point in the bits)
                 if pairs:
                     entry[f"psnr_minus_{key}_db"] = mean_ci([a - b for a, b in pairs])
-                    entry[f"psnr_{key}_db"] = float(np.mean([b for _, b in pairs]))
                     entry[f"photos_with_{key}"] = len(pairs)
+                if len(pairs) == len(sel):    # (a mean over fewer photos is not comparable)
+                    entry[f"psnr_{key}_db"] = float(np.mean([b for _, b in pairs]))
         if all("inception" in r for r in sel):
             inc = [r["inception"] for r in sel]
             entry["inception_sdgic"] = float(np.mean([i["sdgic"] for i in inc]))
@@ -147,9 +148,14 @@ def markdown(summary: dict) -> str:
             "| − best classical at equal bits | patch FID (HCI eq. bits / classical) |")
     lines = [f"{len(summary['photos'])} photos shared by all runs; paired means with 95 % t "
              "intervals over the photos.", "", head, "|" + "---|" * 11]
+    n = len(summary["photos"])
     for e in summary["runs"]:
         def get(key, digits=2):
-            return fmt(*e[key], digits=digits) if key in e else "–"
+            if key not in e:
+                return "–"
+            ref = key.removeprefix("psnr_minus_").removesuffix("_db")
+            some = e.get(f"photos_with_{ref}", n)
+            return fmt(*e[key], digits=digits) + (f" ({some} of {n} photos)" if some < n else "")
         fid = e.get("patch_fid", {})
         fid_txt = (f"{fid.get('sdgic', float('nan')):.1f} "
                    f"({fid.get('hci_at_equal_bits', float('nan')):.1f} / "
