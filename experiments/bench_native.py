@@ -120,8 +120,8 @@ def hci_at_bits(hci, img: np.ndarray, max_bits: int, lo: float, steps: int = 7):
     when even rate 0 is over."""
     def trial(r):
         hci.rate = hci.model.rate = r
-        n = 8 * len(hci.encode(img))
-        return (r, n) if n <= max_bits else None
+        data = hci.encode(img)
+        return (r, data) if 8 * len(data) <= max_bits else None
 
     top = float(hci.model.n_rates - 1)
     best = trial(float(lo))
@@ -142,7 +142,7 @@ def hci_at_bits(hci, img: np.ndarray, max_bits: int, lo: float, steps: int = 7):
             else:
                 b = m
     hci.rate = hci.model.rate = best[0]
-    return best[0], best[1], hci.decode(hci.encode(img))
+    return best[0], 8 * len(best[1]), hci.decode(best[1])
 
 
 def equal_bits(codec, files, sources, outs, bits, qualities, factors) -> dict:
@@ -224,8 +224,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         enc = codec.encode(img)
         t_enc = time.perf_counter() - t0
-        sent = [s for s in a.without if enc.stream_bits(s)]
-        enc = enc.without(*sent) if sent else enc
+        enc = enc.without(*a.without)
         hci = codec.streams_of(enc)["hci"]
         t0 = time.perf_counter()
         out = codec.decode(enc, steps=a.steps, precision=a.precision, strength=a.strength)

@@ -45,8 +45,9 @@ def markdown(table: list[dict]) -> str:
         return "–" if v is None else f"{v:.2f}"
 
     lines = ["| scenario | curves (fitted) | offsets [dB] | slopes ≠ 1 (range) | worst abs. gap "
-             "at 10 % before → after [dB] | mean abs. gap at 10 % before → after | curves within 0.5 dB at 10 % (or "
-             "whose 95 % CI reaches it) | worst abs. gap at 1 % before → after "
+             "at 10 % before → after [dB] | mean abs. gap at 10 % before → after | curves "
+             "within 0.5 dB at 10 % (or whose 95 % CI reaches it) | worst abs. gap at 1 % "
+             "before → after "
              "| core-minutes of grid points |", "|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         lo, hi = r["offsets_db_range"]
@@ -56,8 +57,8 @@ def markdown(table: list[dict]) -> str:
             f"{r['slopes_fitted']} ({slo:.2f} … {shi:.2f}) | "
             f"{f(r.get('gap10_before_max_abs_db'))} → **{f(r.get('gap10_after_max_abs_db'))}** | "
             f"{f(r.get('gap10_before_mean_abs_db'))} → {f(r.get('gap10_after_mean_abs_db'))} | "
-            f"{r.get('gap10_after_within_tolerance')} ({r.get('gap10_after_within_tolerance_or_ci')})"
-            f" of {r.get('gap10_after_curves')} | "
+            f"{r.get('gap10_after_within_tolerance')} "
+            f"({r.get('gap10_after_within_tolerance_or_ci')}) of {r.get('gap10_after_curves')} | "
             f"{f(r.get('gap1_before_max_abs_db'))} → {f(r.get('gap1_after_max_abs_db'))} | "
             f"{r['seconds'] / 60:.1f} |")
     return "\n".join(lines) + "\n"

@@ -5,9 +5,10 @@ elements each spends.
     python -m experiments.equal_snr results/semantic --policy semantic --baseline eep
 
 Writes ``equal_snr_<policy>_vs_<baseline>.md`` and ``.json`` beside the results: per scenario,
-mode, SNR and budget (PRBs; a column of its own when the sweep has several), the mean metric of both policies (95 % t interval over seeds, cut to the
-metric's bounds), the paired difference (per-seed means of the same images; 95 % t interval)
-and the mean resource elements used per image.
+mode, SNR and budget (PRBs; a column of its own when the sweep has several), the mean metric
+of both policies (95 % t interval over seeds, cut to the metric's bounds), the paired
+difference (per-seed means of the same images; 95 % t interval) and the mean resource
+elements used per image.
 """
 
 from __future__ import annotations

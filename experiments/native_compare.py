@@ -19,7 +19,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+
+from benchmark.stats import mean_interval
 
 
 def load(path) -> dict:
@@ -32,16 +33,6 @@ def load(path) -> dict:
     record = json.loads(path.read_text())
     record["_path"] = str(path.parent)
     return record
-
-
-def mean_ci(values) -> tuple[float, float, float]:
-    """Mean and 95 % t interval of a sample (nan bounds for fewer than 2 values)."""
-    x = np.asarray(values, float)
-    m = float(x.mean())
-    if len(x) < 2:
-        return m, float("nan"), float("nan")
-    h = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-    return m, m - h, m + h
 
 
 def per_photo(record: dict) -> dict[str, dict]:
@@ -113,14 +104,15 @@ def compare(records: list[dict]) -> dict:
             "bpp": float(np.mean([r["bpp"] for r in sel])),
             "decode_s": float(np.mean([r["decode_s"] for r in sel])),
             "psnr_sdgic_db": float(np.mean([r["psnr_sdgic_db"] for r in sel])),
-            "psnr_minus_hci_db": mean_ci([r["psnr_sdgic_db"] - r["psnr_hci_db"] for r in sel]),
+            "psnr_minus_hci_db": mean_interval(
+                [r["psnr_sdgic_db"] - r["psnr_hci_db"] for r in sel]),
         }
         if all("equal" in r for r in sel):
             for ref, key in (("hci", "hci_equal_bits"), ("best_classical", "best_classical")):
                 pairs = [(r["psnr_sdgic_db"], r["equal"].get(f"{ref}_psnr_db")) for r in sel]
                 pairs = [(a, b) for a, b in pairs if b is not None]   # (no point in the bits)
                 if pairs:
-                    entry[f"psnr_minus_{key}_db"] = mean_ci([a - b for a, b in pairs])
+                    entry[f"psnr_minus_{key}_db"] = mean_interval([a - b for a, b in pairs])
                     entry[f"photos_with_{key}"] = len(pairs)
                 if len(pairs) == len(sel):    # (a mean over fewer photos is not comparable)
                     entry[f"psnr_{key}_db"] = float(np.mean([b for _, b in pairs]))
@@ -131,7 +123,8 @@ def compare(records: list[dict]) -> dict:
             for ref in ("hci_at_equal_bits", "best_classical_at_equal_bits"):
                 if all(ref in i for i in inc):
                     entry[f"inception_{ref}"] = float(np.mean([i[ref] for i in inc]))
-                    entry[f"inception_minus_{ref}"] = mean_ci([i["sdgic"] - i[ref] for i in inc])
+                    entry[f"inception_minus_{ref}"] = mean_interval(
+                        [i["sdgic"] - i[ref] for i in inc])
             perc = record["perceptual"]
             entry["patch_fid"] = {k: v["patch_fid"] for k, v in perc.items()
                                   if isinstance(v, dict) and "patch_fid" in v}
@@ -157,9 +150,9 @@ def markdown(summary: dict) -> str:
             some = e.get(f"photos_with_{ref}", n)
             return fmt(*e[key], digits=digits) + (f" ({some} of {n} photos)" if some < n else "")
         fid = e.get("patch_fid", {})
-        fid_txt = (f"{fid.get('sdgic', float('nan')):.1f} "
-                   f"({fid.get('hci_at_equal_bits', float('nan')):.1f} / "
-                   f"{fid.get('best_classical_at_equal_bits', float('nan')):.1f})") if fid else "–"
+        nan = float("nan")
+        fid_txt = (f"{fid.get('sdgic', nan):.1f} ({fid.get('hci_at_equal_bits', nan):.1f} / "
+                   f"{fid.get('best_classical_at_equal_bits', nan):.1f})") if fid else "–"
         lines.append(
             f"| {e['label']} | {e['bpp']:.4f} | {e['decode_s']:.1f} | {e['psnr_sdgic_db']:.2f} "
             f"| {get('psnr_minus_hci_db')} | {get('psnr_minus_hci_equal_bits_db')} "
